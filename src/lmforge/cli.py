@@ -1,0 +1,118 @@
+"""The `lmforge` command line. Thin: parse arguments, load the config, call one pipeline
+function. User errors print one line and exit with code 2 (traceback with --debug)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from lmforge.errors import LmforgeError
+
+EXIT_USER_ERROR = 2
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config file")
+    parser.add_argument("sections", nargs="*", help="sections of the file to merge, left to right (default: defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override one config value (repeatable; applied last)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmforge", description="Train causal language models the careful way.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="supervised finetuning / pretraining from a config")
+    _config_args(train)
+    train.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    train.add_argument("--overwrite", action="store_true", help="replace a run directory that holds a previous run")
+
+    config = commands.add_parser("config", help="inspect configs")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="print the resolved, validated config")
+    _config_args(show)
+
+    generate = commands.add_parser("generate", help="sample from a trained model in its own prompt format")
+    generate.add_argument("model_dir")
+    generate.add_argument("--prompt", required=True, help="the user message")
+    generate.add_argument("--system", default=None, help="optional system message")
+    generate.add_argument("--cot", choices=["auto", "yes", "no"], default="auto",
+                          help="answer with a rationale first (auto: as the model was trained)")
+    generate.add_argument("--max-new-tokens", type=int, default=256)
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--seed", type=int, default=0)
+
+    demo = commands.add_parser("demo", help="train a tiny model on synthetic arithmetic, no download")
+    demo.add_argument("--output-dir", default=None, help="run directory (default: runs/demo-<timestamp>)")
+    demo.add_argument("--size", choices=["full", "smoke"], default="full",
+                      help="smoke: a seconds-long run for tests")
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def cmd_train(args) -> int:
+    from lmforge.config import load_config
+    from lmforge.train.pipeline import run_training
+
+    config = load_config(args.config, args.sections, args.overrides)
+    result = run_training(config, overwrite=args.overwrite, resume=args.resume)
+    print(f"[lmforge] finished: model in {result.model_dir}")
+    if result.metrics:
+        print("[lmforge] " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, (int, float))))
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from lmforge.config import dump_config, load_config
+
+    print(dump_config(load_config(args.config, args.sections, args.overrides)), end="")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from lmforge.data.conversation import Segment
+    from lmforge.data.formats import get_format
+    from lmforge.data.tokenize import wants_bos
+    from lmforge.eval.generate import generate, load_model_dir, stop_token_ids
+
+    model, tokenizer, meta = load_model_dir(args.model_dir)
+    prompt_format = get_format(meta.get("prompt_format", "chat_template"))
+    cot = meta.get("cot", False) if args.cot == "auto" else args.cot == "yes"
+    segments = ((Segment("system", args.system),) if args.system else ()) + (Segment("user", args.prompt),)
+    prompt = prompt_format.generation_prompt(segments, tokenizer, cot=cot)
+    stops = stop_token_ids(tokenizer, meta.get("stop_strings") or prompt_format.stop_strings(tokenizer))
+    [output] = generate(model, tokenizer, [prompt], stops, max_new_tokens=args.max_new_tokens,
+                        do_sample=args.temperature > 0, temperature=args.temperature or 1.0, top_p=args.top_p,
+                        seed=args.seed, add_bos=wants_bos(tokenizer, prompt_format))
+    print(output.strip())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from lmforge.demo.pipeline import run_demo
+
+    run_demo(output_dir=args.output_dir, size=args.size, seed=args.seed)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler = cmd_config_show if args.command == "config" else COMMANDS[args.command]
+    try:
+        return handler(args)
+    except LmforgeError as exc:
+        if args.debug:
+            raise
+        print(f"lmforge: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("lmforge: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,240 @@
+"""Load a YAML config made of named sections, merge them left to right, apply `--set`
+overrides, and validate — failing with one line that names the key path, the bad value,
+the file:line it came from and, for unknown keys, the closest valid name.
+
+A config file is either one plain config (top-level keys are config fields such as
+`model`, `data`, `train`) or a mapping of section name -> partial config, selected on the
+command line like the Open-Assistant trainer's `--configs defaults redpajama-3b datasets`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from lmforge.config.schema import Config
+from lmforge.errors import LmforgeError
+
+KeyPath = tuple[str, ...]
+
+
+@dataclass
+class RawConfig:
+    """A merged, not yet validated config plus where each key was last set."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    origins: dict[KeyPath, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _read_yaml(path: Path) -> yaml.MappingNode:
+    if not path.is_file():
+        raise LmforgeError(f"{path}: config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise LmforgeError(f"{where}: invalid YAML: {problem}") from exc
+    if node is None:
+        raise LmforgeError(f"{path}: config file is empty")
+    if not isinstance(node, yaml.MappingNode):
+        raise LmforgeError(f"{path}:{node.start_mark.line + 1}: a config file must be a mapping of keys")
+    return node
+
+
+def _node_lines(node: yaml.Node, path: Path, prefix: KeyPath, out: dict[KeyPath, str]) -> None:
+    """Record file:line for every key path below `node`."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = prefix + (str(key_node.value),)
+            out[key_path] = f"{path}:{key_node.start_mark.line + 1}"
+            _node_lines(value_node, path, key_path, out)
+
+
+def _is_sectioned(document: dict[str, Any]) -> bool:
+    return not set(document) <= set(Config.model_fields)
+
+
+def list_sections(path: str | Path) -> list[str]:
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return list(document) if _is_sectioned(document) else []
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else (lists included) is replaced."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _leaf_paths(tree: Any, prefix: KeyPath = ()) -> list[KeyPath]:
+    if isinstance(tree, dict) and tree:
+        return [p for key, value in tree.items() for p in _leaf_paths(value, prefix + (str(key),))]
+    return [prefix]
+
+
+def compose(path: str | Path, sections: list[str] | None = None) -> RawConfig:
+    """Merge the chosen sections of a config file, left to right."""
+    path = Path(path)
+    node = _read_yaml(path)
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    lines: dict[KeyPath, str] = {}
+    _node_lines(node, path, (), lines)
+
+    raw = RawConfig()
+    if not _is_sectioned(document):
+        if sections:
+            raise LmforgeError(f"{path}: has no sections (it is a plain config), but sections {sections} were asked for")
+        raw.data = document
+        raw.origins = lines
+        return raw
+
+    if not sections:
+        if "defaults" not in document:
+            raise LmforgeError(f"{path}: name the sections to use; this file has: {', '.join(document)}")
+        sections = ["defaults"]
+    for section in sections:
+        if section not in document:
+            close = difflib.get_close_matches(section, list(document), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; sections: {', '.join(document)}"
+            raise LmforgeError(f"{path}: no section '{section}'{hint}")
+        body = document[section] or {}
+        if not isinstance(body, dict):
+            raise LmforgeError(f"{lines[(section,)]}: section '{section}' must be a mapping")
+        raw.data = deep_merge(raw.data, body)
+        for leaf in _leaf_paths(body):
+            for depth in range(1, len(leaf) + 1):
+                raw.origins[leaf[:depth]] = lines.get((section,) + leaf[:depth], str(path))
+    return raw
+
+
+def apply_overrides(raw: RawConfig, overrides: list[str]) -> RawConfig:
+    """Apply `key.path=value` strings; values are parsed as YAML (`1e-5`, `[a, b]`, `true`)."""
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise LmforgeError(f"--set {override!r}: expected key.path=value")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        keys = tuple(key.strip().split("."))
+        node = raw.data
+        for depth, part in enumerate(keys[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise LmforgeError(f"--set {override!r}: '{'.'.join(keys[: depth + 1])}' is not a mapping")
+            node = child
+        node[keys[-1]] = value
+        raw.origins[keys] = f"--set {key.strip()}"
+    return raw
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last element of an error location."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # list index: stay on the list's item model
+        if isinstance(current, tuple):  # discriminated union: the tag names the member
+            current = next((m for m in current if part in get_args(m.model_fields["name"].annotation)), None)
+        elif isinstance(current, type) and issubclass(current, BaseModel) and part in current.model_fields:
+            current = _unwrap(current.model_fields[part].annotation)
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """list[X] -> X, X | None -> X, Annotated[A | B, ...] -> (A, B)."""
+    origin = get_origin(annotation)
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if origin is list and args:
+        return _unwrap(args[0])
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) == 1:
+        return models[0]
+    if len(models) > 1:
+        return tuple(models)
+    if args and get_origin(args[0]) is not None:
+        return _unwrap(args[0])
+    return annotation
+
+
+def _clean_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
+    """Drop discriminated-union tags ('mixce') that pydantic puts in error locations."""
+    cleaned: list[Any] = []
+    node: Any = data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and isinstance(part, str) and node.get("name") == part:
+            continue
+        cleaned.append(part)
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+    return tuple(cleaned)
+
+
+def _describe(error: dict[str, Any], raw: RawConfig) -> str:
+    loc = _clean_loc(tuple(error["loc"]), raw.data)
+    key_path = ".".join(str(p) for p in loc) or "<config>"
+    str_path = tuple(str(p) for p in loc if not isinstance(p, int))
+    origin = next((raw.origins[str_path[:d]] for d in range(len(str_path), 0, -1) if str_path[:d] in raw.origins), None)
+    where = f"{origin}: " if origin else ""
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        owner = _model_at(Config, tuple(error["loc"]))
+        valid = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        hint = f" (did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?)" if close else (
+            f" (valid keys: {', '.join(valid)})" if valid else "")
+        return f"{where}unknown key '{key_path}'{hint}"
+    if kind == "missing":
+        return f"{where}missing required key '{key_path}'"
+    message = error["msg"].removeprefix("Value error, ")
+    if "input" in error and kind not in ("union_tag_invalid",):
+        return f"{where}{key_path} = {error['input']!r}: {message}"
+    return f"{where}{key_path}: {message}"
+
+
+def validate(raw: RawConfig) -> Config:
+    try:
+        return Config.model_validate(raw.data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(errors[0], raw)
+        more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise LmforgeError(first + more) from exc
+
+
+def load_config(path: str | Path, sections: list[str] | None = None, overrides: list[str] | None = None) -> Config:
+    """The whole story: compose sections, apply `--set`, validate."""
+    raw = compose(path, sections)
+    apply_overrides(raw, overrides or [])
+    return validate(raw)
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

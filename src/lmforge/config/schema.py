@@ -1,0 +1,155 @@
+"""The typed run configuration. Unknown keys are errors; every field has a sane default.
+
+Only the entry point (cli / pipeline functions) reads this object; builders below it take
+plain arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ModelSize(Strict):
+    """Size of a freshly built model (used when `model.name_or_path` is not given)."""
+
+    hidden_size: int = Field(256, gt=0)
+    num_layers: int = Field(4, gt=0)
+    num_heads: int = Field(4, gt=0)
+    num_kv_heads: int | None = Field(None, gt=0)
+    intermediate_size: int | None = Field(None, gt=0)
+    max_position_embeddings: int = Field(2048, gt=0)
+    tie_word_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> "ModelSize":
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.num_kv_heads and self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads {self.num_heads} is not divisible by num_kv_heads {self.num_kv_heads}")
+        return self
+
+
+class ModelConfig(Strict):
+    name_or_path: str | None = None
+    """A local Hugging Face causal-LM directory (or a hub name when online)."""
+    architecture: Literal["llama", "gpt2", "gpt_neox", "qwen2", "mistral"] = "llama"
+    """Architecture of a freshly built model (only when name_or_path is empty)."""
+    size: ModelSize = ModelSize()
+    tokenizer: str | None = None
+    """Tokenizer directory; defaults to name_or_path. Required for a fresh model."""
+    trust_remote_code: bool = False
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    freeze_embeddings: bool = False
+    """Freeze input and output embeddings; rows of tokens added by lmforge stay trainable."""
+    attn_implementation: str | None = None
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> "ModelConfig":
+        if self.name_or_path is None and self.tokenizer is None:
+            raise ValueError("give model.name_or_path, or model.tokenizer for a freshly built model")
+        return self
+
+
+# --------------------------------------------------------------------------- data
+
+
+class DatasetEntry(Strict):
+    path: str
+    format: Literal["auto", "messages", "alpaca", "cot"] = "auto"
+    val_split: float = Field(0.05, ge=0.0, lt=1.0)
+    test_split: float = Field(0.0, ge=0.0, lt=1.0)
+    max_train_set: int | None = Field(None, gt=0)
+    max_val_set: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _splits_leave_train(self) -> "DatasetEntry":
+        if self.val_split + self.test_split >= 1.0:
+            raise ValueError("val_split + test_split must leave some data for training")
+        return self
+
+
+class DataConfig(Strict):
+    datasets: list[DatasetEntry] = Field(default_factory=list)
+    prompt_format: Literal["remask", "openassistant", "chat_template"] = "remask"
+    max_length: int = Field(512, gt=8)
+    overlength: Literal["truncate", "drop"] = "drop"
+    """What to do with an example longer than max_length tokens."""
+
+
+# --------------------------------------------------------------------------- training
+
+
+class CEObjective(Strict):
+    name: Literal["ce"] = "ce"
+
+
+class MixCEObjective(Strict):
+    name: Literal["mixce"]
+    ratio: float = Field(0.75, ge=0.0, le=1.0)
+    """eta in DESIGN §3.1; 1.0 is plain cross-entropy."""
+
+
+Objective = Annotated[CEObjective | MixCEObjective, Field(discriminator="name")]
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adamw", "adalite"] = "adamw"
+    lr: float = Field(1e-5, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+
+
+class ScheduleConfig(Strict):
+    name: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class TrainConfig(Strict):
+    objective: Objective = CEObjective()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    global_batch_size: int = Field(128, gt=0)
+    """Examples per optimizer step, over all processes and accumulation steps."""
+    micro_batch_size: int = Field(8, gt=0)
+    """Examples per forward pass on one process."""
+    epochs: float = Field(1.0, gt=0.0)
+    max_steps: int | None = Field(None, gt=0)
+    """Stop after this many optimizer steps (overrides epochs)."""
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    eval_every: int | None = Field(None, gt=0)
+    save_every: int | None = Field(None, gt=0)
+    save_total_limit: int = Field(2, gt=0)
+    logging_steps: int = Field(10, gt=0)
+    max_consecutive_nonfinite: int = Field(3, ge=0)
+    """Stop the run when more than this many updates in a row have a NaN/inf loss."""
+    gradient_checkpointing: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    dataloader_workers: int = Field(0, ge=0)
+
+
+class RunConfig(Strict):
+    output_dir: str = "runs/lmforge"
+    seed: int = 42
+
+
+class Config(Strict):
+    run: RunConfig = RunConfig()
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.run.output_dir)

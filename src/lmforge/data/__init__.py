@@ -1,0 +1,1 @@
+"""Data: sources -> conversations -> prompt formats -> tokens with label masks."""

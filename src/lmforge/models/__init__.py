@@ -1,0 +1,1 @@
+"""Models: load or build a model + tokenizer, special tokens, freezing."""

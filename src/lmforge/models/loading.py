@@ -1,0 +1,98 @@
+"""Load a Hugging Face causal LM + tokenizer from a local directory (or hub name), or build
+a fresh model of a stock transformers architecture from a size spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from lmforge.errors import LmforgeError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
+
+
+def _check_path(name: str, what: str, key: str) -> None:
+    if _looks_local(name) and not Path(name).expanduser().is_dir():
+        raise LmforgeError(f"{key}: {what} directory '{name}' does not exist")
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, key: str = "model.tokenizer"):
+    _check_path(name_or_path, "tokenizer", key)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise LmforgeError(f"{key}: cannot load a tokenizer from '{name_or_path}': {str(exc).splitlines()[0]}") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise LmforgeError(f"{key}: '{name_or_path}' has no fast tokenizer; label masks need offset mappings")
+    if tokenizer.eos_token is None:
+        raise LmforgeError(f"{key}: tokenizer '{name_or_path}' defines no eos_token")
+    if tokenizer.pad_token is None:
+        # Padding positions are masked by attention_mask and label -100, so reusing eos is safe.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+) -> PreTrainedModel:
+    _check_path(name_or_path, "model", "model.name_or_path")
+    directory = Path(name_or_path).expanduser()
+    if directory.is_dir() and not any(directory.glob("*.safetensors")) and not any(directory.glob("*.bin")):
+        raise LmforgeError(f"model.name_or_path: '{name_or_path}' holds no model weights (*.safetensors or *.bin)")
+    kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise LmforgeError(f"model.name_or_path: cannot load '{name_or_path}': {str(exc).splitlines()[0]}") from exc
+
+
+# Config field names of each stock architecture for the generic size spec.
+_SIZE_FIELDS = {
+    "llama": dict(hidden_size="hidden_size", num_layers="num_hidden_layers", num_heads="num_attention_heads",
+                  num_kv_heads="num_key_value_heads", intermediate_size="intermediate_size",
+                  max_position_embeddings="max_position_embeddings"),
+    "gpt2": dict(hidden_size="n_embd", num_layers="n_layer", num_heads="n_head", intermediate_size="n_inner",
+                 max_position_embeddings="n_positions"),
+    "gpt_neox": dict(hidden_size="hidden_size", num_layers="num_hidden_layers", num_heads="num_attention_heads",
+                     intermediate_size="intermediate_size", max_position_embeddings="max_position_embeddings"),
+}
+_SIZE_FIELDS["qwen2"] = _SIZE_FIELDS["mistral"] = _SIZE_FIELDS["llama"]
+
+
+def build_model(
+    architecture: str,
+    size: dict,
+    tokenizer,
+    dtype: str = "float32",
+    seed: int = 0,
+    attn_implementation: str | None = None,
+) -> PreTrainedModel:
+    """A randomly initialised model sized by `size` (ModelSize fields) for `tokenizer`."""
+    names = _SIZE_FIELDS[architecture]
+    kwargs = {names[k]: v for k, v in size.items() if k in names and v is not None}
+    if architecture in ("llama", "qwen2", "mistral") and size.get("intermediate_size") is None:
+        kwargs["intermediate_size"] = 4 * size["hidden_size"] if architecture != "llama" else (8 * size["hidden_size"]) // 3
+    config = AutoConfig.for_model(
+        architecture,
+        vocab_size=len(tokenizer),
+        tie_word_embeddings=size.get("tie_word_embeddings", True),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **kwargs,
+    )
+    if attn_implementation:
+        config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])

@@ -1,0 +1,1 @@
+"""Training: the Trainer subclass, its callbacks, the run directory and the train pipeline."""

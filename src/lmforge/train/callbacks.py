@@ -1,0 +1,79 @@
+"""Trainer callbacks: skipping non-finite updates, and metrics.jsonl logging."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from lmforge.errors import LmforgeError
+
+
+class NonFiniteLossError(LmforgeError):
+    pass
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Skip an optimizer update whose loss (or gradient) is NaN/inf.
+
+    The trainer reports each micro-batch loss through `observe_loss`. Before the optimizer
+    step, if anything in the accumulation window was non-finite, every gradient is
+    dropped (set to None): torch and pytorch-optimizer optimizers skip parameters without
+    a gradient, so no weight, moment or step count changes. More than `max_consecutive`
+    skipped updates in a row stop the run; checkpoints already saved are kept.
+    """
+
+    def __init__(self, max_consecutive: int = 3):
+        self.max_consecutive = max_consecutive
+        self.window_bad = False
+        self.skipped = 0
+        self.consecutive = 0
+
+    def observe_loss(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss.detach()).all():
+            self.window_bad = True
+
+    @staticmethod
+    def _gradients_finite(model: torch.nn.Module) -> bool:
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if not self.window_bad and self._gradients_finite(model):
+            self.consecutive = 0
+            return
+        self.window_bad = False
+        for param in model.parameters():
+            param.grad = None
+        self.skipped += 1
+        self.consecutive += 1
+        print(f"[lmforge] step {state.global_step + 1}: non-finite loss, update skipped "
+              f"({self.skipped} skipped so far, {self.consecutive} in a row)")
+        if self.consecutive > self.max_consecutive:
+            raise NonFiniteLossError(
+                f"training stopped at step {state.global_step + 1}: {self.consecutive} updates in a row had a "
+                f"non-finite loss (train.max_consecutive_nonfinite = {self.max_consecutive}); "
+                "checkpoints saved so far are kept; lower train.optimizer.lr or check the data"
+            )
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None and "loss" in logs:
+            logs["skipped_updates"] = self.skipped
+
+
+class MetricsJsonl(TrainerCallback):
+    """Append every log event (train and eval) to metrics.jsonl, one JSON object a line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": state.epoch}
+        row.update({k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in logs.items()})
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")

@@ -1,0 +1,177 @@
+"""`lmforge train`: config -> model + tokenizer -> data -> Trainer with objective -> run
+directory. The only place below the CLI that reads the config object."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import GenerationConfig, TrainerCallback, TrainingArguments
+
+from lmforge.config import Config, dump_config
+from lmforge.data.collate import PadCollator
+from lmforge.data.formats import get_format
+from lmforge.data.pipeline import DatasetSpec, TokenizedData, build_datasets
+from lmforge.data.sources import file_sha256
+from lmforge.errors import LmforgeError
+from lmforge.models.freezing import freeze_embeddings
+from lmforge.models.loading import build_model, load_model, load_tokenizer
+from lmforge.models.tokens import add_special_tokens
+from lmforge.objectives import build_objective
+from lmforge.report.plots import plot_loss_curve
+from lmforge.train import rundir
+from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
+from lmforge.train.trainer import LmforgeTrainer
+
+MODEL_META_FILE = "lmforge.json"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path
+    metrics: dict[str, Any]
+    data: TokenizedData
+
+
+def gradient_accumulation(global_batch: int, micro_batch: int, processes: int) -> int:
+    per_step = micro_batch * processes
+    if global_batch % per_step:
+        raise LmforgeError(
+            f"train.global_batch_size {global_batch} is not divisible by train.micro_batch_size {micro_batch} "
+            f"x {processes} process{'es' if processes > 1 else ''} = {per_step}"
+        )
+    return global_batch // per_step
+
+
+def prepare_model_and_tokenizer(config: Config, seed: int):
+    """Tokenizer and model with the prompt format's special tokens; returns also the ids
+    of tokens lmforge added (frozen-embedding training keeps those rows trainable)."""
+    model_cfg = config.model
+    tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.trust_remote_code,
+                               key="model.tokenizer" if model_cfg.tokenizer else "model.name_or_path")
+    prompt_format = get_format(config.data.prompt_format)
+    if model_cfg.name_or_path:
+        model = load_model(model_cfg.name_or_path, model_cfg.dtype, model_cfg.trust_remote_code,
+                           model_cfg.attn_implementation)
+    else:
+        model = build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
+                            model_cfg.attn_implementation)
+    new_ids = add_special_tokens(model, tokenizer, prompt_format.special_tokens(tokenizer))
+    return model, tokenizer, prompt_format, new_ids
+
+
+def save_final_model(trainer: LmforgeTrainer, tokenizer, prompt_format, cot: bool, run_dir: Path) -> Path:
+    """Write the final model to model.tmp/ and move it into place only when complete."""
+    final_dir = run_dir / rundir.MODEL_DIR
+    staging = run_dir / (rundir.MODEL_DIR + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    template = prompt_format.chat_template(cot)
+    if template is not None:
+        tokenizer.chat_template = template
+    stop_ids = [tokenizer.convert_tokens_to_ids(s) for s in prompt_format.stop_strings(tokenizer)]
+    model = trainer.model
+    model.generation_config = GenerationConfig(
+        eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id
+    )
+    trainer.save_model(str(staging))
+    tokenizer.save_pretrained(str(staging))
+    meta = {"prompt_format": prompt_format.name, "cot": cot, "stop_strings": prompt_format.stop_strings(tokenizer)}
+    (staging / MODEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(final_dir, ignore_errors=True)
+    os.replace(staging, final_dir)
+    return final_dir
+
+
+def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val: bool) -> TrainingArguments:
+    train = config.train
+    return TrainingArguments(
+        output_dir=str(run_dir),
+        per_device_train_batch_size=train.micro_batch_size,
+        per_device_eval_batch_size=train.micro_batch_size,
+        gradient_accumulation_steps=accumulation,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps or -1,
+        learning_rate=train.optimizer.lr,
+        max_grad_norm=train.max_grad_norm,
+        eval_strategy="steps" if (train.eval_every and has_val) else "no",
+        eval_steps=train.eval_every,
+        save_strategy="steps" if train.save_every else "no",
+        save_steps=train.save_every or 500,
+        save_total_limit=train.save_total_limit,
+        logging_steps=train.logging_steps,
+        seed=config.run.seed,
+        data_seed=config.run.seed,
+        report_to=list(train.report_to) or "none",
+        remove_unused_columns=False,
+        bf16=train.precision == "bf16",
+        fp16=train.precision == "fp16",
+        gradient_checkpointing=train.gradient_checkpointing,
+        dataloader_num_workers=train.dataloader_workers,
+        save_only_model=False,
+        disable_tqdm=False,
+    )
+
+
+def run_training(
+    config: Config,
+    overwrite: bool = False,
+    resume: bool = False,
+    extra_callbacks: list[TrainerCallback] = (),
+) -> TrainResult:
+    run_dir = config.output_path
+    checkpoint = rundir.prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
+    accumulation = gradient_accumulation(
+        config.train.global_batch_size, config.train.micro_batch_size, int(os.environ.get("WORLD_SIZE", "1"))
+    )
+    model, tokenizer, prompt_format, new_ids = prepare_model_and_tokenizer(config, config.run.seed)
+
+    specs = [DatasetSpec(**entry.model_dump()) for entry in config.data.datasets]
+    data = build_datasets(specs, prompt_format, tokenizer, config.data.max_length, config.data.overlength,
+                          config.run.seed)
+    for report in data.reports:
+        dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
+        print(f"[lmforge] {report.path}: {report.records} records ({report.format}); train {report.train}, "
+              f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}")
+
+    partial = freeze_embeddings(model, new_ids) if config.model.freeze_embeddings else []
+
+    (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+    record = rundir.read_run(run_dir) if resume else None
+    record = rundir.start_run(
+        run_dir,
+        {spec.path: file_sha256(spec.path) for spec in specs},
+        {"data": [r.as_dict() for r in data.reports], "added_tokens": new_ids,
+         **({"resumed_from": str(checkpoint), "first_started": record.get("started")} if record else {})},
+    )
+
+    guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
+    trainer = LmforgeTrainer(
+        model=model,
+        args=training_arguments(config, run_dir, accumulation, data.val is not None),
+        train_dataset=data.train,
+        eval_dataset=data.val,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[guard, MetricsJsonl(run_dir / "metrics.jsonl"), *extra_callbacks],
+        objective=build_objective(config.train.objective.name, config.train.objective.model_dump()),
+        optimizer_spec=config.train.optimizer.model_dump(),
+        schedule_spec=config.train.schedule.model_dump(),
+        guard=guard,
+        no_decay_params=partial,
+    )
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        metrics = trainer.evaluate() if data.val is not None else {}
+        model_dir = save_final_model(trainer, tokenizer, prompt_format, data.cot_fraction >= 0.5, run_dir)
+        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+    except BaseException as exc:
+        rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    metrics["skipped_updates"] = guard.skipped
+    rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
+    return TrainResult(run_dir, model_dir, metrics, data)

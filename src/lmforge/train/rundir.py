@@ -1,0 +1,115 @@
+"""The run directory: what it holds, and the rules that keep a half-written run from ever
+looking finished.
+
+    RUN_DIR/
+      run.json          status (running | failed | finished), versions, git hash, data hashes
+      config.yaml       the resolved, validated config
+      metrics.jsonl     every train/eval log event
+      loss_curve.png
+      checkpoint-N/     Trainer checkpoints (the last K)
+      model/            the final model: safetensors + tokenizer (+ chat template)
+
+`run.json` is written atomically; a run is finished only when its status says so, and that
+happens after `model/` was moved into place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import LmforgeError
+
+RUN_FILE = "run.json"
+MODEL_DIR = "model"
+_LIBRARIES = ("lmforge", "torch", "transformers", "datasets", "accelerate", "pytorch_optimizer", "pydantic", "tokenizers")
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def read_run(run_dir: Path) -> dict[str, Any] | None:
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    checkpoints = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(checkpoints, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None:
+    """Make `run_dir` ready; returns the checkpoint to resume from (or None).
+
+    Refuses to touch a finished run unless `overwrite`, and never deletes a directory that
+    is not an lmforge run.
+    """
+    existing = read_run(run_dir)
+    if resume:
+        if existing is None:
+            raise LmforgeError(f"{run_dir}: --resume given but this is not an lmforge run directory")
+        if existing.get("status") == "finished":
+            raise LmforgeError(f"{run_dir}: the run already finished; nothing to resume")
+        checkpoint = latest_checkpoint(run_dir)
+        if checkpoint is None:
+            raise LmforgeError(f"{run_dir}: --resume given but the run saved no checkpoint yet")
+        return checkpoint
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if existing is None:
+            raise LmforgeError(f"{run_dir}: output directory exists and is not an lmforge run; choose another run.output_dir")
+        if not overwrite:
+            state = "finished run" if existing.get("status") == "finished" else f"{existing.get('status', 'unfinished')} run"
+            hint = "" if existing.get("status") == "finished" else " or --resume to continue it"
+            raise LmforgeError(f"{run_dir}: holds a {state}; pass --overwrite to replace it{hint}")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _git_hash() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def start_run(run_dir: Path, data_hashes: dict[str, str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    record = {
+        "status": "running",
+        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "git_hash": _git_hash(),
+        "data_sha256": data_hashes,
+        **(extra or {}),
+    }
+    write_json_atomic(run_dir / RUN_FILE, record)
+    return record
+
+
+def end_run(run_dir: Path, record: dict[str, Any], status: str, **fields: Any) -> None:
+    record.update(status=status, ended=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **fields)
+    write_json_atomic(run_dir / RUN_FILE, record)

@@ -1,0 +1,129 @@
+"""A thin `transformers.Trainer` subclass: the loss comes from a pluggable objective, the
+optimizer and schedule from lmforge's factories, and evaluation loss is averaged over
+label tokens (not over batches). Everything else — accumulation, DDP/FSDP/DeepSpeed,
+mixed precision, checkpoints, resume, logging integrations — is the Trainer's own."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from lmforge.objectives import Objective
+from lmforge.optim.optimizers import build_optimizer, parameter_groups
+from lmforge.optim.schedules import build_schedule
+from lmforge.train.callbacks import NonFiniteGuard
+
+
+def count_label_tokens(batches: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    """Label tokens that are prediction targets (labels are shifted: position 0 never is)."""
+    return sum(batch["labels"][:, 1:].ne(-100).sum() for batch in batches)
+
+
+class LmforgeTrainer(Trainer):
+    # Our objectives divide by the global label-token count themselves.
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        *args,
+        objective: Objective,
+        optimizer_spec: dict[str, Any],
+        schedule_spec: dict[str, Any],
+        guard: NonFiniteGuard,
+        no_decay_params: list[torch.nn.Parameter] = (),
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.optimizer_spec = optimizer_spec
+        self.schedule_spec = schedule_spec
+        self.guard = guard
+        self.no_decay_params = list(no_decay_params)
+
+    # -- loss ------------------------------------------------------------------
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        if not batches:
+            return batches, None
+        num_items = count_label_tokens(batches).to(device)
+        if self.args.world_size > 1:
+            num_items = self.accelerator.gather(num_items).sum()
+        return batches, num_items
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, metrics = self.objective(model, inputs, num_items_in_batch)
+        if model.training:
+            self.guard.observe_loss(loss)
+            if num_items_in_batch is not None and self.args.world_size > 1:
+                # DDP averages gradients over processes; the loss was already divided by
+                # the global token count, so undo that average.
+                loss = loss * self.args.world_size
+        return (loss, metrics) if return_outputs else loss
+
+    # -- optimizer and schedule ------------------------------------------------
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            model = model or self.model
+            groups = parameter_groups(
+                list(model.named_parameters()),
+                set(self.get_decay_parameter_names(model)),
+                self.optimizer_spec["weight_decay"],
+                self.no_decay_params,
+            )
+            hyper = {k: v for k, v in self.optimizer_spec.items() if k != "name"}
+            self.optimizer = build_optimizer(self.optimizer_spec["name"], groups, **hyper)
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None:
+            self.lr_scheduler = build_schedule(
+                self.schedule_spec["name"],
+                optimizer or self.optimizer,
+                num_training_steps,
+                self.schedule_spec["warmup_ratio"],
+            )
+        return self.lr_scheduler
+
+    # -- evaluation ------------------------------------------------------------
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Validation loss averaged over every label token of the validation set, and its
+        perplexity. (The stock loop averages per-batch means, which over-weights short
+        batches.)"""
+        dataloader = self.get_eval_dataloader(eval_dataset)
+        model = self.model
+        was_training = model.training
+        model.eval()
+        nll_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        tokens = torch.zeros((), dtype=torch.long, device=self.args.device)
+        with torch.no_grad():
+            for batch in dataloader:
+                batch = self._prepare_inputs(batch)
+                _, metrics = self.objective(model, batch, None)
+                nll_sum += metrics["nll_sum"].double()
+                tokens += metrics["tokens"]
+        if self.args.world_size > 1:
+            nll_sum = self.accelerator.gather(nll_sum).sum()
+            tokens = self.accelerator.gather(tokens).sum()
+        model.train(was_training)
+        loss = (nll_sum / tokens.clamp_min(1)).item()
+        results = {
+            f"{metric_key_prefix}_loss": loss,
+            f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0)),
+            f"{metric_key_prefix}_tokens": int(tokens.item()),
+        }
+        self.log(results)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=results)
+        return results
+
+
