@@ -49,7 +49,7 @@ def make_trainer(model, rows, output_dir, micro_batch: int, accumulation: int, m
             output_dir=str(output_dir), per_device_train_batch_size=micro_batch,
             gradient_accumulation_steps=accumulation, max_steps=max_steps, learning_rate=lr,
             logging_steps=1, save_strategy="no", report_to="none", remove_unused_columns=False,
-            seed=seed, data_seed=seed, disable_tqdm=True, **args),
+            seed=seed, data_seed=seed, disable_tqdm=True, dataloader_pin_memory=False, **args),
         train_dataset=rows,
         data_collator=PadCollator(PAD),
         callbacks=[guard, *callbacks],

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
@@ -110,7 +111,8 @@ def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val
         remove_unused_columns=False,
         bf16=train.precision == "bf16",
         fp16=train.precision == "fp16",
-        gradient_checkpointing=train.gradient_checkpointing,
+        activation_checkpointing=train.gradient_checkpointing,
+        dataloader_pin_memory=torch.cuda.is_available(),
         dataloader_num_workers=train.dataloader_workers,
         save_only_model=False,
         disable_tqdm=False,

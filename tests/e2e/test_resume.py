@@ -1,0 +1,57 @@
+"""2k steps straight == k steps, interruption, --resume, k more steps: same final loss and
+weights on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import TrainerCallback
+
+from lmforge.config import load_config
+from lmforge.errors import LmforgeError
+from lmforge.train.pipeline import run_training
+from lmforge.train.rundir import read_run
+from tests.e2e.conftest import write_config
+
+
+class Interrupt(TrainerCallback):
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.at_step:
+            raise KeyboardInterrupt("simulated kill")
+
+
+def _train_losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+def test_resume_is_exact(tmp_path, user_files):
+    overrides = {"max_steps": 8, "save_every": 4, "schedule": {"name": "cosine", "warmup_ratio": 0.25},
+                 "objective": {"name": "mixce", "ratio": 0.75}}
+    straight = load_config(write_config(tmp_path / "a.yaml", user_files, tmp_path / "straight", **overrides))
+    run_training(straight)
+
+    resumed = load_config(write_config(tmp_path / "b.yaml", user_files, tmp_path / "resumed", **overrides))
+    with pytest.raises(KeyboardInterrupt):
+        run_training(resumed, extra_callbacks=[Interrupt(at_step=4)])
+    assert read_run(tmp_path / "resumed")["status"] == "failed"
+    assert not (tmp_path / "resumed" / "model").exists()
+    with pytest.raises(LmforgeError, match="--resume"):
+        run_training(resumed)  # an unfinished run is not silently replaced
+    run_training(resumed, resume=True)
+    assert read_run(tmp_path / "resumed")["status"] == "finished"
+
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-6, rtol=1e-6, msg=name)
+    losses_a, losses_b = _train_losses(tmp_path / "straight"), _train_losses(tmp_path / "resumed")
+    assert losses_a[8] == pytest.approx(losses_b[8], abs=1e-6)
+    assert losses_a[5] == pytest.approx(losses_b[5], abs=1e-6)
