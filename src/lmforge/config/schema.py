@@ -113,6 +113,9 @@ class OptimizerConfig(Strict):
 class ScheduleConfig(Strict):
     name: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    """Warmup as a fraction of all optimizer steps (seed 000: 0.2)."""
+    warmup_steps: int | None = Field(None, ge=0)
+    """Warmup as a number of steps (seed 001: 2000); overrides warmup_ratio."""
 
 
 class TrainConfig(Strict):

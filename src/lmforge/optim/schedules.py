@@ -28,9 +28,12 @@ SCHEDULES: dict[str, ScheduleBuilder] = {
 }
 
 
-def warmup_steps_for(total_steps: int, warmup_ratio: float) -> int:
-    return math.ceil(total_steps * warmup_ratio)
+def warmup_steps_for(total_steps: int, warmup_ratio: float, warmup_steps: int | None = None) -> int:
+    return warmup_steps if warmup_steps is not None else math.ceil(total_steps * warmup_ratio)
 
 
-def build_schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> LRScheduler:
-    return SCHEDULES[name](optimizer, total_steps, warmup_steps_for(total_steps, warmup_ratio))
+def build_schedule(
+    name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float = 0.0,
+    warmup_steps: int | None = None,
+) -> LRScheduler:
+    return SCHEDULES[name](optimizer, total_steps, warmup_steps_for(total_steps, warmup_ratio, warmup_steps))

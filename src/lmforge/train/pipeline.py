@@ -3,6 +3,7 @@ directory. The only place below the CLI that reads the config object."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -47,6 +48,16 @@ def gradient_accumulation(global_batch: int, micro_batch: int, processes: int) -
             f"x {processes} process{'es' if processes > 1 else ''} = {per_step}"
         )
     return global_batch // per_step
+
+
+_INTEGRATION_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def check_integrations(report_to: list[str]) -> None:
+    """Fail before any work when a requested logging integration is not installed."""
+    for name in report_to:
+        if importlib.util.find_spec(_INTEGRATION_MODULES[name]) is None:
+            raise LmforgeError(f"train.report_to: '{name}' needs the {name} package (pip install {name})")
 
 
 def prepare_model_and_tokenizer(config: Config, seed: int):
@@ -125,6 +136,7 @@ def run_training(
     resume: bool = False,
     extra_callbacks: list[TrainerCallback] = (),
 ) -> TrainResult:
+    check_integrations(config.train.report_to)
     run_dir = config.output_path
     checkpoint = rundir.prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
     accumulation = gradient_accumulation(

@@ -90,7 +90,8 @@ class LmforgeTrainer(Trainer):
                 self.schedule_spec["name"],
                 optimizer or self.optimizer,
                 num_training_steps,
-                self.schedule_spec["warmup_ratio"],
+                self.schedule_spec.get("warmup_ratio", 0.0),
+                self.schedule_spec.get("warmup_steps"),
             )
         return self.lr_scheduler
 

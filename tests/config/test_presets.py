@@ -1,0 +1,50 @@
+"""Every shipped preset parses, in every section combination its header documents; the
+tiny sections run end to end on the shipped example data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from lmforge.cli import main
+from lmforge.config import load_config
+from lmforge.config.loader import list_sections
+
+REPO = Path(__file__).resolve().parents[2]
+PRESETS = sorted((REPO / "presets").glob("*.yaml"))
+
+
+def test_presets_exist():
+    assert PRESETS
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_each_section_parses_on_top_of_defaults(preset):
+    sections = list_sections(preset)
+    assert sections[0] == "defaults"
+    assert len(sections) > 1
+    for section in sections[1:]:
+        config = load_config(preset, ["defaults", section])
+        assert config.train.global_batch_size % config.train.micro_batch_size == 0
+
+
+def test_oasst_preset_reproduces_seed_001():
+    config = load_config(REPO / "presets" / "oasst-sft.yaml", ["defaults", "redpajama-3b"])
+    assert config.data.prompt_format == "openassistant"
+    assert config.train.optimizer.lr == 1e-5 and config.train.optimizer.weight_decay == 0.0
+    assert config.train.schedule.warmup_steps == 2000
+    assert config.train.global_batch_size // config.train.micro_batch_size == 32  # accumulation on one GPU
+    assert (config.train.eval_every, config.train.save_every, config.train.save_total_limit) == (500, 1000, 2)
+    assert config.train.epochs == 2 and config.train.precision == "fp16"
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
+def test_tiny_section_trains(preset, tmp_path, monkeypatch):
+    if "tiny" not in list_sections(preset):
+        pytest.skip("no tiny section")
+    monkeypatch.chdir(REPO)  # presets name example files relative to the repository
+    assert main(["train", os.path.relpath(preset, REPO), "defaults", "tiny",
+                 "--set", f"run.output_dir={tmp_path / 'run'}", "--set", "train.epochs=0.3"]) == 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
