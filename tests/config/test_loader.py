@@ -166,6 +166,7 @@ def test_set_parses_yaml_values(tmp_path):
         "train.epochs=3",
         "run.output_dir=runs/a=b",  # only the first '=' separates key from value
     ])
+    # PyYAML (YAML 1.1) reads `1e-5` as the string '1e-5'; pydantic's float parsing makes it 1e-5
     assert config.train.optimizer.lr == 1e-5
     assert config.train.report_to == ["mlflow", "wandb"]
     assert config.train.gradient_checkpointing is True
@@ -349,8 +350,9 @@ def test_splits_must_leave_training_data(tmp_path):
               val_split: 0.5
               test_split: 0.5
     """)
+    # the error is about list item 0, which starts on line 5
     assert error_of(path) == (
-        f"{path}:4: data.datasets.0 = {{'path': 'a.jsonl', 'val_split': 0.5, 'test_split': 0.5}}: "
+        f"{path}:5: data.datasets.0 = {{'path': 'a.jsonl', 'val_split': 0.5, 'test_split': 0.5}}: "
         "val_split + test_split must leave some data for training"
     )
 
@@ -455,11 +457,10 @@ def test_section_must_be_a_mapping(tmp_path):
     assert error_of(path, ["defaults", "broken"]) == f"{path}:23: section 'broken' must be a mapping"
 
 
-# --------------------------------------------------------------------------- known gaps
+# --------------------------------------------------------------------------- regressions
 
 
-@pytest.mark.xfail(strict=True, reason="origins are only recorded for mapping keys: a key inside a list item "
-                                       "is reported at its list's line (4), not where it was written (6)")
+# Once origins were recorded for mapping keys only, so this reported the `datasets:` line (4).
 def test_unknown_key_inside_a_list_item_points_at_its_own_line(tmp_path):
     path = write(tmp_path, """
         model:
@@ -474,8 +475,7 @@ def test_unknown_key_inside_a_list_item_points_at_its_own_line(tmp_path):
     )
 
 
-@pytest.mark.xfail(strict=True, reason="a plain config with a misspelled top-level key is taken for a "
-                                       "sectioned file, so the error never names the typo")
+# Once a misspelled top-level key made the file look sectioned ("name the sections to use").
 def test_misspelled_top_level_key_in_a_plain_file_is_an_unknown_key(tmp_path):
     path = write(tmp_path, """
         model:

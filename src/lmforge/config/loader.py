@@ -54,20 +54,27 @@ def _read_yaml(path: Path) -> yaml.MappingNode:
 
 
 def _node_lines(node: yaml.Node, path: Path, prefix: KeyPath, out: dict[KeyPath, str]) -> None:
-    """Record file:line for every key path below `node`."""
+    """Record file:line for every key path (list items by index) below `node`."""
     if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key_path = prefix + (str(key_node.value),)
-            out[key_path] = f"{path}:{key_node.start_mark.line + 1}"
-            _node_lines(value_node, path, key_path, out)
+        children = [(str(key.value), key, value) for key, value in node.value]
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(str(i), item, item) for i, item in enumerate(node.value)]
+    else:
+        return
+    for name, mark_node, value_node in children:
+        out[prefix + (name,)] = f"{path}:{mark_node.start_mark.line + 1}"
+        _node_lines(value_node, path, prefix + (name,), out)
 
 
 def _is_sectioned(document: dict[str, Any]) -> bool:
-    return not set(document) <= set(Config.model_fields)
+    """Sectioned unless a top-level key is a config field (then a typo beside it is an
+    unknown key, not a section)."""
+    return not set(document) & set(Config.model_fields)
 
 
 def list_sections(path: str | Path) -> list[str]:
-    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    _read_yaml(Path(path))  # existence and syntax errors as LmforgeError
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     return list(document) if _is_sectioned(document) else []
 
 
@@ -88,6 +95,8 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def _leaf_paths(tree: Any, prefix: KeyPath = ()) -> list[KeyPath]:
     if isinstance(tree, dict) and tree:
         return [p for key, value in tree.items() for p in _leaf_paths(value, prefix + (str(key),))]
+    if isinstance(tree, list) and tree:
+        return [p for i, value in enumerate(tree) for p in _leaf_paths(value, prefix + (str(i),))]
     return [prefix]
 
 
@@ -200,7 +209,7 @@ def _clean_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
 def _describe(error: dict[str, Any], raw: RawConfig) -> str:
     loc = _clean_loc(tuple(error["loc"]), raw.data)
     key_path = ".".join(str(p) for p in loc) or "<config>"
-    str_path = tuple(str(p) for p in loc if not isinstance(p, int))
+    str_path = tuple(str(p) for p in loc)
     origin = next((raw.origins[str_path[:d]] for d in range(len(str_path), 0, -1) if str_path[:d] in raw.origins), None)
     where = f"{origin}: " if origin else ""
     kind = error["type"]

@@ -62,9 +62,8 @@ class ReMaskFormat:
             else:
                 pieces.append((tag, "prompt"))
                 pieces.append((f"{segment.text}\n", segment.role))
-        last_trained = next((role for _, role in reversed(pieces) if role != "prompt"), None)
-        if last_trained is not None:
-            pieces.append((tokenizer.eos_token, last_trained))
+        if pieces and pieces[-1][1] != "prompt":  # the conversation ends with a response
+            pieces.append((tokenizer.eos_token, pieces[-1][1]))
         return pieces
 
     def generation_prompt(self, prompt: tuple[Segment, ...], tokenizer, cot: bool) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from datasets import Dataset
 
-from lmforge.data.conversation import Conversation
+from lmforge.data.conversation import ROLE_IDS, Conversation
 from lmforge.data.formats import PromptFormat
 from lmforge.data.records import TRANSFORMS, detect_format
 from lmforge.data.sources import read_records
@@ -146,8 +146,8 @@ def build_datasets(
         val_rows += val
         test_conversations += splits.test
         val_conversations += splits.val
-        cot += sum(c.is_cot for c in splits.train)
-        total += len(splits.train)
+        cot += sum(ROLE_IDS["rationale"] in r["token_roles"] for r in rows)
+        total += len(rows)
         if not rows:
             dropped = ", ".join(f"{k}: {v}" for k, v in report.dropped.items()) or "none"
             raise LmforgeError(
