@@ -162,3 +162,14 @@ def test_debug_shows_the_traceback(tmp_path, user_files):
     config = _config_with_data(tmp_path, user_files, tmp_path / "nope.jsonl")
     with pytest.raises(Exception, match="data file not found"):
         main(["--debug", "train", str(config)])
+
+
+def test_generate_accepts_a_finished_run_directory(trained_run, capsys):
+    assert main(["generate", str(trained_run), "--prompt", "Tom has 3 apples.", "--max-new-tokens", "4"]) == 0
+
+
+def test_generate_refuses_an_unfinished_run(tmp_path, user_files, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"status": "running"}')
+    assert "the run is running, it has no final model yet" in _error(capsys, ["generate", str(run), "--prompt", "x"])

@@ -16,9 +16,16 @@ def load_model_dir(model_dir: str | Path):
     from lmforge.models.loading import load_model, load_tokenizer
     from lmforge.train.pipeline import MODEL_META_FILE
 
+    from lmforge.train import rundir
+
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise LmforgeError(f"{model_dir}: model directory does not exist")
+    run = rundir.read_run(model_dir)
+    if run is not None:  # a run directory: use its final model, only once the run finished
+        if run.get("status") != "finished":
+            raise LmforgeError(f"{model_dir}: the run is {run.get('status')}, it has no final model yet")
+        model_dir = model_dir / rundir.MODEL_DIR
     tokenizer = load_tokenizer(str(model_dir), key=str(model_dir))
     model = load_model(str(model_dir))
     meta_path = model_dir / MODEL_META_FILE
