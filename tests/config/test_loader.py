@@ -283,7 +283,7 @@ def test_unknown_union_tag(tmp_path):
     """)
     assert error_of(path) == (
         f"{path}:4: train.objective: Input tag 'dpo' found using 'name' does not match any of the "
-        "expected tags: 'ce', 'mixce'"
+        "expected tags: 'ce', 'mixce', 'masked_thought', 'remask', 'remask_cot'"
     )
 
 

@@ -183,7 +183,8 @@ def test_build_datasets_reports(tmp_path, tokenizer, remask, write_jsonl):
     assert len(data.val_conversations) == 2
     # counted over the examples kept for training: the dropped empty chat is not among the 12
     assert data.cot_fraction == pytest.approx(3 / 12)
-    assert set(data.train.column_names) == {"input_ids", "labels", "token_roles"}
+    assert set(data.train.column_names) == {"input_ids", "labels", "token_roles", "example_id"}
+    assert sorted(data.train["example_id"]) == list(range(len(data.train)))
 
 
 def test_build_datasets_is_deterministic(tmp_path, tokenizer, remask, write_jsonl):

@@ -99,7 +99,43 @@ class MixCEObjective(Strict):
     """eta in DESIGN §3.1; 1.0 is plain cross-entropy."""
 
 
-Objective = Annotated[CEObjective | MixCEObjective, Field(discriminator="name")]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class MaskedThoughtObjective(Strict):
+    """One pass on inputs with response tokens masked (baseline of source 004, DESIGN §3.5)."""
+
+    name: Literal["masked_thought"]
+    p_in: Probability = 0.4
+    p_label: Probability = 0.1
+    p_answer_only: Probability = 0.1
+
+
+class ReMaskObjective(Strict):
+    """Full and masked pass, CE on both plus weight x symmetric KL (DESIGN §3.3)."""
+
+    name: Literal["remask"]
+    p_in: Probability = 0.4
+    weight: float = Field(0.1, ge=0.0)
+    fused: bool = True
+    """Run both passes as one forward over the stacked batch (faster, 2x activation memory)."""
+
+
+class ReMaskCoTObjective(Strict):
+    """ReMask with the CoT rules of DESIGN §3.4 for examples with a rationale."""
+
+    name: Literal["remask_cot"]
+    p_in: Probability = 0.4
+    p_label: Probability = 0.1
+    p_answer_only: Probability = 0.1
+    weight: float = Field(0.1, ge=0.0)
+    fused: bool = True
+
+
+Objective = Annotated[
+    CEObjective | MixCEObjective | MaskedThoughtObjective | ReMaskObjective | ReMaskCoTObjective,
+    Field(discriminator="name"),
+]
 
 
 class OptimizerConfig(Strict):
@@ -136,6 +172,8 @@ class TrainConfig(Strict):
     logging_steps: int = Field(10, gt=0)
     max_consecutive_nonfinite: int = Field(3, ge=0)
     """Stop the run when more than this many updates in a row have a NaN/inf loss."""
+    neftune_alpha: float | None = Field(None, gt=0.0)
+    """NEFTune noise alpha (DESIGN §3.2; the sources use 10); off when empty."""
     gradient_checkpointing: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)

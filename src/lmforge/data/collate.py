@@ -33,4 +33,6 @@ class PadCollator:
             batch["labels"][i, :n] = torch.as_tensor(row["labels"])
             if "token_roles" in row:
                 batch["token_roles"][i, :n] = torch.as_tensor(row["token_roles"])
+        if "example_id" in rows[0]:  # lets objectives draw per-example noise reproducibly
+            batch["example_id"] = torch.tensor([row["example_id"] for row in rows], dtype=torch.long)
         return batch

@@ -155,6 +155,8 @@ def build_datasets(
                 f"({report.records} records read; dropped {dropped}; max_length {max_length})"
             )
     random.Random(seed).shuffle(train_rows)
+    for example_id, row in enumerate(train_rows):
+        row["example_id"] = example_id
     return TokenizedData(
         train=Dataset.from_list(train_rows),
         val=Dataset.from_list(val_rows) if val_rows else None,

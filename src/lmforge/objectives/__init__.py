@@ -1,43 +1,87 @@
-"""Objectives. A loss function is pure: (logits, labels, num_items) -> (loss, metrics).
-An `Objective` runs the model forward pass(es) a loss needs and calls it; the trainer
-only calls the objective. New objectives register a builder in `OBJECTIVES`."""
+"""Objectives. A loss function is pure: (logits, labels, ..., num_items) -> (loss, metrics).
+An `Objective` runs the forward pass(es) a loss needs and calls it; the trainer only calls
+the objective. New objectives register a builder in `OBJECTIVES`.
+
+Every objective falls back to plain cross-entropy on evaluation batches (no noise, no
+masked inputs), so validation loss and perplexity mean the same thing for all of them.
+"""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from lmforge.objectives.ce import cross_entropy_loss, mixce_loss
+from lmforge.objectives.forward import forward_logits
+from lmforge.objectives.remask import masked_thought_loss, remask_loss
 
-LossFn = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
-Objective = Callable[[torch.nn.Module, dict[str, torch.Tensor], Any], tuple[torch.Tensor, dict[str, torch.Tensor]]]
-
-MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
-
-
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """What the model sees: never labels (the loss is ours), never a KV cache."""
-    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+Metrics = dict[str, torch.Tensor]
+Objective = Callable[[torch.nn.Module, dict[str, torch.Tensor], Any], tuple[torch.Tensor, Metrics]]
 
 
-def single_pass(loss_fn: LossFn) -> Objective:
-    """One forward pass, then `loss_fn` on its logits."""
+def _is_noisy(batch) -> bool:
+    return "masked_input_ids" in batch
 
+
+def ce_objective(neftune_alpha: float | None = None) -> Objective:
     def objective(model, batch, num_items=None):
-        logits = model(**model_inputs(batch), use_cache=False).logits
-        return loss_fn(logits, batch["labels"], num_items=num_items)
+        return cross_entropy_loss(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"], num_items)
 
     return objective
 
 
-OBJECTIVES: dict[str, Callable[[dict[str, Any]], Objective]] = {
-    "ce": lambda params: single_pass(cross_entropy_loss),
-    "mixce": lambda params: single_pass(functools.partial(mixce_loss, ratio=params["ratio"])),
+def mixce_objective(ratio: float, neftune_alpha: float | None = None) -> Objective:
+    def objective(model, batch, num_items=None):
+        logits = forward_logits(model, batch, neftune_alpha=neftune_alpha)
+        if not model.training:
+            return cross_entropy_loss(logits, batch["labels"], num_items)
+        return mixce_loss(logits, batch["labels"], ratio, num_items)
+
+    return objective
+
+
+def masked_thought_objective(neftune_alpha: float | None = None) -> Objective:
+    def objective(model, batch, num_items=None):
+        key = "masked_input_ids" if _is_noisy(batch) else "input_ids"
+        logits = forward_logits(model, batch, ids_key=key, neftune_alpha=neftune_alpha)
+        return masked_thought_loss(logits, batch["labels"], num_items)
+
+    return objective
+
+
+def _two_pass_logits(model, batch, fused: bool, neftune_alpha: float | None):
+    """Logits of the full and the masked sequence; fused = one forward over both stacked."""
+    if not fused:
+        return (forward_logits(model, batch, neftune_alpha=neftune_alpha),
+                forward_logits(model, batch, ids_key="masked_input_ids", neftune_alpha=neftune_alpha))
+    stacked = {"input_ids": torch.cat([batch["input_ids"], batch["masked_input_ids"]])}
+    for key in ("attention_mask", "position_ids"):
+        if key in batch:
+            stacked[key] = torch.cat([batch[key], batch[key]])
+    logits = forward_logits(model, stacked, neftune_alpha=neftune_alpha)  # [2B, T, V]
+    return logits.chunk(2)
+
+
+def remask_objective(weight: float, fused: bool = True, neftune_alpha: float | None = None) -> Objective:
+    def objective(model, batch, num_items=None):
+        if not _is_noisy(batch):
+            return ce_objective(neftune_alpha)(model, batch, num_items)
+        logits_full, logits_masked = _two_pass_logits(model, batch, fused, neftune_alpha)
+        return remask_loss(logits_full, logits_masked, batch["labels"], weight, num_items)
+
+    return objective
+
+
+OBJECTIVES: dict[str, Callable[..., Objective]] = {
+    "ce": lambda p, alpha: ce_objective(alpha),
+    "mixce": lambda p, alpha: mixce_objective(p["ratio"], alpha),
+    "masked_thought": lambda p, alpha: masked_thought_objective(alpha),
+    "remask": lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
+    "remask_cot": lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
 }
 
 
-def build_objective(name: str, params: dict[str, Any]) -> Objective:
-    return OBJECTIVES[name](params)
+def build_objective(name: str, params: dict[str, Any], neftune_alpha: float | None = None) -> Objective:
+    return OBJECTIVES[name](params, neftune_alpha)

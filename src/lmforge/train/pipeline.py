@@ -24,12 +24,14 @@ from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
 from lmforge.models.tokens import add_special_tokens
 from lmforge.objectives import build_objective
+from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
 from lmforge.report.plots import plot_loss_curve
 from lmforge.train import rundir
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
 from lmforge.train.trainer import LmforgeTrainer
 
 MODEL_META_FILE = "lmforge.json"
+NOISE_OBJECTIVES = ("remask", "remask_cot", "masked_thought")
 
 
 @dataclass
@@ -60,9 +62,30 @@ def check_integrations(report_to: list[str]) -> None:
             raise LmforgeError(f"train.report_to: '{name}' needs the {name} package (pip install {name})")
 
 
+def objective_tokens(objective_name: str, tokenizer) -> list[str]:
+    """Masking objectives need a mask token; add `<|mask|>` when the tokenizer has none."""
+    if objective_name in NOISE_OBJECTIVES and tokenizer.mask_token is None:
+        return [MASK_TOKEN]
+    return []
+
+
+def mask_token_id(tokenizer) -> int:
+    return tokenizer.mask_token_id if tokenizer.mask_token is not None else tokenizer.convert_tokens_to_ids(MASK_TOKEN)
+
+
+def build_noise(objective: dict[str, Any], tokenizer, seed: int) -> RegularizationNoise | None:
+    """The collate-time corruption a masking objective trains on (None for CE/MixCE)."""
+    name = objective["name"]
+    if name not in NOISE_OBJECTIVES:
+        return None
+    return RegularizationNoise(mask_token_id(tokenizer), objective["p_in"], objective.get("p_label", 0.0),
+                               objective.get("p_answer_only", 0.0), cot_rules=name != "remask", seed=seed)
+
+
 def prepare_model_and_tokenizer(config: Config, seed: int):
-    """Tokenizer and model with the prompt format's special tokens; returns also the ids
-    of tokens lmforge added (frozen-embedding training keeps those rows trainable)."""
+    """Tokenizer and model with the special tokens the prompt format and objective need;
+    returns also the ids of tokens lmforge added (frozen-embedding training keeps those
+    rows trainable)."""
     model_cfg = config.model
     tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.trust_remote_code,
                                key="model.tokenizer" if model_cfg.tokenizer else "model.name_or_path")
@@ -73,7 +96,8 @@ def prepare_model_and_tokenizer(config: Config, seed: int):
     else:
         model = build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
                             model_cfg.attn_implementation)
-    new_ids = add_special_tokens(model, tokenizer, prompt_format.special_tokens(tokenizer))
+    needed = prompt_format.special_tokens(tokenizer) + objective_tokens(config.train.objective.name, tokenizer)
+    new_ids = add_special_tokens(model, tokenizer, needed)
     return model, tokenizer, prompt_format, new_ids
 
 
@@ -152,6 +176,10 @@ def run_training(
         print(f"[lmforge] {report.path}: {report.records} records ({report.format}); train {report.train}, "
               f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}")
 
+    if config.train.objective.name == "remask_cot" and data.cot_fraction == 0.0:
+        raise LmforgeError("train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
+                           "but no training example has a rationale segment; use remask instead")
+
     partial = freeze_embeddings(model, new_ids) if config.model.freeze_embeddings else []
 
     (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
@@ -164,15 +192,20 @@ def run_training(
     )
 
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
+    collator = PadCollator(tokenizer.pad_token_id)
+    noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
     trainer = LmforgeTrainer(
         model=model,
         args=training_arguments(config, run_dir, accumulation, data.val is not None),
         train_dataset=data.train,
         eval_dataset=data.val,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        data_collator=NoisyCollator(collator, noise) if noise else collator,
+        eval_data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[guard, MetricsJsonl(run_dir / "metrics.jsonl"), *extra_callbacks],
-        objective=build_objective(config.train.objective.name, config.train.objective.model_dump()),
+        callbacks=[guard, MetricsJsonl(run_dir / "metrics.jsonl"), *([NoiseEpoch(noise)] if noise else []),
+                   *extra_callbacks],
+        objective=build_objective(config.train.objective.name, config.train.objective.model_dump(),
+                                  config.train.neftune_alpha),
         optimizer_spec=config.train.optimizer.model_dump(),
         schedule_spec=config.train.schedule.model_dump(),
         guard=guard,

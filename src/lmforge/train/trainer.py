@@ -34,9 +34,12 @@ class LmforgeTrainer(Trainer):
         schedule_spec: dict[str, Any],
         guard: NonFiniteGuard,
         no_decay_params: list[torch.nn.Parameter] = (),
+        eval_data_collator=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        # Training batches may carry objective noise (ReMask masking); evaluation never does.
+        self.eval_data_collator = eval_data_collator or self.data_collator
         self.objective = objective
         self.optimizer_spec = optimizer_spec
         self.schedule_spec = schedule_spec
@@ -96,6 +99,13 @@ class LmforgeTrainer(Trainer):
         return self.lr_scheduler
 
     # -- evaluation ------------------------------------------------------------
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        train_collator, self.data_collator = self.data_collator, self.eval_data_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Validation loss averaged over every label token of the validation set, and its

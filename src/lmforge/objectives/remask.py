@@ -1,0 +1,147 @@
+"""ReMask, ReMask-CoT and Masked Thought (DESIGN §3.3–3.5; source 004, euclaise's ReMask-3B).
+
+The random corruption is drawn when a training batch is collated (`RegularizationNoise`),
+so the trainer counts the label tokens that survive label masking, and the loss functions
+below stay pure: they only see logits and (already masked) labels.
+
+Batch contract after the noise: `input_ids` (untouched), `masked_input_ids` (some response
+inputs replaced by the mask id), `labels` (ReMask-CoT label masking applied).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from transformers import TrainerCallback
+
+from lmforge.data.conversation import ROLE_IDS
+from lmforge.data.tokenize import IGNORE_INDEX
+from lmforge.objectives.ce import _normaliser, cross_entropy_loss, shifted_nll
+
+MASK_TOKEN = "<|mask|>"
+RATIONALE, ANSWER, ASSISTANT = ROLE_IDS["rationale"], ROLE_IDS["answer"], ROLE_IDS["assistant"]
+
+
+# --------------------------------------------------------------------------- the noise
+
+
+@dataclass
+class RegularizationNoise:
+    """Input masking (and, with `cot_rules`, ReMask-CoT label masking) of a padded batch.
+
+    Input masking: each response-token input is replaced by `mask_token_id` with
+    probability `p_in`. Under `cot_rules`, in an example with a rationale only rationale
+    tokens are candidates (answer tokens are never masked, as input or label), each
+    rationale label is dropped with probability `p_label`, and with probability
+    `p_answer_only` all rationale labels of the example are dropped. Examples without a
+    rationale get plain ReMask input masking over their response tokens.
+
+    Randomness: each example's draws come from its own generator seeded by
+    (seed, epoch, example_id), so an example is corrupted the same way whatever batch,
+    padding, worker or resumed run it lands in, and differently in every epoch. (The
+    global RNG would not do: the Trainer restores it only after collating the first batch
+    of a resumed run.) Tests may pass one `generator` for the whole batch instead.
+    """
+
+    mask_token_id: int
+    p_in: float
+    p_label: float = 0.0
+    p_answer_only: float = 0.0
+    cot_rules: bool = True
+    seed: int = 0
+    epoch: int = 0
+
+    def _uniforms(self, batch, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Three draws: per-token input mask, per-token label mask, per-example answer-only."""
+        rows, length = batch["token_roles"].shape
+        if generator is not None or "example_id" not in batch:
+            draw = lambda *shape: torch.rand(shape, generator=generator)  # noqa: E731
+            return draw(rows, length), draw(rows, length), draw(rows, 1)
+        uniforms = []
+        for example_id in batch["example_id"].tolist():
+            row_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, example_id)) & (2**63 - 1))
+            uniforms.append(torch.rand(2 * length + 1, generator=row_generator))
+        stacked = torch.stack(uniforms)  # [B, 2T + 1]
+        return stacked[:, :length], stacked[:, length: 2 * length], stacked[:, 2 * length:]
+
+    def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
+        roles = batch["token_roles"]  # [B, T], -1 on padding
+        labels = batch["labels"].clone()  # [B, T]
+        input_draw, label_draw, example_draw = (u.to(roles.device) for u in self._uniforms(batch, generator))
+        is_cot = (roles == RATIONALE).any(dim=1, keepdim=True)  # [B, 1]
+        response = (roles == ASSISTANT) | (roles == RATIONALE) | (roles == ANSWER)
+        candidates = torch.where(is_cot, roles == RATIONALE, response) if self.cot_rules else response
+        masked_inputs = batch["input_ids"].masked_fill(candidates & (input_draw < self.p_in), self.mask_token_id)
+
+        if self.cot_rules:
+            rationale = (roles == RATIONALE) & is_cot
+            drop_token = rationale & (label_draw < self.p_label)
+            answer_only = example_draw < self.p_answer_only  # [B, 1]
+            labels = labels.masked_fill(drop_token | (rationale & answer_only), IGNORE_INDEX)
+        return {**batch, "masked_input_ids": masked_inputs, "labels": labels}
+
+
+@dataclass
+class NoisyCollator:
+    """A padding collator followed by the regularization noise (training batches only)."""
+
+    collate: object
+    noise: RegularizationNoise
+
+    def __call__(self, rows):
+        return self.noise(self.collate(rows))
+
+
+class NoiseEpoch(TrainerCallback):
+    """Tell the noise which epoch starts, so each epoch draws fresh masks."""
+
+    def __init__(self, noise: RegularizationNoise):
+        self.noise = noise
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.noise.epoch = math.floor(state.epoch or 0)
+
+
+# --------------------------------------------------------------------------- the losses
+
+
+def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """0.5 * (KL(a || b) + KL(b || a)) per position = 0.5 * sum_v (p_a - p_b)(log p_a - log p_b).
+
+    logits: [B, T, V] -> [B, T]
+    """
+    # half-precision logits are upcast; float64 (gradcheck) stays float64
+    dtype = torch.promote_types(logits_a.dtype, torch.float32)
+    log_a = torch.log_softmax(logits_a.to(dtype), dim=-1)
+    log_b = torch.log_softmax(logits_b.to(dtype), dim=-1)
+    return 0.5 * ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(-1)
+
+
+def remask_loss(
+    logits_full: torch.Tensor,
+    logits_masked: torch.Tensor,
+    labels: torch.Tensor,
+    weight: float,
+    num_items: torch.Tensor | int | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L = 0.5 * (CE(z_masked, y) + CE(z_full, y)) + weight * D, where D is the mean over
+    label positions of the symmetric KL between the two predictive distributions.
+    Gradients flow through both passes and both sides of D."""
+    nll_full, mask = shifted_nll(logits_full, labels)
+    nll_masked, _ = shifted_nll(logits_masked, labels)
+    divergence = symmetric_kl(logits_masked[:, :-1], logits_full[:, :-1])  # [B, T-1]
+    denominator = _normaliser(mask, num_items)
+    ce_full, ce_masked = nll_full[mask].sum() / denominator, nll_masked[mask].sum() / denominator
+    kl = divergence[mask].sum() / denominator
+    loss = 0.5 * (ce_masked + ce_full) + weight * kl
+    return loss, {"nll_sum": nll_full[mask].sum().detach(), "tokens": mask.sum(),
+                  "ce_masked": ce_masked.detach(), "ce_full": ce_full.detach(), "kl": kl.detach()}
+
+
+def masked_thought_loss(
+    logits_masked: torch.Tensor, labels: torch.Tensor, num_items: torch.Tensor | int | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Masked Thought: plain CE of the masked pass (single pass)."""
+    return cross_entropy_loss(logits_masked, labels, num_items)

@@ -1,0 +1,74 @@
+"""NEFTune: noise of magnitude alpha / sqrt(L * d) from each sequence's own length, uniform
+on (-1, 1), in training only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmforge.objectives import build_objective
+from lmforge.objectives.forward import forward_logits, neftune_noise, segment_lengths
+from tests.train.conftest import tiny_model
+
+ALPHA, HIDDEN = 10.0, 256
+
+
+def test_segment_lengths_rows_and_packed_segments():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    assert segment_lengths(mask, None).tolist() == [[3, 3, 3, 3], [4, 4, 4, 4]]
+    packed = torch.tensor([[0, 1, 2, 0], [0, 1, 0, 1]])  # row 0: segments of 3 and 1
+    assert segment_lengths(mask, packed)[0, :3].tolist() == [3, 3, 3]
+    assert segment_lengths(mask, packed)[1].tolist() == [2, 2, 2, 2]
+    assert segment_lengths(torch.ones(1, 5, dtype=torch.long), torch.tensor([[0, 1, 0, 1, 2]])).tolist() == [
+        [2, 2, 3, 3, 3]]
+
+
+@pytest.mark.parametrize("lengths", [[10, 40], [25, 64]])
+def test_noise_magnitude_matches_alpha_over_sqrt_length_times_width(lengths):
+    """E|U(-1, 1)| = 1/2, so the mean absolute noise of a row of length L is alpha / (2 sqrt(L d))."""
+    torch.manual_seed(0)
+    T = max(lengths)
+    mask = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])
+    noise = neftune_noise(torch.zeros(len(lengths), T, HIDDEN), mask, None, ALPHA)
+    for row, n in enumerate(lengths):
+        measured = noise[row, :n].abs().mean().item()
+        expected = ALPHA / (2 * (n * HIDDEN) ** 0.5)
+        assert measured == pytest.approx(expected, rel=0.05)
+        assert noise[row, n:].abs().sum() == 0  # padding gets none
+        bound = ALPHA / (n * HIDDEN) ** 0.5
+        assert noise[row, :n].max() <= bound and noise[row, :n].min() >= -bound
+        assert (noise[row, :n] < 0).float().mean().item() == pytest.approx(0.5, abs=0.02)  # symmetric: not U(0, 1)
+
+
+def test_packed_segments_get_their_own_scale():
+    torch.manual_seed(0)
+    mask = torch.ones(1, 80, dtype=torch.long)
+    positions = torch.cat([torch.arange(16), torch.arange(64)]).unsqueeze(0)
+    noise = neftune_noise(torch.zeros(1, 80, HIDDEN), mask, positions, ALPHA)
+    assert noise[0, :16].abs().mean().item() == pytest.approx(ALPHA / (2 * (16 * HIDDEN) ** 0.5), rel=0.05)
+    assert noise[0, 16:].abs().mean().item() == pytest.approx(ALPHA / (2 * (64 * HIDDEN) ** 0.5), rel=0.05)
+
+
+def test_noise_only_in_training_mode_and_never_in_generate():
+    model = tiny_model()
+    batch = {"input_ids": torch.randint(3, 40, (2, 9)), "attention_mask": torch.ones(2, 9, dtype=torch.long)}
+    model.eval()
+    clean = model(**batch).logits
+    torch.testing.assert_close(forward_logits(model, batch, neftune_alpha=ALPHA), clean)
+    model.train()
+    assert not torch.allclose(forward_logits(model, batch, neftune_alpha=ALPHA), clean, atol=1e-4)
+    torch.testing.assert_close(forward_logits(model, batch), clean)  # no alpha: no noise
+    model.eval()
+    out = model.generate(batch["input_ids"][:1], max_new_tokens=4, do_sample=False)
+    again = model.generate(batch["input_ids"][:1], max_new_tokens=4, do_sample=False)
+    assert torch.equal(out, again)
+
+
+def test_objectives_pass_the_noise_through():
+    model = tiny_model()
+    model.train()
+    batch = {"input_ids": torch.randint(3, 40, (2, 9)), "attention_mask": torch.ones(2, 9, dtype=torch.long)}
+    batch["labels"] = batch["input_ids"].clone()
+    plain, _ = build_objective("mixce", {"ratio": 0.75})(model, batch, None)
+    noisy, _ = build_objective("mixce", {"ratio": 0.75}, neftune_alpha=50.0)(model, batch, None)
+    assert not torch.allclose(plain, noisy)
