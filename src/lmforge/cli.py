@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
 
+    ablate = commands.add_parser("ablate", help="compare objectives over seeds from the same starting model")
+    _config_args(ablate)
+    ablate.add_argument("--variants", default="sft,masked_thought,remask",
+                        help="comma-separated: sft, mixce, masked_thought, remask (seed 004's), remask_plain")
+    ablate.add_argument("--seeds", type=int, default=3)
+    ablate.add_argument("--test", required=True, help="held-out CoT problems (JSONL) for strict exact match")
+    ablate.add_argument("--overwrite", action="store_true")
+
     demo = commands.add_parser("demo", help="train a tiny model on synthetic arithmetic, no download")
     demo.add_argument("--output-dir", default=None, help="run directory (default: runs/demo-<timestamp>)")
     demo.add_argument("--size", choices=["full", "smoke"], default="full",
@@ -92,6 +100,20 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from lmforge.ablate import ablation_markdown, parse_variants, run_ablation
+    from lmforge.config import load_config
+
+    variants = parse_variants(args.variants)
+    if args.seeds < 1:
+        raise LmforgeError(f"--seeds {args.seeds}: need at least one seed")
+    config = load_config(args.config, args.sections, args.overrides)
+    result = run_ablation(config, variants, args.seeds, args.test, overwrite=args.overwrite)
+    print(ablation_markdown(result["variants"], result["test_problems"], args.seeds), end="")
+    print(f"[lmforge] table, JSON and bar chart in {config.output_path}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from lmforge.demo.pipeline import run_demo
 
@@ -99,7 +121,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "ablate": cmd_ablate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

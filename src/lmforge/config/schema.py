@@ -136,6 +136,10 @@ Objective = Annotated[
     CEObjective | MixCEObjective | MaskedThoughtObjective | ReMaskObjective | ReMaskCoTObjective,
     Field(discriminator="name"),
 ]
+OBJECTIVE_CONFIGS: dict[str, type[Strict]] = {
+    "ce": CEObjective, "mixce": MixCEObjective, "masked_thought": MaskedThoughtObjective,
+    "remask": ReMaskObjective, "remask_cot": ReMaskCoTObjective,
+}
 
 
 class OptimizerConfig(Strict):

@@ -37,3 +37,23 @@ def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path | None:
     fig.savefig(png_path)
     plt.close(fig)
     return png_path
+
+
+def plot_ablation(table: list[dict], png_path: Path) -> Path:
+    """Bar chart of exact-match accuracy (mean ± sd over seeds) per variant."""
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    labels = [row["label"] for row in table]
+    means = [100 * row["accuracy_mean"] for row in table]
+    sds = [100 * row["accuracy_sd"] for row in table]
+    bars = ax.bar(labels, means, yerr=sds, capsize=6, color=["tab:gray", "tab:blue", "tab:orange", "tab:green",
+                                                               "tab:red", "tab:purple"][: len(table)])
+    for bar, mean in zip(bars, means):
+        ax.annotate(f"{mean:.1f}%", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom",
+                    xytext=(0, 3), textcoords="offset points")
+    ax.set_ylabel("strict exact match (%)")
+    ax.set_title("held-out accuracy, mean ± sd over seeds")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

@@ -1,0 +1,126 @@
+"""`lmforge ablate`: train several objectives from the same starting model and data over
+several seeds, and report seed 004's table: strict exact match on held-out problems
+(mean ± sd over seeds) and validation loss, as markdown, JSON and a bar chart.
+
+    ABLATION_DIR (= the config's run.output_dir)/
+      init_model/                  the shared starting model (special + mask tokens added)
+      <variant>/seed-<k>/          one ordinary run directory per training run
+      ablation.md, ablation.json, ablation.png
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmforge.config import Config
+from lmforge.config.schema import OBJECTIVE_CONFIGS
+from lmforge.data.formats import get_format
+from lmforge.data.pipeline import DatasetReport, DatasetSpec, load_conversations
+from lmforge.errors import LmforgeError
+from lmforge.eval.exact_match import evaluate_exact_match
+from lmforge.eval.generate import load_model_dir
+from lmforge.report.plots import plot_ablation
+from lmforge.train.pipeline import prepare_model_and_tokenizer, run_training
+
+# Variant name -> objective. "remask" is seed 004's ReMask: ReMask-CoT rules on examples
+# with a rationale, plain ReMask on the others.
+VARIANTS = {"sft": "ce", "ce": "ce", "mixce": "mixce", "masked_thought": "masked_thought",
+            "remask": "remask_cot", "remask_cot": "remask_cot", "remask_plain": "remask"}
+LABELS = {"sft": "SFT", "ce": "SFT", "mixce": "MixCE", "masked_thought": "Masked Thought", "remask": "ReMask",
+          "remask_cot": "ReMask-CoT", "remask_plain": "ReMask (no CoT rules)"}
+
+
+@dataclass
+class VariantResult:
+    variant: str
+    accuracies: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        def mean_sd(values):
+            return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else (
+                float("nan"), float("nan"))
+        (acc, acc_sd), (loss, loss_sd) = mean_sd(self.accuracies), mean_sd(self.val_losses)
+        return {"variant": self.variant, "label": LABELS[self.variant], "accuracy_mean": acc, "accuracy_sd": acc_sd,
+                "val_loss_mean": loss, "val_loss_sd": loss_sd, "accuracies": self.accuracies,
+                "val_losses": self.val_losses}
+
+
+def parse_variants(text: str) -> list[str]:
+    variants = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise LmforgeError(f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; valid: {', '.join(VARIANTS)}")
+    return variants
+
+
+def _with(base: Config, objective: dict, **sections) -> Config:
+    data = base.model_dump()
+    data["train"]["objective"] = objective
+    for section, values in sections.items():
+        data[section].update(values)
+    return Config.model_validate(data)
+
+
+def variant_config(base: Config, variant: str, seed: int, init_model: Path, run_dir: Path) -> Config:
+    """The base config with this variant's objective (taking the base objective's values
+    for the hyper-parameters they share), this seed, the shared starting model, its own dir."""
+    name = VARIANTS[variant]
+    shared = {k: v for k, v in base.train.objective.model_dump().items()
+              if k in OBJECTIVE_CONFIGS[name].model_fields and k != "name"}
+    return _with(base, {"name": name, **shared}, run={"seed": seed, "output_dir": str(run_dir)},
+                 model={"name_or_path": str(init_model), "tokenizer": None})
+
+
+def prepare_starting_model(base: Config, directory: Path) -> Path:
+    """Build or load the starting model once, with every token any variant needs."""
+    model, tokenizer, _, _ = prepare_model_and_tokenizer(_with(base, {"name": "remask"}), base.run.seed)
+    init = directory / "init_model"
+    model.save_pretrained(init)
+    tokenizer.save_pretrained(init)
+    return init
+
+
+def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, overwrite: bool = False) -> dict:
+    directory = base.output_path
+    if directory.exists() and any(directory.iterdir()) and not overwrite:
+        raise LmforgeError(f"{directory}: ablation directory is not empty; pass --overwrite or change run.output_dir")
+    directory.mkdir(parents=True, exist_ok=True)
+    problems = load_conversations(DatasetSpec(test_path, "auto"), DatasetReport(test_path))
+    if not any(p.final_answer() is not None for p in problems):
+        raise LmforgeError(f"--test {test_path}: no held-out problem has an answer to check")
+    init_model = prepare_starting_model(base, directory)
+    prompt_format = get_format(base.data.prompt_format)
+
+    results = {variant: VariantResult(variant) for variant in variants}
+    for variant in variants:
+        for k in range(seeds):
+            run_dir = directory / variant / f"seed-{k}"
+            config = variant_config(base, variant, base.run.seed + k, init_model, run_dir)
+            print(f"[lmforge] ablation: {variant}, seed {k + 1}/{seeds}")
+            trained = run_training(config, overwrite=overwrite)
+            model, tokenizer, _ = load_model_dir(trained.model_dir)
+            accuracy = evaluate_exact_match(model, tokenizer, prompt_format, problems).accuracy
+            results[variant].accuracies.append(accuracy)
+            if "eval_loss" in trained.metrics:
+                results[variant].val_losses.append(trained.metrics["eval_loss"])
+
+    table = [results[v].summary() for v in variants]
+    payload = {"variants": table, "seeds": seeds, "test_file": test_path, "test_problems": len(problems)}
+    (directory / "ablation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (directory / "ablation.md").write_text(ablation_markdown(table, len(problems), seeds), encoding="utf-8")
+    plot_ablation(table, directory / "ablation.png")
+    return payload
+
+
+def ablation_markdown(table: list[dict], n_problems: int, seeds: int) -> str:
+    lines = [f"Strict exact match on {n_problems} held-out problems and validation loss; mean ± sd over {seeds} "
+             "seed(s), same starting model and data.", "",
+             "| Model | Exact match | Validation loss |", "|---|---|---|"]
+    for row in table:
+        lines.append(f"| {row['label']} | {100 * row['accuracy_mean']:.2f}% ± {100 * row['accuracy_sd']:.2f} | "
+                     f"{row['val_loss_mean']:.4f} ± {row['val_loss_sd']:.4f} |")
+    return "\n".join(lines) + "\n"
