@@ -39,7 +39,10 @@ def test_bad_objective_values_are_config_errors(tmp_path, user_files, capsys):
         ("train.objective={name: remask, p_in: 1.5}", "train.objective.p_in = 1.5: Input should be less than or equal to 1"),
         ("train.objective={name: remask_cot, weight: -1}", "train.objective.weight = -1"),
         ("train.objective={name: remask_cot, p_label: -0.1}", "train.objective.p_label = -0.1"),
-        ("train.objective={name: spin}", "expected tags: 'ce', 'mixce', 'masked_thought', 'remask', 'remask_cot'"),
+        ("train.objective={name: spin}", "train.objective.name = 'spin' is not one of: ce, mixce, masked_thought, "
+                                        "remask, remask_cot"),
+        ("train.optimizer.name=sgd", "train.optimizer.name = 'sgd' is not one of: adamw, adalite, lilith"),
+        ("train.schedule.name=step", "is not one of: cosine, linear, constant, one_cycle, sigmoid, wsd"),
     ]:
         capsys.readouterr()
         assert main(["train", str(config), "--set", override]) == 2

@@ -55,3 +55,19 @@ def test_num_items_normalises_by_the_global_count():
     """With 10 label tokens in the whole global batch, this micro-batch's share is sum/10."""
     loss, _ = cross_entropy_loss(LOGITS, LABELS, num_items=10)
     assert abs(loss.item() - (0.287682 + 0.693147) / 10) < 1e-6
+
+
+def test_label_position_path_equals_the_plain_full_tensor_computation():
+    """Only label positions go through the softmax; the result must equal F.cross_entropy
+    over every position with ignore_index (the obviously-correct version), values and grads."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 9, 17, requires_grad=True)
+    labels = torch.randint(0, 17, (3, 9))
+    labels[0, :4] = -100
+    labels[2, 6:] = -100
+    loss, _ = cross_entropy_loss(logits, labels)
+    plain = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 17), labels[:, 1:].reshape(-1),
+                                              ignore_index=-100)
+    torch.testing.assert_close(loss, plain)
+    grad = torch.autograd.grad(loss, logits)[0]
+    torch.testing.assert_close(grad, torch.autograd.grad(plain, logits)[0])

@@ -161,3 +161,28 @@ def test_masked_thought_is_ce_of_the_masked_pass_and_eval_batches_get_plain_ce()
     for name in ("remask", "remask_cot", "masked_thought"):
         loss, _ = build_objective(name, {"weight": 0.1})(model, clean, None)
         torch.testing.assert_close(loss, build_objective("ce", {})(model, clean, None)[0])
+
+
+def test_remask_loss_equals_the_plain_full_tensor_formula():
+    """The label-position implementation against DESIGN §3.3 written over full tensors."""
+    torch.manual_seed(1)
+    full = torch.randn(2, 7, 11, dtype=torch.float64, requires_grad=True)
+    masked = torch.randn(2, 7, 11, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, 11, (2, 7))
+    labels[0, :3] = -100
+    labels[1, 5:] = -100
+    loss, _ = remask_loss(full, masked, labels, weight=0.3)
+
+    valid = labels[:, 1:] != -100
+    ce = torch.nn.functional.cross_entropy
+    ce_full = ce(full[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100)
+    ce_masked = ce(masked[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100)
+    p_m, p_f = masked[:, :-1].softmax(-1), full[:, :-1].softmax(-1)
+    kl_mf = (p_m * (p_m.log() - p_f.log())).sum(-1)
+    kl_fm = (p_f * (p_f.log() - p_m.log())).sum(-1)
+    divergence = (0.5 * (kl_mf + kl_fm))[valid].mean()
+    plain = 0.5 * (ce_masked + ce_full) + 0.3 * divergence
+    torch.testing.assert_close(loss, plain)
+    for a, b in zip(torch.autograd.grad(loss, (full, masked), retain_graph=True),
+                    torch.autograd.grad(plain, (full, masked))):
+        torch.testing.assert_close(a, b)

@@ -54,7 +54,7 @@ def make_trainer(model, rows, output_dir, micro_batch: int, accumulation: int, m
         data_collator=PadCollator(PAD),
         callbacks=[guard, *callbacks],
         objective=objective or build_objective("ce", {}),
-        optimizer_spec={"name": optimizer, "lr": lr, "weight_decay": weight_decay, "betas": (0.9, 0.999), "eps": 1e-8},
+        optimizer_spec={"name": optimizer, "lr": lr, "weight_decay": weight_decay},
         schedule_spec={"name": "constant", "warmup_ratio": 0.0},
         guard=guard,
         no_decay_params=no_decay_params,

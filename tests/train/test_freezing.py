@@ -19,7 +19,7 @@ def _rows_using_new_tokens():
     return rows
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "adalite"])
+@pytest.mark.parametrize("optimizer", ["adamw", "adalite", "lilith"])
 def test_only_new_rows_train(tmp_path, optimizer):
     model = tiny_model()
     partial = freeze_embeddings(model, NEW_ROWS)

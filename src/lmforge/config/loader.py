@@ -177,32 +177,36 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Every pydantic model class inside an annotation (through list, Optional, Union, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
 def _unwrap(annotation: Any) -> Any:
-    """list[X] -> X, X | None -> X, Annotated[A | B, ...] -> (A, B)."""
-    origin = get_origin(annotation)
-    args = [a for a in get_args(annotation) if a is not type(None)]
-    if origin is list and args:
-        return _unwrap(args[0])
-    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    """list[X] -> X, X | None -> X, a union of models -> (A, B, ...)."""
+    models = _models_in(annotation)
     if len(models) == 1:
         return models[0]
-    if len(models) > 1:
-        return tuple(models)
-    if args and get_origin(args[0]) is not None:
-        return _unwrap(args[0])
-    return annotation
+    return tuple(models) if models else annotation
 
 
 def _clean_loc(loc: tuple[Any, ...], data: dict[str, Any]) -> tuple[Any, ...]:
-    """Drop discriminated-union tags ('mixce') that pydantic puts in error locations."""
+    """Drop the union tags ('mixce', 'adamw') that pydantic puts in error locations: an
+    inner location element that is not a key of the data at that point."""
     cleaned: list[Any] = []
     node: Any = data
-    for part in loc:
-        if isinstance(node, dict) and part not in node and isinstance(part, str) and node.get("name") == part:
+    for index, part in enumerate(loc):
+        if index < len(loc) - 1 and isinstance(node, dict) and isinstance(part, str) and part not in node:
             continue
         cleaned.append(part)
-        node = node.get(part) if isinstance(node, dict) else (
-            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
     return tuple(cleaned)
 
 
@@ -220,6 +224,12 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
         hint = f" (did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?)" if close else (
             f" (valid keys: {', '.join(valid)})" if valid else "")
         return f"{where}unknown key '{key_path}'{hint}"
+    if kind == "union_tag_invalid":
+        name_path = str_path + ("name",)
+        origin = raw.origins.get(name_path, origin)
+        where = f"{origin}: " if origin else ""
+        return (f"{where}{key_path}.name = {error['ctx']['tag']!r} is not one of: "
+                f"{error['ctx']['expected_tags'].replace(chr(39), '')}")
     if kind == "missing":
         return f"{where}missing required key '{key_path}'"
     message = error["msg"].removeprefix("Value error, ")

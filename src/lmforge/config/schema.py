@@ -7,13 +7,24 @@ plain arguments.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def tagged_union(*members: type[BaseModel], default: str):
+    """A union chosen by each member's `name` literal; a mapping without `name` gets
+    `default` (so `optimizer: {lr: 1e-3}` means AdamW)."""
+
+    def tag(value) -> str:
+        return value.get("name", default) if isinstance(value, dict) else getattr(value, "name", default)
+
+    options = tuple(Annotated[m, Tag(m.model_fields["name"].annotation.__args__[0])] for m in members)
+    return Annotated[Union[options], Discriminator(tag)]  # noqa: UP007 (a runtime-built union)
 
 
 # --------------------------------------------------------------------------- model
@@ -132,36 +143,109 @@ class ReMaskCoTObjective(Strict):
     fused: bool = True
 
 
-Objective = Annotated[
-    CEObjective | MixCEObjective | MaskedThoughtObjective | ReMaskObjective | ReMaskCoTObjective,
-    Field(discriminator="name"),
-]
+Objective = tagged_union(CEObjective, MixCEObjective, MaskedThoughtObjective, ReMaskObjective, ReMaskCoTObjective,
+                         default="ce")
 OBJECTIVE_CONFIGS: dict[str, type[Strict]] = {
     "ce": CEObjective, "mixce": MixCEObjective, "masked_thought": MaskedThoughtObjective,
     "remask": ReMaskObjective, "remask_cot": ReMaskCoTObjective,
 }
 
 
-class OptimizerConfig(Strict):
-    name: Literal["adamw", "adalite"] = "adamw"
+class AdamWConfig(Strict):
+    name: Literal["adamw"] = "adamw"
     lr: float = Field(1e-5, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(1e-8, gt=0.0)
 
 
-class ScheduleConfig(Strict):
-    name: Literal["cosine", "linear", "constant"] = "cosine"
+class AdaliteConfig(Strict):
+    """pytorch-optimizer's Adalite (seed 000); its weight_decay is the source's "Lambda"."""
+
+    name: Literal["adalite"]
+    lr: float = Field(1e-5, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    g_norm_min: float = Field(1e-10, gt=0.0)
+    ratio_min: float = Field(1e-4, ge=0.0)
+    tau: float = Field(1.0, gt=0.0)
+    eps1: float = Field(1e-6, gt=0.0)
+    eps2: float = Field(1e-10, gt=0.0)
+
+
+class LilithConfig(Strict):
+    """Lilith (source 004, DESIGN §3.8), implemented in lmforge.optim.lilith."""
+
+    name: Literal["lilith"]
+    lr: float = Field(1e-5, gt=0.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    eps: float = Field(1e-8, gt=0.0)
+    beta1_m: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    beta2_m: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.99
+    beta_v: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999
+    g_norm_min: float = Field(1e-4, gt=0.0)
+    ratio_min: float = Field(1e-4, ge=0.0)
+    acceleration: float = 1.0
+    ema_k: int = Field(0, ge=0)
+    ema_beta: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.99
+
+
+OptimizerConfig = tagged_union(AdamWConfig, AdaliteConfig, LilithConfig, default="adamw")
+
+
+class _Warmup(Strict):
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     """Warmup as a fraction of all optimizer steps (seed 000: 0.2)."""
     warmup_steps: int | None = Field(None, ge=0)
     """Warmup as a number of steps (seed 001: 2000); overrides warmup_ratio."""
 
 
+class CosineSchedule(_Warmup):
+    name: Literal["cosine"] = "cosine"
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class LinearSchedule(_Warmup):
+    name: Literal["linear"]
+
+
+class ConstantSchedule(_Warmup):
+    name: Literal["constant"]
+
+
+class OneCycleSchedule(_Warmup):
+    """One-cycle cosine without cycle momentum (seed 004); warmup = the rising phase."""
+
+    name: Literal["one_cycle"]
+    div_factor: float = Field(25.0, gt=0.0)
+    final_div_factor: float = Field(1e4, gt=0.0)
+
+
+class SigmoidSchedule(_Warmup):
+    """Sigmoid warmup: starts slow, rapidly accelerates, then stabilizes (seed 002)."""
+
+    name: Literal["sigmoid"]
+    steepness: float = Field(10.0, gt=0.0)
+    decay: Literal["none", "cosine"] = "none"
+
+
+class WSDSchedule(_Warmup):
+    """Warmup-stable-decay."""
+
+    name: Literal["wsd"]
+    decay_ratio: float = Field(0.1, gt=0.0, lt=1.0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    decay_type: Literal["cosine", "linear", "1-sqrt"] = "cosine"
+
+
+ScheduleConfig = tagged_union(CosineSchedule, LinearSchedule, ConstantSchedule, OneCycleSchedule, SigmoidSchedule,
+                              WSDSchedule, default="cosine")
+
+
 class TrainConfig(Strict):
     objective: Objective = CEObjective()
-    optimizer: OptimizerConfig = OptimizerConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
+    optimizer: OptimizerConfig = AdamWConfig()
+    schedule: ScheduleConfig = CosineSchedule()
     global_batch_size: int = Field(128, gt=0)
     """Examples per optimizer step, over all processes and accumulation steps."""
     micro_batch_size: int = Field(8, gt=0)

@@ -4,6 +4,9 @@ Both return the *sum* of per-token losses divided by `num_items`: the number of 
 tokens in the whole global batch (all micro-batches and processes of one optimizer step).
 That makes micro-batch 8 x accumulation 1 and micro-batch 1 x accumulation 8 identical:
 a per-micro-batch mean would weight short examples more.
+
+Only label positions are pushed through the softmax: prompt and padding positions, often
+most of a chat batch, cost nothing beyond the model's own forward pass.
 """
 
 from __future__ import annotations
@@ -14,21 +17,27 @@ import torch.nn.functional as F
 from lmforge.data.tokenize import IGNORE_INDEX
 
 
-def shifted_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token negative log-likelihood of labels[t+1] given logits[t].
+def label_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits at the positions that predict a label, and those labels.
 
-    logits: [B, T, V], labels: [B, T] -> nll: [B, T-1] (0 where ignored), mask: [B, T-1] bool.
+    logits [B, T, V], labels [B, T] -> selected logits [N, V], targets [N], mask [B, T-1]
+    (position t predicts labels[t + 1]).
     """
-    logits = logits[:, :-1].float()
-    targets = labels[:, 1:]
-    mask = targets.ne(IGNORE_INDEX)
-    nll = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
-    ).view_as(targets)
-    return nll, mask
+    mask = labels[:, 1:].ne(IGNORE_INDEX)
+    return logits[:, :-1][mask], labels[:, 1:][mask], mask
 
 
-def _normaliser(mask: torch.Tensor, num_items: torch.Tensor | int | None) -> torch.Tensor:
+def log_probs(selected_logits: torch.Tensor) -> torch.Tensor:
+    """log-softmax in at least float32 (half-precision logits are upcast; float64 stays)."""
+    return torch.log_softmax(selected_logits.to(torch.promote_types(selected_logits.dtype, torch.float32)), dim=-1)
+
+
+def token_nll(log_p: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log p(target) per selected position: [N, V], [N] -> [N]."""
+    return -log_p.gather(1, targets.unsqueeze(1)).squeeze(1)
+
+
+def normaliser(mask: torch.Tensor, num_items: torch.Tensor | int | None) -> torch.Tensor:
     count = mask.sum() if num_items is None else torch.as_tensor(num_items, device=mask.device)
     return count.clamp_min(1).float()
 
@@ -36,9 +45,9 @@ def _normaliser(mask: torch.Tensor, num_items: torch.Tensor | int | None) -> tor
 def cross_entropy_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_items: torch.Tensor | int | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    nll, mask = shifted_nll(logits, labels)
-    total = nll[mask].sum()
-    return total / _normaliser(mask, num_items), {"nll_sum": total.detach(), "tokens": mask.sum()}
+    selected, targets, mask = label_positions(logits, labels)
+    total = token_nll(log_probs(selected), targets).sum()
+    return total / normaliser(mask, num_items), {"nll_sum": total.detach(), "tokens": mask.sum()}
 
 
 def mixce_loss(
@@ -51,7 +60,8 @@ def mixce_loss(
     approximated, as in their code, by weighting the token NLL with the model's own
     probability (no gradient through the weight).
     """
-    nll, mask = shifted_nll(logits, labels)
+    selected, targets, mask = label_positions(logits, labels)
+    nll = token_nll(log_probs(selected), targets)
     weight = ratio + (1.0 - ratio) * torch.exp(-nll.detach())
-    total = (weight * nll)[mask].sum()
-    return total / _normaliser(mask, num_items), {"nll_sum": nll[mask].sum().detach(), "tokens": mask.sum()}
+    total = (weight * nll).sum()
+    return total / normaliser(mask, num_items), {"nll_sum": nll.sum().detach(), "tokens": mask.sum()}

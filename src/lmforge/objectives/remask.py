@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 
 from lmforge.data.conversation import ROLE_IDS
 from lmforge.data.tokenize import IGNORE_INDEX
-from lmforge.objectives.ce import _normaliser, cross_entropy_loss, shifted_nll
+from lmforge.objectives.ce import cross_entropy_loss, label_positions, log_probs, normaliser, token_nll
 
 MASK_TOKEN = "<|mask|>"
 RATIONALE, ANSWER, ASSISTANT = ROLE_IDS["rationale"], ROLE_IDS["answer"], ROLE_IDS["assistant"]
@@ -110,12 +110,12 @@ class NoiseEpoch(TrainerCallback):
 def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     """0.5 * (KL(a || b) + KL(b || a)) per position = 0.5 * sum_v (p_a - p_b)(log p_a - log p_b).
 
-    logits: [B, T, V] -> [B, T]
+    logits: [..., V] -> [...]
     """
-    # half-precision logits are upcast; float64 (gradcheck) stays float64
-    dtype = torch.promote_types(logits_a.dtype, torch.float32)
-    log_a = torch.log_softmax(logits_a.to(dtype), dim=-1)
-    log_b = torch.log_softmax(logits_b.to(dtype), dim=-1)
+    return _symmetric_kl_from_log_probs(log_probs(logits_a), log_probs(logits_b))
+
+
+def _symmetric_kl_from_log_probs(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(-1)
 
 
@@ -128,15 +128,20 @@ def remask_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = 0.5 * (CE(z_masked, y) + CE(z_full, y)) + weight * D, where D is the mean over
     label positions of the symmetric KL between the two predictive distributions.
-    Gradients flow through both passes and both sides of D."""
-    nll_full, mask = shifted_nll(logits_full, labels)
-    nll_masked, _ = shifted_nll(logits_masked, labels)
-    divergence = symmetric_kl(logits_masked[:, :-1], logits_full[:, :-1])  # [B, T-1]
-    denominator = _normaliser(mask, num_items)
-    ce_full, ce_masked = nll_full[mask].sum() / denominator, nll_masked[mask].sum() / denominator
-    kl = divergence[mask].sum() / denominator
+    Gradients flow through both passes and both sides of D.
+
+    Each pass's log-softmax is computed once, at label positions only, and serves both its
+    cross-entropy and the divergence.
+    """
+    selected_full, targets, mask = label_positions(logits_full, labels)
+    selected_masked, _, _ = label_positions(logits_masked, labels)
+    log_full, log_masked = log_probs(selected_full), log_probs(selected_masked)  # [N, V] each
+    nll_full, nll_masked = token_nll(log_full, targets), token_nll(log_masked, targets)
+    denominator = normaliser(mask, num_items)
+    ce_full, ce_masked = nll_full.sum() / denominator, nll_masked.sum() / denominator
+    kl = _symmetric_kl_from_log_probs(log_masked, log_full).sum() / denominator
     loss = 0.5 * (ce_masked + ce_full) + weight * kl
-    return loss, {"nll_sum": nll_full[mask].sum().detach(), "tokens": mask.sum(),
+    return loss, {"nll_sum": nll_full.sum().detach(), "tokens": mask.sum(),
                   "ce_masked": ce_masked.detach(), "ce_full": ce_full.detach(), "kl": kl.detach()}
 
 

@@ -89,13 +89,9 @@ class LmforgeTrainer(Trainer):
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None:
-            self.lr_scheduler = build_schedule(
-                self.schedule_spec["name"],
-                optimizer or self.optimizer,
-                num_training_steps,
-                self.schedule_spec.get("warmup_ratio", 0.0),
-                self.schedule_spec.get("warmup_steps"),
-            )
+            spec = dict(self.schedule_spec)
+            self.lr_scheduler = build_schedule(spec.pop("name"), optimizer or self.optimizer, num_training_steps,
+                                               **spec)
         return self.lr_scheduler
 
     # -- evaluation ------------------------------------------------------------
