@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the resolved, validated config")
     _config_args(show)
 
+    schedule = commands.add_parser("schedule", help="learning-rate schedules")
+    schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
+    plot = schedule_commands.add_parser("plot", help="write a PNG of the config's LR over optimizer steps")
+    _config_args(plot)
+    plot.add_argument("--steps", type=int, default=None, help="total optimizer steps (default: from the config)")
+    plot.add_argument("--output", default="lr_schedule.png")
+
     generate = commands.add_parser("generate", help="sample from a trained model in its own prompt format")
     generate.add_argument("model_dir")
     generate.add_argument("--prompt", required=True, help="the user message")
@@ -78,6 +85,30 @@ def cmd_config_show(args) -> int:
     from lmforge.config import dump_config, load_config
 
     print(dump_config(load_config(args.config, args.sections, args.overrides)), end="")
+    return 0
+
+
+def cmd_schedule_plot(args) -> int:
+    from pathlib import Path
+
+    from lmforge.config import load_config
+    from lmforge.optim.schedules import learning_rates
+    from lmforge.report.plots import plot_schedule
+    from lmforge.train.steps import estimate_total_steps
+
+    config = load_config(args.config, args.sections, args.overrides)
+    steps = args.steps or estimate_total_steps(config)
+    if steps < 1:
+        raise LmforgeError(f"--steps {steps}: need at least one step")
+    options = config.train.schedule.model_dump()
+    name = options.pop("name")
+    try:
+        rates = learning_rates(name, steps, config.train.optimizer.lr, **options)
+    except ValueError as exc:
+        raise LmforgeError(f"train.schedule: {exc}") from exc
+    title = f"{name} schedule, peak lr {config.train.optimizer.lr:g}, {steps} steps"
+    path = plot_schedule(rates, title, Path(args.output))
+    print(f"[lmforge] {title}: {path} (lr at step 0 {rates[0]:.3g}, max {max(rates):.3g}, last {rates[-1]:.3g})")
     return 0
 
 
@@ -127,7 +158,7 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "abl
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handler = cmd_config_show if args.command == "config" else COMMANDS[args.command]
+    handler = {"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command) or COMMANDS[args.command]
     try:
         return handler(args)
     except LmforgeError as exc:

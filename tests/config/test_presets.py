@@ -48,3 +48,15 @@ def test_tiny_section_trains(preset, tmp_path, monkeypatch):
     assert main(["train", os.path.relpath(preset, REPO), "defaults", "tiny",
                  "--set", f"run.output_dir={tmp_path / 'run'}", "--set", "train.epochs=0.3"]) == 0
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_remask_cot_preset_reproduces_seed_004():
+    config = load_config(REPO / "presets" / "remask-cot.yaml", ["defaults"],
+                         ["model.name_or_path=/models/stablelm-3b-4e1t"])
+    objective = config.train.objective
+    assert (objective.name, objective.p_in, objective.p_label, objective.p_answer_only, objective.weight) == (
+        "remask_cot", 0.4, 0.1, 0.1, 0.1)
+    assert (config.train.optimizer.name, config.train.optimizer.lr) == ("lilith", 1e-5)
+    assert config.train.schedule.name == "one_cycle"
+    assert (config.train.micro_batch_size, config.train.global_batch_size, config.train.epochs) == (16, 256, 6)
+    assert (config.data.max_length, config.data.prompt_format) == (256, "remask")

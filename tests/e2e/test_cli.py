@@ -173,3 +173,27 @@ def test_generate_refuses_an_unfinished_run(tmp_path, user_files, capsys):
     run.mkdir()
     (run / "run.json").write_text('{"status": "running"}')
     assert "the run is running, it has no final model yet" in _error(capsys, ["generate", str(run), "--prompt", "x"])
+
+
+def test_schedule_plot_writes_a_png(tmp_path, user_files, capsys):
+    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=40,
+                          schedule={"name": "one_cycle", "warmup_ratio": 0.3})
+    out = tmp_path / "lr.png"
+    assert main(["schedule", "plot", str(config), "--output", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    assert "one_cycle schedule, peak lr 0.003, 40 steps" in capsys.readouterr().out
+
+
+def test_schedule_plot_estimates_steps_from_the_data(tmp_path, user_files, capsys):
+    # 160 records, val_split 0.1 -> 144 train examples / global batch 8 = 18 steps per epoch
+    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=None, epochs=2)
+    assert main(["schedule", "plot", str(config), "--output", str(tmp_path / "lr.png")]) == 0
+    assert "36 steps" in capsys.readouterr().out
+
+
+def test_impossible_schedule_is_a_config_error(tmp_path, user_files, capsys):
+    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=10,
+                          schedule={"name": "wsd", "warmup_ratio": 0.5, "decay_ratio": 0.6})
+    assert "train.schedule: wsd: 5 warmup + 6 decay steps exceed 10 total steps" in _error(
+        capsys, ["schedule", "plot", str(config), "--output", str(tmp_path / "lr.png")])
+    assert "train.schedule: wsd" in _error(capsys, ["train", str(config)])

@@ -57,3 +57,18 @@ def plot_ablation(table: list[dict], png_path: Path) -> Path:
     fig.savefig(png_path)
     plt.close(fig)
     return png_path
+
+
+def plot_schedule(rates: list[float], title: str, png_path: Path) -> Path:
+    """Learning rate against optimizer step."""
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
+    ax.plot(range(len(rates)), rates, color="tab:blue")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

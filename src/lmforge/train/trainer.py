@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from lmforge.errors import LmforgeError
 from lmforge.objectives import Objective
 from lmforge.optim.optimizers import build_optimizer, parameter_groups
 from lmforge.optim.schedules import build_schedule
@@ -90,8 +91,11 @@ class LmforgeTrainer(Trainer):
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None:
             spec = dict(self.schedule_spec)
-            self.lr_scheduler = build_schedule(spec.pop("name"), optimizer or self.optimizer, num_training_steps,
-                                               **spec)
+            try:
+                self.lr_scheduler = build_schedule(spec.pop("name"), optimizer or self.optimizer,
+                                                   num_training_steps, **spec)
+            except ValueError as exc:  # e.g. warmup + decay longer than the run
+                raise LmforgeError(f"train.schedule: {exc}") from exc
         return self.lr_scheduler
 
     # -- evaluation ------------------------------------------------------------
