@@ -282,7 +282,7 @@ def test_unknown_union_tag(tmp_path):
             name: dpo
     """)
     assert error_of(path) == (
-        f"{path}:5: train.objective.name = 'dpo' is not one of: ce, mixce, masked_thought, remask, remask_cot"
+        f"{path}:5: train.objective.name = 'dpo' is not one of: ce, mixce, masked_thought, remask, remask_cot, rank"
     )
 
 

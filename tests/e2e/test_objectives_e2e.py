@@ -40,7 +40,7 @@ def test_bad_objective_values_are_config_errors(tmp_path, user_files, capsys):
         ("train.objective={name: remask_cot, weight: -1}", "train.objective.weight = -1"),
         ("train.objective={name: remask_cot, p_label: -0.1}", "train.objective.p_label = -0.1"),
         ("train.objective={name: spin}", "train.objective.name = 'spin' is not one of: ce, mixce, masked_thought, "
-                                        "remask, remask_cot"),
+                                        "remask, remask_cot, rank"),
         ("train.optimizer.name=sgd", "train.optimizer.name = 'sgd' is not one of: adamw, adalite, lilith"),
         ("train.schedule.name=step", "is not one of: cosine, linear, constant, one_cycle, sigmoid, wsd"),
     ]:

@@ -143,11 +143,18 @@ class ReMaskCoTObjective(Strict):
     fused: bool = True
 
 
+class RankObjective(Strict):
+    """CE on the gold response + weight x PRO rank loss over ranked generations (DESIGN §3.6)."""
+
+    name: Literal["rank"]
+    weight: float = Field(5.0, ge=0.0)
+
+
 Objective = tagged_union(CEObjective, MixCEObjective, MaskedThoughtObjective, ReMaskObjective, ReMaskCoTObjective,
-                         default="ce")
+                         RankObjective, default="ce")
 OBJECTIVE_CONFIGS: dict[str, type[Strict]] = {
     "ce": CEObjective, "mixce": MixCEObjective, "masked_thought": MaskedThoughtObjective,
-    "remask": ReMaskObjective, "remask_cot": ReMaskCoTObjective,
+    "remask": ReMaskObjective, "remask_cot": ReMaskCoTObjective, "rank": RankObjective,
 }
 
 

@@ -15,6 +15,7 @@ import torch
 
 from lmforge.objectives.ce import cross_entropy_loss, mixce_loss
 from lmforge.objectives.forward import forward_logits
+from lmforge.objectives.rank import count_rank_items, rank_loss
 from lmforge.objectives.remask import masked_thought_loss, remask_loss
 
 Metrics = dict[str, torch.Tensor]
@@ -74,12 +75,27 @@ def remask_objective(weight: float, fused: bool = True, neftune_alpha: float | N
     return objective
 
 
+def rank_objective(weight: float, neftune_alpha: float | None = None) -> Objective:
+    """CE on gold + weight x PRO over ranked generations (DESIGN §3.6). Its losses are
+    normalised by the accumulation window's gold tokens and groups (`count_items`)."""
+
+    def objective(model, batch, num_items=None):
+        logits = forward_logits(model, batch, neftune_alpha=neftune_alpha)
+        if "group" not in batch:  # plain evaluation data
+            return cross_entropy_loss(logits, batch["labels"], None)
+        return rank_loss(logits, batch, weight, num_items)
+
+    objective.count_items = count_rank_items
+    return objective
+
+
 OBJECTIVES: dict[str, Callable[..., Objective]] = {
     "ce": lambda p, alpha: ce_objective(alpha),
     "mixce": lambda p, alpha: mixce_objective(p["ratio"], alpha),
     "masked_thought": lambda p, alpha: masked_thought_objective(alpha),
     "remask": lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
     "remask_cot": lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
+    "rank": lambda p, alpha: rank_objective(p["weight"], alpha),
 }
 
 

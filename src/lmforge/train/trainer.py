@@ -58,10 +58,16 @@ class LmforgeTrainer(Trainer):
                 break
         if not batches:
             return batches, None
-        num_items = count_label_tokens(batches).to(device)
-        if self.args.world_size > 1:
-            num_items = self.accelerator.gather(num_items).sum()
-        return batches, num_items
+        # an objective may normalise by something else than label tokens (rank: groups)
+        counter = getattr(self.objective, "count_items", None)
+        counts = counter(batches) if counter else count_label_tokens(batches)
+        if isinstance(counts, dict):
+            return batches, {key: self._global_count(value, device) for key, value in counts.items()}
+        return batches, self._global_count(counts, device)
+
+    def _global_count(self, count: torch.Tensor, device) -> torch.Tensor:
+        count = torch.as_tensor(count).to(device)
+        return self.accelerator.gather(count).sum() if self.args.world_size > 1 else count
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = self.objective(model, inputs, num_items_in_batch)

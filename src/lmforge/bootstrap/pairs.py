@@ -1,0 +1,40 @@
+"""(correct, incorrect) pairs from verified generations (DESIGN §3.7): deduplicated, every
+correct and every incorrect response used at most once, extras discarded."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pair:
+    question_id: int
+    chosen: str
+    rejected: str
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.split())
+
+
+def build_pairs(question_id: int, samples: list[dict], seed: int) -> list[Pair]:
+    """`samples`: dicts with `text`, `valid`, `correct`. Invalid ones never pair.
+
+    >>> s = [{"text": t, "valid": True, "correct": c} for t, c in
+    ...      [("a", True), ("a ", True), ("b", True), ("x", False), ("y", False), ("z", False)]]
+    >>> len(build_pairs(0, s, seed=0))  # 2 unique correct, 3 incorrect -> 2 pairs
+    2
+    """
+    seen: set[str] = set()
+    correct, incorrect = [], []
+    for sample in samples:
+        key = _normalised(sample["text"])
+        if not sample["valid"] or key in seen:
+            continue
+        seen.add(key)
+        (correct if sample["correct"] else incorrect).append(sample["text"])
+    rng = random.Random(seed * 1_000_003 + question_id)
+    rng.shuffle(correct)
+    rng.shuffle(incorrect)
+    return [Pair(question_id, c, r) for c, r in zip(correct, incorrect)]

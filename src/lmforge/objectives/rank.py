@@ -1,0 +1,110 @@
+"""Ranking objectives over whole responses (DESIGN §3.6; source 000, Memphis-CoT).
+
+A rank batch holds S sequences from G prompts ("groups"): per sequence its labels (the
+response tokens), `group` (which prompt, 0..G-1) and `order` (0 = best). Optionally one
+sequence per group is the dataset's gold response (`is_gold`), trained with CE.
+
+- PRO (Song et al. 2023, "Preference Ranking Optimization"): with length-normalised scores
+  s_1 > s_2 > ... > s_n (best first), L_rank = sum_{k<n} -log( exp(s_k) / sum_{j>=k} exp(s_j) ).
+  For one (correct, incorrect) pair this is -log sigmoid(s_c - s_i).
+- DPO (Rafailov et al. 2023) and IPO (Azar et al. 2023) on (chosen, rejected) log-ratios
+  against a frozen reference; SPIN (Chen et al. 2024) is DPO with the previous iteration
+  as reference, the gold response as chosen and the model's own generation as rejected.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lmforge.objectives.ce import label_positions, log_probs, normaliser, token_nll
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log p over each sequence's label tokens, and the label-token counts.
+
+    logits [S, T, V], labels [S, T] -> sums [S], counts [S]
+    """
+    selected, targets, mask = label_positions(logits, labels)
+    logp = -token_nll(log_probs(selected), targets)  # [N]
+    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(mask)[mask]  # [N]
+    sums = torch.zeros(labels.shape[0], dtype=logp.dtype, device=logp.device).index_add(0, rows, logp)
+    return sums, mask.sum(dim=1)
+
+
+def pro_loss(scores: torch.Tensor, group: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Sum over groups of the PRO listwise loss. Ragged: groups may have any number (>= 2)
+    of candidates. scores, group, order: [S] -> scalar."""
+    total = scores.new_zeros(())
+    for g in torch.unique(group):
+        ranked = scores[group == g][torch.argsort(order[group == g])]  # best first
+        if ranked.numel() < 2:
+            continue
+        # -log softmax of the k-th among k..n, for k = 1..n-1: logcumsumexp from the tail
+        tail_logsumexp = torch.logcumsumexp(ranked.flip(0), dim=0).flip(0)  # [n]
+        total = total + (tail_logsumexp[:-1] - ranked[:-1]).sum()
+    return total
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
+             reference_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """-log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), summed over pairs. Inputs: [P] log-probs."""
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return -F.logsigmoid(beta * margin).sum()
+
+
+def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
+             reference_rejected: torch.Tensor, tau: float) -> torch.Tensor:
+    """(h - 1/(2 tau))^2 with h the log-ratio margin, summed over pairs."""
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return ((margin - 1.0 / (2.0 * tau)) ** 2).sum()
+
+
+def rank_loss(
+    logits: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    weight: float,
+    num_items: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CE on the gold responses (token mean over the global batch) + weight * PRO over the
+    ranked generated responses (mean over the groups of the global batch).
+
+    When a group has no gold response, the CE is taken on its best-ranked candidate.
+    """
+    labels, group, order = batch["labels"], batch["group"], batch["order"]
+    sums, counts = sequence_logps(logits, labels)
+    scores = sums / counts.clamp_min(1)  # length-normalised log-probability
+    is_gold = batch["is_gold"]
+    candidates = ~is_gold
+    ce_rows = is_gold | _best_without_gold(group, order, is_gold)
+    gold_tokens = counts[ce_rows].sum()
+    groups = torch.unique(group[candidates]).numel()
+    token_norm = normaliser(counts[ce_rows], None if num_items is None else num_items["gold_tokens"])
+    group_norm = torch.as_tensor(max(groups, 1) if num_items is None else num_items["groups"],
+                                 device=logits.device).clamp_min(1).float()
+    ce = -sums[ce_rows].sum() / token_norm
+    ranking = pro_loss(scores[candidates], group[candidates], order[candidates]) / group_norm
+    loss = ce + weight * ranking
+    return loss, {"nll_sum": -sums[ce_rows].sum().detach(), "tokens": gold_tokens,
+                  "ce": ce.detach(), "rank": ranking.detach()}
+
+
+def _best_without_gold(group: torch.Tensor, order: torch.Tensor, is_gold: torch.Tensor) -> torch.Tensor:
+    """Rows that are the best candidate of a group that has no gold response."""
+    best = torch.zeros_like(is_gold)
+    for g in torch.unique(group):
+        rows = (group == g).nonzero().squeeze(1)
+        if not is_gold[rows].any():
+            best[rows[torch.argmin(order[rows])]] = True
+    return best
+
+
+def count_rank_items(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Normalisers of a whole accumulation window: CE tokens and ranked groups."""
+    gold_tokens, groups = 0, 0
+    for batch in batches:
+        counts = batch["labels"][:, 1:].ne(-100).sum(dim=1)
+        ce_rows = batch["is_gold"] | _best_without_gold(batch["group"], batch["order"], batch["is_gold"])
+        gold_tokens = gold_tokens + counts[ce_rows].sum()
+        groups += torch.unique(batch["group"][~batch["is_gold"]]).numel()
+    return {"gold_tokens": torch.as_tensor(gold_tokens), "groups": torch.as_tensor(groups)}
