@@ -7,16 +7,19 @@ import importlib.util
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from datasets import Dataset
 
 import torch
 from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
 from lmforge.data.collate import PadCollator
-from lmforge.data.formats import get_format
+from lmforge.data.formats import PromptFormat, get_format
 from lmforge.data.pipeline import DatasetSpec, TokenizedData, build_datasets
 from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
@@ -154,11 +157,57 @@ def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val
     )
 
 
+@dataclass
+class PreparedData:
+    """What the Trainer needs from a data builder, and what the run records about it."""
+
+    train: Dataset
+    val: Dataset | None
+    collator: Callable
+    eval_collator: Callable
+    cot: bool
+    """Most training examples have a rationale: the saved model answers rationale-first."""
+    file_hashes: dict[str, str]
+    summary: dict[str, Any]
+    callbacks: list[TrainerCallback] = field(default_factory=list)
+    tokenized: TokenizedData | None = None
+
+
+DataBuilder = Callable[[Config, Any, PromptFormat], PreparedData]
+
+
+def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
+    """Conversations from data.datasets, tokenized with label masks, padded per batch;
+    masking objectives add their collate-time noise to training batches."""
+    specs = [DatasetSpec(**entry.model_dump()) for entry in config.data.datasets]
+    data = build_datasets(specs, prompt_format, tokenizer, config.data.max_length, config.data.overlength,
+                          config.run.seed)
+    for report in data.reports:
+        dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
+        print(f"[lmforge] {report.path}: {report.records} records ({report.format}); train {report.train}, "
+              f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}")
+    if config.train.objective.name == "remask_cot" and data.cot_fraction == 0.0:
+        raise LmforgeError("train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
+                           "but no training example has a rationale segment; use remask instead")
+    collator = PadCollator(tokenizer.pad_token_id)
+    noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
+    return PreparedData(
+        train=data.train, val=data.val,
+        collator=NoisyCollator(collator, noise) if noise else collator, eval_collator=collator,
+        cot=data.cot_fraction >= 0.5,
+        file_hashes={spec.path: file_sha256(spec.path) for spec in specs},
+        summary={"data": [r.as_dict() for r in data.reports]},
+        callbacks=[NoiseEpoch(noise)] if noise else [],
+        tokenized=data,
+    )
+
+
 def run_training(
     config: Config,
     overwrite: bool = False,
     resume: bool = False,
     extra_callbacks: list[TrainerCallback] = (),
+    data_builder: DataBuilder = sft_data,
 ) -> TrainResult:
     check_integrations(config.train.report_to)
     run_dir = config.output_path
@@ -167,43 +216,27 @@ def run_training(
         config.train.global_batch_size, config.train.micro_batch_size, int(os.environ.get("WORLD_SIZE", "1"))
     )
     model, tokenizer, prompt_format, new_ids = prepare_model_and_tokenizer(config, config.run.seed)
-
-    specs = [DatasetSpec(**entry.model_dump()) for entry in config.data.datasets]
-    data = build_datasets(specs, prompt_format, tokenizer, config.data.max_length, config.data.overlength,
-                          config.run.seed)
-    for report in data.reports:
-        dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
-        print(f"[lmforge] {report.path}: {report.records} records ({report.format}); train {report.train}, "
-              f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}")
-
-    if config.train.objective.name == "remask_cot" and data.cot_fraction == 0.0:
-        raise LmforgeError("train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
-                           "but no training example has a rationale segment; use remask instead")
-
+    data = data_builder(config, tokenizer, prompt_format)
     partial = freeze_embeddings(model, new_ids) if config.model.freeze_embeddings else []
 
     (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
     record = rundir.read_run(run_dir) if resume else None
     record = rundir.start_run(
-        run_dir,
-        {spec.path: file_sha256(spec.path) for spec in specs},
-        {"data": [r.as_dict() for r in data.reports], "added_tokens": new_ids,
+        run_dir, data.file_hashes,
+        {**data.summary, "added_tokens": new_ids,
          **({"resumed_from": str(checkpoint), "first_started": record.get("started")} if record else {})},
     )
 
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
-    collator = PadCollator(tokenizer.pad_token_id)
-    noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
     trainer = LmforgeTrainer(
         model=model,
         args=training_arguments(config, run_dir, accumulation, data.val is not None),
         train_dataset=data.train,
         eval_dataset=data.val,
-        data_collator=NoisyCollator(collator, noise) if noise else collator,
-        eval_data_collator=collator,
+        data_collator=data.collator,
+        eval_data_collator=data.eval_collator,
         processing_class=tokenizer,
-        callbacks=[guard, MetricsJsonl(run_dir / "metrics.jsonl"), *([NoiseEpoch(noise)] if noise else []),
-                   *extra_callbacks],
+        callbacks=[guard, MetricsJsonl(run_dir / "metrics.jsonl"), *data.callbacks, *extra_callbacks],
         objective=build_objective(config.train.objective.name, config.train.objective.model_dump(),
                                   config.train.neftune_alpha),
         optimizer_spec=config.train.optimizer.model_dump(),
@@ -214,11 +247,11 @@ def run_training(
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         metrics = trainer.evaluate() if data.val is not None else {}
-        model_dir = save_final_model(trainer, tokenizer, prompt_format, data.cot_fraction >= 0.5, run_dir)
+        model_dir = save_final_model(trainer, tokenizer, prompt_format, data.cot, run_dir)
         plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
     except BaseException as exc:
         rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     metrics["skipped_updates"] = guard.skipped
     rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
-    return TrainResult(run_dir, model_dir, metrics, data)
+    return TrainResult(run_dir, model_dir, metrics, data.tokenized)
