@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
 
+    bootstrap = commands.add_parser("bootstrap", help="generate -> verify -> rank-finetune rounds (Memphis-CoT)")
+    _config_args(bootstrap)
+    bootstrap.add_argument("--overwrite", action="store_true", help="replace a previous bootstrap run")
+
     ablate = commands.add_parser("ablate", help="compare objectives over seeds from the same starting model")
     _config_args(ablate)
     ablate.add_argument("--variants", default="sft,masked_thought,remask",
@@ -131,6 +135,16 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_bootstrap(args) -> int:
+    from lmforge.bootstrap.loop import run_bootstrap
+    from lmforge.config import load_config
+
+    config = load_config(args.config, args.sections, args.overrides)
+    stats = run_bootstrap(config, overwrite=args.overwrite)
+    print(f"[lmforge] bootstrap finished: {len(stats)} rounds; final model {stats[-1]['model_dir']}")
+    return 0
+
+
 def cmd_ablate(args) -> int:
     from lmforge.ablate import ablation_markdown, parse_variants, run_ablation
     from lmforge.config import load_config
@@ -152,7 +166,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "ablate": cmd_ablate}
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "ablate": cmd_ablate, "bootstrap": cmd_bootstrap}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def test_oasst_preset_reproduces_seed_001():
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
 def test_tiny_section_trains(preset, tmp_path, monkeypatch):
     if "tiny" not in list_sections(preset):
-        pytest.skip("no tiny section")
+        pytest.skip("no plain tiny section (memphis-cot has tiny-sft / tiny-rank, run below)")
     monkeypatch.chdir(REPO)  # presets name example files relative to the repository
     assert main(["train", os.path.relpath(preset, REPO), "defaults", "tiny",
                  "--set", f"run.output_dir={tmp_path / 'run'}", "--set", "train.epochs=0.3"]) == 0
@@ -51,8 +51,8 @@ def test_tiny_section_trains(preset, tmp_path, monkeypatch):
 
 
 def test_remask_cot_preset_reproduces_seed_004():
-    config = load_config(REPO / "presets" / "remask-cot.yaml", ["defaults"],
-                         ["model.name_or_path=/models/stablelm-3b-4e1t"])
+    config = load_config(REPO / "presets" / "remask-cot.yaml", ["defaults"])
+    assert config.model.name_or_path == "stabilityai/stablelm-3b-4e1t"
     objective = config.train.objective
     assert (objective.name, objective.p_in, objective.p_label, objective.p_answer_only, objective.weight) == (
         "remask_cot", 0.4, 0.1, 0.1, 0.1)
@@ -60,3 +60,37 @@ def test_remask_cot_preset_reproduces_seed_004():
     assert config.train.schedule.name == "one_cycle"
     assert (config.train.micro_batch_size, config.train.global_batch_size, config.train.epochs) == (16, 256, 6)
     assert (config.data.max_length, config.data.prompt_format) == (256, "remask")
+
+
+def test_memphis_cot_preset_reproduces_seed_000():
+    preset = REPO / "presets" / "memphis-cot.yaml"
+    sft = load_config(preset, ["defaults", "sft"])
+    assert sft.model.freeze_embeddings and sft.train.neftune_alpha == 10
+    assert (sft.train.objective.name, sft.train.objective.ratio) == ("mixce", 0.75)
+    assert (sft.train.optimizer.name, sft.train.optimizer.lr, sft.train.optimizer.weight_decay) == (
+        "adalite", 1e-5, 0.01)
+    assert (sft.train.schedule.name, sft.train.schedule.warmup_ratio) == ("cosine", 0.2)
+    assert (sft.data.max_length, sft.train.global_batch_size, sft.train.epochs) == (4096, 128, 2)
+    assert sft.data.prompt_format == "remask"  # loss only on responses: "no training on inputs"
+    rank = load_config(preset, ["defaults", "rank"])
+    assert (rank.train.objective.name, rank.train.objective.weight) == ("rank", 5)
+    assert (rank.train.optimizer.name, rank.train.optimizer.lr, rank.train.optimizer.weight_decay) == (
+        "adalite", 5e-7, 0.01)
+    assert (rank.train.schedule.name, rank.train.schedule.warmup_ratio) == ("cosine", 0.1)
+    assert (rank.data.max_length, rank.train.global_batch_size, rank.train.neftune_alpha) == (1024, 128, 10)
+    assert rank.model.freeze_embeddings
+    b = rank.bootstrap
+    assert (b.rounds, b.samples, b.temperature, b.top_p, b.max_new_tokens) == (3, 8, 0.5, 0.8, 512)
+
+
+def test_memphis_tiny_sections_run_sft_then_bootstrap(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    sft_dir, boot_dir = tmp_path / "sft", tmp_path / "boot"
+    assert main(["train", "presets/memphis-cot.yaml", "defaults", "sft", "tiny-sft",
+                 "--set", f"run.output_dir={sft_dir}", "--set", "train.max_steps=3"]) == 0
+    assert main(["bootstrap", "presets/memphis-cot.yaml", "defaults", "rank", "tiny-rank",
+                 "--set", f"run.output_dir={boot_dir}", "--set", f"model.name_or_path={sft_dir / 'model'}",
+                 "--set", "bootstrap.rounds=1", "--set", "bootstrap.max_new_tokens=8",
+                 "--set", "data.datasets=[{path: examples/data/arithmetic-cot-test.jsonl, max_train_set: 8}]",
+                 "--set", "bootstrap.verifier=tests.e2e.test_bootstrap:parity_verifier"]) == 0
+    assert (boot_dir / "round-1" / "stats.json").is_file()

@@ -275,6 +275,25 @@ class TrainConfig(Strict):
     dataloader_workers: int = Field(0, ge=0)
 
 
+class BootstrapConfig(Strict):
+    """Rationale bootstrapping (Memphis-CoT, DESIGN §3.7). The rank-finetuning stage of each
+    round uses the `train` section (objective `rank`) and `data.max_length`."""
+
+    rounds: int = Field(3, gt=0)
+    samples: int = Field(8, ge=2)
+    """N responses sampled per question."""
+    temperature: float = Field(0.5, ge=0.0)
+    top_p: float = Field(0.8, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(512, gt=0)
+    backend: Literal["auto", "transformers", "vllm"] = "auto"
+    generation_batch_size: int = Field(64, gt=0)
+    """Sequences per generate call (questions per call = this // samples)."""
+    verifier: str = "numeric"
+    """numeric, math_verify, or module:function."""
+    answer_fallbacks: list[Literal["gsm8k", "last_number"]] = Field(default_factory=list)
+    max_empty_rounds: int = Field(2, gt=0)
+
+
 class RunConfig(Strict):
     output_dir: str = "runs/lmforge"
     seed: int = 42
@@ -285,6 +304,7 @@ class Config(Strict):
     model: ModelConfig
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
 
     @property
     def output_path(self) -> Path:

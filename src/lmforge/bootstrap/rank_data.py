@@ -1,0 +1,65 @@
+"""Rank-finetuning data: one row per question with its gold response and (chosen,
+rejected) generations, each rendered in the prompt format with the response as labels;
+the collator flattens a micro-batch of rows into sequences with group/order/is_gold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from lmforge.data.collate import PadCollator
+from lmforge.data.conversation import Conversation
+from lmforge.data.formats import PromptFormat
+from lmforge.data.tokenize import encode_pieces, wants_bos
+
+
+def encode_response(conversation: Conversation, response: str | None, prompt_format: PromptFormat, tokenizer,
+                    max_length: int) -> dict[str, list[int]]:
+    """The question with `response` (generated text) or, when None, the gold response.
+    Generated responses already carry the answer tag; they are trained as written, eos included."""
+    if response is None:
+        pieces = prompt_format.render(conversation, tokenizer)
+    else:
+        prompt = prompt_format.generation_prompt(conversation.prompt_segments(), tokenizer, cot=conversation.is_cot)
+        pieces = [(prompt, "prompt"), (response + tokenizer.eos_token, "assistant")]
+    encoded = encode_pieces(pieces, tokenizer, add_bos=wants_bos(tokenizer, prompt_format))
+    return {"input_ids": encoded.input_ids[:max_length], "labels": encoded.labels[:max_length]}
+
+
+def rank_rows(questions: list[Conversation], pairs: list[dict], prompt_format: PromptFormat, tokenizer,
+              max_length: int) -> list[dict[str, Any]]:
+    """One row per pair: gold, chosen (order 0), rejected (order 1)."""
+    rows = []
+    for pair in pairs:
+        question = questions[pair["question_id"]]
+        sequences = [encode_response(question, None, prompt_format, tokenizer, max_length),
+                     encode_response(question, pair["chosen"], prompt_format, tokenizer, max_length),
+                     encode_response(question, pair["rejected"], prompt_format, tokenizer, max_length)]
+        rows.append({"input_ids": [s["input_ids"] for s in sequences], "labels": [s["labels"] for s in sequences],
+                     "order": [0, 0, 1], "is_gold": [True, False, False]})
+    return rows
+
+
+def rank_dataset(rows: list[dict[str, Any]]) -> Dataset:
+    return Dataset.from_list(rows)
+
+
+@dataclass
+class RankCollator:
+    pad_token_id: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        flat, group, order, is_gold = [], [], [], []
+        for index, row in enumerate(rows):
+            for ids, labels, rank, gold in zip(row["input_ids"], row["labels"], row["order"], row["is_gold"]):
+                flat.append({"input_ids": ids, "labels": labels})
+                group.append(index)
+                order.append(rank)
+                is_gold.append(gold)
+        batch = PadCollator(self.pad_token_id)(flat)
+        batch.pop("token_roles")
+        batch.update(group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.tensor(is_gold))
+        return batch
