@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--size", choices=["full", "smoke"], default="full",
                       help="smoke: a seconds-long run for tests")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--bootstrap", action="store_true",
+                      help="after SFT, run rationale-bootstrapping rounds and report accuracy after each")
     return parser
 
 
@@ -162,7 +164,7 @@ def cmd_ablate(args) -> int:
 def cmd_demo(args) -> int:
     from lmforge.demo.pipeline import run_demo
 
-    run_demo(output_dir=args.output_dir, size=args.size, seed=args.seed)
+    run_demo(output_dir=args.output_dir, size=args.size, seed=args.seed, bootstrap=args.bootstrap)
     return 0
 
 

@@ -28,3 +28,12 @@ def test_demo_refuses_a_non_empty_output_dir(tmp_path, capsys):
     (tmp_path / "x" / "file").write_text("mine")
     assert main(["demo", "--size", "smoke", "--output-dir", str(tmp_path / "x")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_demo_bootstrap_smoke(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--size", "smoke", "--bootstrap", "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "after bootstrap round 1" in printed
+    stats = json.loads((out / "bootstrap" / "round-1" / "stats.json").read_text())
+    assert stats["questions"] == 16 and stats["samples"] == 64

@@ -48,6 +48,8 @@ class DemoSize:
     global_batch_size: int
     micro_batch_size: int
     lr: float
+    bootstrap_questions: int = 256
+    bootstrap_rounds: int = 2
 
 
 SIZES = {
@@ -55,7 +57,8 @@ SIZES = {
                      max_steps=1200, global_batch_size=32, micro_batch_size=32, lr=3e-3),
     # seconds-long variant for the test suite: same pipeline, far too small to learn much
     "smoke": DemoSize(n_train=300, n_test=16, vocab_size=300, hidden_size=32, num_layers=1, num_heads=2,
-                      max_steps=6, global_batch_size=16, micro_batch_size=8, lr=3e-3),
+                      max_steps=6, global_batch_size=16, micro_batch_size=8, lr=3e-3, bootstrap_questions=16,
+                      bootstrap_rounds=1),
 }
 
 
@@ -139,7 +142,42 @@ First test problems after training:
 """
 
 
-def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0) -> dict:
+def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int) -> RawConfig:
+    """Memphis-CoT's loop scaled down: a few hundred training questions, 4 samples each,
+    rank finetuning (CE on gold + 5 x PRO) for one epoch per round."""
+    return RawConfig(data={
+        "run": {"output_dir": str(demo_dir / "bootstrap"), "seed": seed},
+        "model": {"name_or_path": str(model_dir)},
+        "data": {"datasets": [{"path": str(demo_dir / "inputs" / "train.jsonl"),
+                               "max_train_set": size.bootstrap_questions}],
+                 "prompt_format": "remask", "max_length": 128},
+        "train": {"objective": {"name": "rank", "weight": 5.0},
+                  "optimizer": {"name": "adamw", "lr": size.lr / 10, "weight_decay": 0.0},
+                  "schedule": {"name": "cosine", "warmup_ratio": 0.1},
+                  "global_batch_size": 16, "micro_batch_size": 16, "epochs": 1, "logging_steps": 5},
+        "bootstrap": {"rounds": size.bootstrap_rounds, "samples": 4, "temperature": 0.7, "top_p": 0.9,
+                      "max_new_tokens": 48, "backend": "transformers", "generation_batch_size": 128},
+    })
+
+
+def _bootstrap(demo_dir: Path, model_dir: Path, spec: DemoSize, seed: int, test_path: Path, console) -> list[dict]:
+    from lmforge.bootstrap.loop import run_bootstrap
+
+    rounds = []
+
+    def report(round_index: int, model: Path, stats: dict) -> None:
+        accuracy = _accuracy(model, test_path)
+        rounds.append({"round": round_index, "accuracy": accuracy.accuracy, "pairs": stats["pairs"],
+                       "pass@1": stats["pass@1"]})
+        console.print(f"after bootstrap round {round_index}: strict exact match {accuracy.accuracy:.1%} "
+                      f"({stats['pairs']} pairs from {stats['questions']} questions, train pass@1 "
+                      f"{stats['pass@1']:.1%})")
+
+    run_bootstrap(validate(bootstrap_config(demo_dir, model_dir, spec, seed)), on_round_end=report)
+    return rounds
+
+
+def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, bootstrap: bool = False) -> dict:
     spec = SIZES[size]
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     demo_dir = Path(output_dir or f"runs/demo-{stamp}")
@@ -165,6 +203,7 @@ def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0) -
 
     after = _accuracy(result.model_dir, test_path)
     clock["after"] = time.perf_counter()
+    console.print(f"after SFT: strict exact match {after.accuracy:.1%} ({after.correct}/{after.total})")
 
     seconds = {"prepare": clock["prepare"] - clock["start"], "before": clock["before"] - clock["prepare"],
                "train": clock["train"] - clock["before"], "after": clock["after"] - clock["train"],
@@ -172,14 +211,20 @@ def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0) -
     (result.run_dir / "summary.md").write_text(_summary(size, before, after, seconds, result.metrics), encoding="utf-8")
     _write_jsonl(result.run_dir / "test_predictions.jsonl", after.samples)
 
+    rounds = _bootstrap(demo_dir, result.model_dir, spec, seed, test_path, console) if bootstrap else []
+
     table = Table(title=f"strict exact match on {after.total} held-out problems")
     table.add_column("model")
     table.add_column("accuracy", justify="right")
     table.add_row("untrained", f"{before.accuracy:.1%}")
     table.add_row("after SFT", f"{after.accuracy:.1%}")
+    for row in rounds:
+        table.add_row(f"after bootstrap round {row['round']}", f"{row['accuracy']:.1%}")
     console.print(table)
-    console.print(f"wall time {seconds['total']:.0f} s; summary: {result.run_dir / 'summary.md'}; "
+    total = time.perf_counter() - clock["start"]
+    console.print(f"wall time {total:.0f} s; summary: {result.run_dir / 'summary.md'}; "
                   f"loss curve: {result.run_dir / 'loss_curve.png'}")
     console.print(f"try it: lmforge generate {result.model_dir} --prompt \"Tom has 3 apples. He buys 4 more. "
                   "How many apples does Tom have now?\"")
-    return {"before": before.accuracy, "after": after.accuracy, "seconds": seconds, "run_dir": str(result.run_dir)}
+    return {"before": before.accuracy, "after": after.accuracy, "rounds": rounds, "seconds": seconds,
+            "run_dir": str(result.run_dir)}
