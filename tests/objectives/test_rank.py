@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from lmforge.objectives import build_objective
-from lmforge.objectives.rank import count_rank_items, dpo_loss, ipo_loss, pro_loss, rank_loss, sequence_logps
+from lmforge.objectives.rank import (
+    count_rank_items, dpo_loss, ipo_loss, pro_loss, rank_loss, sequence_logps, spin_loss,
+)
 
 
 def test_pro_three_candidates_hand_value():
@@ -41,6 +43,8 @@ def test_dpo_and_ipo_hand_values():
     assert dpo_loss(*args, beta=0.5).item() == pytest.approx(0.313262, abs=1e-6)
     assert ipo_loss(*args, tau=0.25).item() == pytest.approx(0.0, abs=1e-9)
     assert ipo_loss(*args, tau=1.0).item() == pytest.approx(2.25, abs=1e-6)
+    # SPIN: gold as chosen, own generation as rejected, previous iteration as reference
+    assert spin_loss(*args, beta=0.5).item() == pytest.approx(0.313262, abs=1e-6)
 
 
 def test_sequence_logps_sum_and_count_label_tokens():

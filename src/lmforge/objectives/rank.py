@@ -60,6 +60,13 @@ def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
     return ((margin - 1.0 / (2.0 * tau)) ** 2).sum()
 
 
+def spin_loss(policy_gold: torch.Tensor, policy_generated: torch.Tensor, previous_gold: torch.Tensor,
+              previous_generated: torch.Tensor, beta: float) -> torch.Tensor:
+    """SPIN: DPO where the chosen response is the gold one, the rejected one is the model's
+    own generation, and the reference is the previous iteration's model."""
+    return dpo_loss(policy_gold, policy_generated, previous_gold, previous_generated, beta)
+
+
 def rank_loss(
     logits: torch.Tensor,
     batch: dict[str, torch.Tensor],
