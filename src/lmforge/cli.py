@@ -72,6 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--bootstrap", action="store_true",
                       help="after SFT, run rationale-bootstrapping rounds and report accuracy after each")
+
+    from lmforge.eval.cli import add_eval_commands  # eval, sweep
+
+    add_eval_commands(commands)
+
+    data = commands.add_parser("data", help="what the data pipeline makes of a config (no model needed)")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    inspect = data_commands.add_parser("inspect", help="per dataset: records, drops by reason, duplicates, "
+                                                       "splits, tokens, two rendered examples")
+    _config_args(inspect)
+    inspect.add_argument("--json", action="store_true", help="print the table as JSON")
+    inspect.set_defaults(handler=cmd_data_inspect)
+    preview = data_commands.add_parser("preview", help="the first training examples exactly as the model sees them")
+    _config_args(preview)
+    preview.add_argument("--n", type=int, default=3, help="how many examples")
+    preview.add_argument("--ids", action="store_true", help="also print token ids and labels")
+    preview.add_argument("--json", action="store_true", help="one JSON record per line")
+    preview.set_defaults(handler=cmd_data_preview)
     return parser
 
 
@@ -161,6 +179,35 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+def cmd_data_inspect(args) -> int:
+    import json
+
+    from lmforge.config import load_config
+    from lmforge.data.inspect import inspect_json, inspect_text, prepare
+
+    tokenizer, data = prepare(load_config(args.config, args.sections, args.overrides))
+    summary = inspect_json(data, tokenizer)
+    print(json.dumps(summary, ensure_ascii=False, indent=2) if args.json else inspect_text(summary))
+    return 0
+
+
+def cmd_data_preview(args) -> int:
+    import json
+
+    from lmforge.config import load_config
+    from lmforge.data.inspect import prepare, preview_records, preview_text
+
+    if args.n < 1:
+        raise LmforgeError(f"--n {args.n}: need at least one example")
+    tokenizer, data = prepare(load_config(args.config, args.sections, args.overrides))
+    records = preview_records(data, tokenizer, args.n, args.ids)
+    if args.json:
+        print("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
+    else:
+        print(preview_text(records))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from lmforge.demo.pipeline import run_demo
 
@@ -174,7 +221,8 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "abl
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handler = {"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command) or COMMANDS[args.command]
+    handler = ({"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command)
+               or getattr(args, "handler", None) or COMMANDS[args.command])
     try:
         return handler(args)
     except LmforgeError as exc:

@@ -377,3 +377,17 @@ def test_remask_conversation_ending_with_a_user_turn_gets_no_eos(tokenizer):
     encoded = encode_conversation(conversation, fmt, tokenizer)
     assert encoded.input_ids == [tokenizer.bos_token_id] + user1 + reply1 + user2
     assert encoded.labels == [M] * (1 + len(user1)) + reply1 + [M] * len(user2)
+
+
+# --------------------------------------------------------------------------- plain text
+
+
+@pytest.mark.parametrize("name", ["remask", "openassistant", "chat_template"])
+def test_plain_text_trains_every_token_in_every_format(tokenizer, name):
+    fmt = use_format(tokenizer, name)
+    text = Conversation((Segment("text", "The cat sat on the mat."),), "c4.jsonl:1")
+    [body] = parts(tokenizer, "The cat sat on the mat.</s>")
+    encoded = encode_conversation(text, fmt, tokenizer)
+    assert encoded.input_ids == [tokenizer.bos_token_id] + body  # no tags, bos even with chat_template
+    assert encoded.labels == [M] + body  # every token after bos is a target, eos included
+    assert encoded.token_roles == [PROMPT] + [ROLE_IDS["text"]] * len(body)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from lmforge.data.clean import DedupSettings
 from lmforge.data.conversation import Conversation, Segment
-from lmforge.data.formats import get_format
 from lmforge.data.pipeline import (
     DatasetReport,
     DatasetSpec,
@@ -17,14 +17,6 @@ from lmforge.data.pipeline import (
 )
 from lmforge.data.tokenize import IGNORE_INDEX, encode_conversation
 from lmforge.errors import LmforgeError
-
-
-@pytest.fixture
-def remask(tokenizer):
-    fmt = get_format("remask")
-    tokenizer.add_special_tokens({"additional_special_tokens": fmt.special_tokens(tokenizer)},
-                                 replace_extra_special_tokens=False)
-    return fmt
 
 
 def ids(tokenizer, text):
@@ -142,6 +134,9 @@ def test_empty_response_is_dropped_with_its_reason(tokenizer, remask):
 # --------------------------------------------------------------------------- build_datasets
 
 
+NO_DEDUP = DedupSettings(exact=False, near=False)  # these tests repeat one record on purpose
+
+
 def alpaca_rows(n, output="Red."):
     return [{"id": i, "instruction": "Name a color.", "output": output} for i in range(n)]
 
@@ -162,7 +157,7 @@ def test_build_datasets_reports(tmp_path, tokenizer, remask, write_jsonl):
         DatasetSpec(str(cot), format="cot", val_split=0.0),
         DatasetSpec(str(chats), val_split=0.0),
     ]
-    data = build_datasets(specs, remask, tokenizer, max_length=512, overlength="drop", seed=0)
+    data = build_datasets(specs, remask, tokenizer, max_length=512, overlength="drop", seed=0, dedup=NO_DEDUP)
 
     colors_report, cot_report, chats_report = data.reports
     assert (colors_report.format, colors_report.records) == ("alpaca", 10)
@@ -183,7 +178,7 @@ def test_build_datasets_reports(tmp_path, tokenizer, remask, write_jsonl):
     assert len(data.val_conversations) == 2
     # counted over the examples kept for training: the dropped empty chat is not among the 12
     assert data.cot_fraction == pytest.approx(3 / 12)
-    assert set(data.train.column_names) == {"input_ids", "labels", "token_roles", "example_id"}
+    assert set(data.train.column_names) == {"input_ids", "labels", "token_roles", "example_id", "dataset"}
     assert sorted(data.train["example_id"]) == list(range(len(data.train)))
 
 
@@ -201,7 +196,8 @@ def test_build_datasets_is_deterministic(tmp_path, tokenizer, remask, write_json
 
 def test_build_datasets_without_val_has_none(tmp_path, tokenizer, remask, write_jsonl):
     path = write_jsonl(tmp_path / "c.jsonl", alpaca_rows(4))
-    data = build_datasets([DatasetSpec(str(path), val_split=0.0)], remask, tokenizer, 512, "drop", seed=0)
+    data = build_datasets([DatasetSpec(str(path), val_split=0.0)], remask, tokenizer, 512, "drop", seed=0,
+                          dedup=NO_DEDUP)
     assert data.val is None
     assert len(data.train) == 4
 
@@ -212,7 +208,7 @@ def test_build_datasets_names_the_dataset_left_empty(tmp_path, tokenizer, remask
     max_length = 1 + len(ids(tokenizer, "<|user|>\nName a color.\n<|assistant|>\nRed.\n</s>"))
     specs = [DatasetSpec(str(fine), val_split=0.0), DatasetSpec(str(long), val_split=0.0)]
     with pytest.raises(LmforgeError) as info:
-        build_datasets(specs, remask, tokenizer, max_length, "drop", seed=0)
+        build_datasets(specs, remask, tokenizer, max_length, "drop", seed=0, dedup=NO_DEDUP)
     assert str(info.value) == (
         f"data.datasets[1] ({long}): no training examples left after filtering "
         f"(3 records read; dropped too_long: 3; max_length {max_length})"

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from lmforge.data.conversation import Conversation, Segment
-from lmforge.data.records import detect_format, from_alpaca, from_cot, from_messages
+from lmforge.data.records import from_alpaca, from_cot, from_messages
+from lmforge.data.registry import TRANSFORMS, detect_format
 from lmforge.data.sources import read_records
 from lmforge.errors import LmforgeError
 
@@ -166,7 +167,7 @@ def test_detect_format_unknown_fields():
         detect_format({"prompt": "p", "completion": "c"}, WHERE)
     assert str(info.value) == (
         "train.jsonl:3: cannot tell the record format from its fields (completion, prompt); "
-        "set the dataset's 'format' to one of: messages, alpaca, cot"
+        f"set the dataset's 'format' to one of: {', '.join(TRANSFORMS)}"
     )
 
 
@@ -262,14 +263,15 @@ def test_missing_file(tmp_path):
     assert str(info.value) == f"{path}: data file not found"
 
 
-@pytest.mark.parametrize("name, suffix", [("d.csv", ".csv"), ("d.txt.gz", ".txt"), ("d.gz", "")])
+@pytest.mark.parametrize("name, suffix", [("d.txt", ".txt"), ("d.txt.gz", ".txt"), ("d.gz", "")])
 def test_unsupported_suffix(tmp_path, name, suffix):
     path = tmp_path / name
     path.write_bytes(b"")
     with pytest.raises(LmforgeError) as info:
         list(read_records(path))
     assert str(info.value) == (
-        f"{path}: unsupported data file type '{suffix}' (expected .jsonl or .json, optionally .gz)"
+        f"{path}: unsupported data file type '{suffix}' (expected .jsonl, .json or .csv, optionally .gz or .zst, "
+        "or .parquet, or a Hugging Face dataset folder or name)"
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -74,13 +74,67 @@ class ModelConfig(Strict):
 # --------------------------------------------------------------------------- data
 
 
+DatasetFormat = Literal["auto", "messages", "sharegpt", "oasst_trees", "oasst_messages", "alpaca", "dolly",
+                        "reddit_instruct", "cot", "tinycot", "gsm8k", "arc", "translation", "text", "pairs"]
+
+
+class FormatOptions(Strict):
+    """Options of particular record formats (each names the formats it applies to)."""
+
+    calculator: Literal["strip", "keep"] = "strip"
+    """gsm8k: remove or keep calculator annotations like <<48/2=24>>."""
+    threads: Literal["best", "all"] = "best"
+    """oasst_*: the best-ranked path of each tree, or every root-to-leaf path."""
+    keep_synthetic: bool = False
+    """oasst_*: keep threads through synthetic (model-written) messages."""
+    strip_citations: bool = True
+    """dolly: remove citation markers like [42] from the context."""
+    direction: str | None = Field(None, pattern=r"^[A-Za-z_]+-[A-Za-z_]+$")
+    """translation: source-target language codes, e.g. zh-en (from Chinese into English)."""
+    arc_answer: Literal["both", "letter", "text"] = "both"
+    """arc: the response is 'B. text', 'B' or 'text'."""
+    min_score: int | None = None
+    """reddit_instruct: drop comments scored below this."""
+    text_field: str = "text"
+    """text: the field holding the document."""
+
+
 class DatasetEntry(Strict):
     path: str
-    format: Literal["auto", "messages", "alpaca", "cot"] = "auto"
+    """A data file (.jsonl/.json/.csv, optionally .gz/.zst, or .parquet), a Hugging Face
+    dataset folder, or a hub name."""
+    name: str | None = None
+    """How reports and data.stages refer to this dataset (default: the file name)."""
+    format: DatasetFormat = "auto"
+    options: FormatOptions = FormatOptions()
+    subset: str | None = None
+    """Hugging Face dataset configuration (e.g. 'main' for openai/gsm8k)."""
+    split: str = "train"
+    """Hugging Face dataset split to read."""
+    lang: str | None = None
+    """Keep only records in these languages, comma separated ('en,de'); records that carry
+    no language are kept."""
+    on_bad_record: Literal["error", "skip"] = "error"
+    encoding_errors: Literal["strict", "replace"] = "strict"
+    """Invalid UTF-8: an error naming the byte offset, or U+FFFD replacement."""
     val_split: float = Field(0.05, ge=0.0, lt=1.0)
     test_split: float = Field(0.0, ge=0.0, lt=1.0)
     max_train_set: int | None = Field(None, gt=0)
     max_val_set: int | None = Field(None, ge=0)
+    weight: float | None = Field(None, ge=0.0)
+    """Share of the training mix (normalized over datasets); without weights the mix is
+    every dataset's whole train split."""
+    min_chars: int | None = Field(None, ge=0)
+    """Drop examples whose trained text is shorter than this many characters."""
+    max_chars: int | None = Field(None, gt=0)
+    """Drop examples whose whole text is longer than this many characters."""
+
+    @field_validator("lang")
+    @classmethod
+    def _languages(cls, value: str | None) -> str | None:
+        if value is not None and not [code for code in value.split(",") if code.strip()]:
+            raise ValueError("give at least one language code, e.g. 'en,de'")
+        return value
 
     @model_validator(mode="after")
     def _splits_leave_train(self) -> "DatasetEntry":
@@ -89,12 +143,48 @@ class DatasetEntry(Strict):
         return self
 
 
+class DedupConfig(Strict):
+    """Duplicate removal before the split, within and across datasets."""
+
+    exact: bool = True
+    """Drop examples whose normalized text (case, whitespace, punctuation) was seen before."""
+    near: bool = True
+    """Drop near-duplicates: MinHash LSH over word n-grams (datasketch)."""
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    """Estimated Jaccard similarity at which two examples count as near-duplicates."""
+    num_perm: int = Field(128, ge=16)
+    ngram: int = Field(5, ge=1)
+
+
+class StageEntry(Strict):
+    """One stage of a multi-stage schedule: its own training mix."""
+
+    name: str
+    weights: dict[str, float]
+    """Dataset name -> weight; datasets not named are left out of this stage."""
+    mix_size: int | None = Field(None, gt=0)
+    """Training examples in this stage (default: as many as the stage's datasets hold)."""
+
+
+PromptFormatName = Literal["remask", "openassistant", "chat_template", "chatml", "alpaca", "instruction", "qa"]
+
+
 class DataConfig(Strict):
     datasets: list[DatasetEntry] = Field(default_factory=list)
-    prompt_format: Literal["remask", "openassistant", "chat_template"] = "remask"
+    prompt_format: PromptFormatName = "remask"
+    format_augmentation: list[PromptFormatName] = Field(default_factory=list)
+    """Render each training example in a format drawn from this list (deterministic by
+    seed); validation and the saved model use prompt_format."""
     max_length: int = Field(512, gt=8)
     overlength: Literal["truncate", "drop"] = "drop"
     """What to do with an example longer than max_length tokens."""
+    dedup: DedupConfig = DedupConfig()
+    mix_size: int | None = Field(None, gt=0)
+    """Training examples drawn by the dataset weights (default: all the datasets hold)."""
+    stages: list[StageEntry] = Field(default_factory=list)
+    packing: bool = False
+    """Pack several examples into each max_length row (position ids restart per example;
+    attention stays within each example)."""
 
 
 # --------------------------------------------------------------------------- training
@@ -249,6 +339,25 @@ ScheduleConfig = tagged_union(CosineSchedule, LinearSchedule, ConstantSchedule, 
                               WSDSchedule, default="cosine")
 
 
+class EvalTaskEntry(Strict):
+    """A task evaluated during training (lmforge eval's options; DESIGN §3.12)."""
+
+    task: str
+    """A task data file or a known task name, as for `lmforge eval --task`."""
+    every: int = Field(gt=0)
+    """Evaluate every this many optimizer steps."""
+    shots: int = Field(0, ge=0)
+    format: str | None = None
+    """Prompt format: plain or a data.prompt_format name (default: the one being trained)."""
+    seed: int = 1234
+    """Few-shot sampling seed."""
+    fewshot_file: str | None = None
+    limit: int | None = Field(None, gt=0)
+    batch_size: int = Field(16, gt=0)
+    max_new_tokens: int = Field(256, gt=0)
+    langs: str | None = None
+
+
 class TrainConfig(Strict):
     objective: Objective = CEObjective()
     optimizer: OptimizerConfig = AdamWConfig()
@@ -273,6 +382,8 @@ class TrainConfig(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     dataloader_workers: int = Field(0, ge=0)
+    eval_tasks: list[EvalTaskEntry] = Field(default_factory=list)
+    """Tasks evaluated every N steps; scores join the training log as eval_<task>_<metric>."""
 
 
 class BootstrapConfig(Strict):

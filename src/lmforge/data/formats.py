@@ -7,6 +7,8 @@ Formats (DESIGN §3.11):
   as in seed 004; the sequence ends with the tokenizer's eos.
 - openassistant: `<|prompter|>…<|endoftext|><|assistant|>…<|endoftext|>` (seed 001).
 - chat_template: the tokenizer's own Jinja `chat_template`.
+- chatml, alpaca, instruction (`### Instruction:/### Response:`), qa (`Q:/A:`): fixed text
+  around each turn (text_formats.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lmforge.data.conversation import Conversation, Segment
+from lmforge.data.text_formats import TEXT_FORMATS
 from lmforge.errors import LmforgeError
 
 Piece = tuple[str, str]  # (text, role) with role in ROLE_IDS: prompt/assistant/rationale/answer
@@ -201,6 +204,7 @@ FORMATS: dict[str, PromptFormat] = {
     "remask": ReMaskFormat(),
     "openassistant": OpenAssistantFormat(),
     "chat_template": ChatTemplateFormat(),
+    **TEXT_FORMATS,  # chatml, alpaca, instruction, qa
 }
 
 

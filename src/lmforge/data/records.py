@@ -1,20 +1,35 @@
 """Per-source transforms: one small function per record format, each turning a raw record
-into a `Conversation`. Format detection looks at the record's fields."""
+into a `Conversation`. Exact schemas and their gotchas: ../shared/FORMATS.md. The registry
+of formats and their detection is in `registry.py`; Open-Assistant trees in `oasst.py`.
+
+A transform raises `LmforgeError` naming the record's location for a record that does not
+fit its format (the dataset may skip those: `on_bad_record: skip`), and `RecordDropped`
+for a well-formed record that a filter of the format removes (counted by reason).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lmforge.data.conversation import Conversation, Segment
 from lmforge.errors import LmforgeError
 
-RecordTransform = Callable[[dict[str, Any], str], Conversation]
+Options = Mapping[str, Any]
+RecordTransform = Callable[..., "Conversation | list[Conversation]"]
+NO_OPTIONS: Options = {}
 
-_MESSAGE_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
+
+class RecordDropped(Exception):
+    """A well-formed record that a format's own filter removes; `reason` is the count key."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
-def _require(record: dict[str, Any], fields: tuple[str, ...], fmt: str, where: str) -> None:
+def require(record: dict[str, Any], fields: tuple[str, ...], fmt: str, where: str) -> None:
     missing = [f for f in fields if f not in record or record[f] is None]
     if missing:
         present = ", ".join(sorted(record)) or "none"
@@ -24,7 +39,7 @@ def _require(record: dict[str, Any], fields: tuple[str, ...], fmt: str, where: s
         )
 
 
-def _text(value: Any, field: str, where: str) -> str:
+def text_field(value: Any, field: str, where: str) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
@@ -32,15 +47,38 @@ def _text(value: Any, field: str, where: str) -> str:
     return value
 
 
+def _list_field(value: Any, field: str, where: str) -> list:
+    if not isinstance(value, list):
+        raise LmforgeError(f"{where}: field '{field}' must be a list, got {type(value).__name__}")
+    return value
+
+
 def _content_text(content: Any, where: str) -> str:
     """OpenAI content is a string or (newer data) a list of parts like {type: text, text}."""
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type", "text") == "text")
-    return _text(content, "content", where)
+    return text_field(content, "content", where)
 
 
-def from_messages(record: dict[str, Any], where: str) -> Conversation:
-    _require(record, ("messages",), "messages", where)
+def _language(record: dict[str, Any]) -> dict[str, Any]:
+    """Records that carry a language keep it for the language filter."""
+    lang = record.get("lang") or record.get("language")
+    return {"lang": lang} if isinstance(lang, str) else {}
+
+
+def _chat(user: str, assistant: str, where: str, **metadata: Any) -> Conversation:
+    return Conversation((Segment("user", user), Segment("assistant", assistant)), where, metadata)
+
+
+# --------------------------------------------------------------------------- chat
+
+
+_MESSAGE_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
+
+
+def from_messages(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """OpenAI `messages`: [{role: system|user|assistant, content: str | [parts]}]."""
+    require(record, ("messages",), "messages", where)
     messages = record["messages"]
     if not isinstance(messages, list) or not messages:
         raise LmforgeError(f"{where}: 'messages' must be a non-empty list")
@@ -54,50 +92,215 @@ def from_messages(record: dict[str, Any], where: str) -> Conversation:
                 f"{where}: messages[{index}] has role {message['role']!r}; expected one of {', '.join(_MESSAGE_ROLES)}"
             )
         segments.append(Segment(role, _content_text(message["content"], where)))
-    return Conversation(tuple(segments), where)
+    return Conversation(tuple(segments), where, _language(record))
 
 
-def from_alpaca(record: dict[str, Any], where: str) -> Conversation:
-    _require(record, ("instruction", "output"), "alpaca", where)
-    instruction = _text(record["instruction"], "instruction", where).strip()
-    extra = _text(record.get("input") or "", "input", where).strip()
-    if extra.lower() in ("<noinput>", "<no input>"):
+# ShareGPT dumps in the wild use many speaker names.
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bing": "assistant",
+                   "bard": "assistant", "model": "assistant", "assistant": "assistant", "system": "system"}
+
+
+def from_sharegpt(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """`conversations: [{from: human|gpt|..., value}]`. Leading assistant turns (chunks of
+    split chats start mid-way) and a trailing user turn are dropped; consecutive turns of
+    one speaker are joined."""
+    require(record, ("conversations",), "sharegpt", where)
+    turns: list[list[str]] = []
+    for index, turn in enumerate(_list_field(record["conversations"], "conversations", where)):
+        if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
+            raise LmforgeError(f"{where}: conversations[{index}] needs 'from' and 'value'")
+        role = _SHAREGPT_ROLES.get(str(turn["from"]).lower())
+        if role is None:
+            raise LmforgeError(f"{where}: conversations[{index}] is from {turn['from']!r}; "
+                               f"expected one of {', '.join(_SHAREGPT_ROLES)}")
+        value = text_field(turn["value"], f"conversations[{index}].value", where)
+        if turns and turns[-1][0] == role:
+            turns[-1][1] += "\n\n" + value
+        else:
+            turns.append([role, value])
+    first_user = next((i for i, (role, _) in enumerate(turns) if role == "user"), len(turns))
+    system = [t for t in turns[:first_user] if t[0] == "system"]
+    turns = system + turns[first_user:]
+    while turns and turns[-1][0] != "assistant":
+        turns.pop()
+    if not any(role == "assistant" for role, _ in turns):
+        raise RecordDropped("no_assistant_turn")
+    return Conversation(tuple(Segment(role, text) for role, text in turns), where, _language(record))
+
+
+# --------------------------------------------------------------------------- instructions
+
+
+_PLACEHOLDERS = ("<noinput>", "<no input>", "<nooutput>")
+
+
+def from_alpaca(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """`instruction`, `input` (may be "" or a placeholder like <noinput>), `output`."""
+    require(record, ("instruction", "output"), "alpaca", where)
+    instruction = text_field(record["instruction"], "instruction", where).strip()
+    extra = text_field(record.get("input") or "", "input", where).strip()
+    if extra.lower() in _PLACEHOLDERS:
         extra = ""
     prompt = f"{instruction}\n\n{extra}" if extra else instruction
-    return Conversation((Segment("user", prompt), Segment("assistant", _text(record["output"], "output", where))), where)
+    return _chat(prompt, text_field(record["output"], "output", where), where, **_language(record))
 
 
-def from_cot(record: dict[str, Any], where: str) -> Conversation:
-    _require(record, ("question", "rationale", "answer"), "cot", where)
+_CITATION = re.compile(r"\[\d+\]")
+
+
+def from_dolly(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """databricks-dolly-15k: `instruction`, `context` ("" when absent; citation markers like
+    [42] stripped unless options.strip_citations is false), `response`, `category`."""
+    require(record, ("instruction", "response"), "dolly", where)
+    instruction = text_field(record["instruction"], "instruction", where).strip()
+    context = text_field(record.get("context") or "", "context", where).strip()
+    if options.get("strip_citations", True):
+        context = _CITATION.sub("", context)
+    prompt = f"{instruction}\n\n{context}" if context else instruction
+    metadata = {"category": record["category"]} if isinstance(record.get("category"), str) else {}
+    return _chat(prompt, text_field(record["response"], "response", where), where, **metadata)
+
+
+def from_reddit_instruct(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """euclaise/reddit-instruct(-curated): user = post_title (+ newline + post_text when
+    there is text), assistant = comment_text; options.min_score drops low comment scores."""
+    require(record, ("post_title", "comment_text"), "reddit_instruct", where)
+    title = text_field(record["post_title"], "post_title", where).strip()
+    body = text_field(record.get("post_text") or "", "post_text", where).strip()
+    score = record.get("comment_score")
+    minimum = options.get("min_score")
+    if minimum is not None and isinstance(score, (int, float)) and score < minimum:
+        raise RecordDropped("low_score")
+    return _chat(f"{title}\n{body}" if body else title, text_field(record["comment_text"], "comment_text", where),
+                 where, **({"score": score} if score is not None else {}))
+
+
+# --------------------------------------------------------------------------- reasoning
+
+
+def from_cot(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    require(record, ("question", "rationale", "answer"), "cot", where)
     return Conversation(
         (
-            Segment("user", _text(record["question"], "question", where)),
-            Segment("rationale", _text(record["rationale"], "rationale", where)),
-            Segment("answer", _text(record["answer"], "answer", where)),
+            Segment("user", text_field(record["question"], "question", where)),
+            Segment("rationale", text_field(record["rationale"], "rationale", where)),
+            Segment("answer", text_field(record["answer"], "answer", where)),
         ),
         where,
     )
 
 
-TRANSFORMS: dict[str, RecordTransform] = {
-    "messages": from_messages,
-    "alpaca": from_alpaca,
-    "cot": from_cot,
-}
-
-# Fields whose presence identifies a format, checked in this order.
-_SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
-    ("messages", frozenset({"messages"})),
-    ("cot", frozenset({"question", "rationale"})),
-    ("alpaca", frozenset({"instruction", "output"})),
-)
-
-
-def detect_format(record: dict[str, Any], where: str) -> str:
-    for name, fields in _SIGNATURES:
-        if fields <= record.keys():
-            return name
-    raise LmforgeError(
-        f"{where}: cannot tell the record format from its fields ({', '.join(sorted(record)) or 'none'}); "
-        f"set the dataset's 'format' to one of: {', '.join(TRANSFORMS)}"
+def from_tinycot(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """euclaise/TinyCoT: prompt -> user, rationale -> rationale, target -> answer."""
+    require(record, ("prompt", "rationale", "target"), "tinycot", where)
+    metadata = {"source": record["source"]} if isinstance(record.get("source"), str) else {}
+    return Conversation(
+        (
+            Segment("user", text_field(record["prompt"], "prompt", where)),
+            Segment("rationale", text_field(record["rationale"], "rationale", where)),
+            Segment("answer", text_field(record["target"], "target", where)),
+        ),
+        where,
+        metadata,
     )
+
+
+_GSM8K_FINAL = re.compile(r"^#### (.*)$", re.MULTILINE)
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def from_gsm8k(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """GSM8K as CoT: rationale = the text before the `#### n` line, answer = n without
+    thousands commas; calculator annotations `<<48/2=24>>` are removed unless
+    options.calculator is 'keep'."""
+    require(record, ("question", "answer"), "gsm8k", where)
+    solution = text_field(record["answer"], "answer", where)
+    finals = list(_GSM8K_FINAL.finditer(solution))
+    if not finals:
+        raise LmforgeError(f"{where}: gsm8k field 'answer' has no final line '#### <answer>'")
+    final = finals[-1]
+    rationale = solution[: final.start()].rstrip()
+    if options.get("calculator", "strip") == "strip":
+        rationale = _CALCULATOR.sub("", rationale)
+    answer = final.group(1).strip().replace(",", "")
+    if not answer:
+        raise LmforgeError(f"{where}: gsm8k field 'answer' has an empty '####' line")
+    return Conversation(
+        (Segment("user", text_field(record["question"], "question", where)), Segment("rationale", rationale),
+         Segment("answer", answer)),
+        where,
+    )
+
+
+_LETTERS = "ABCDEFGHIJ"
+
+
+def from_arc(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """ARC multiple choice: the question with lettered choices; the response is the gold
+    letter and its text (options.arc_answer: both | letter | text). Digit labels "1".."4"
+    become letters by position."""
+    require(record, ("question", "choices", "answerKey"), "arc", where)
+    choices = record["choices"]
+    if not isinstance(choices, dict) or not isinstance(choices.get("text"), list) \
+            or not isinstance(choices.get("label"), list) or len(choices["text"]) != len(choices["label"]):
+        raise LmforgeError(f"{where}: arc field 'choices' must be {{'text': [...], 'label': [...]}} of equal length")
+    labels = [str(label) for label in choices["label"]]
+    key = str(record["answerKey"])
+    if key not in labels:
+        raise LmforgeError(f"{where}: arc answerKey {key!r} is not among the choice labels {labels}")
+    if len(labels) > len(_LETTERS):
+        raise LmforgeError(f"{where}: arc record has {len(labels)} choices; at most {len(_LETTERS)} are supported")
+    texts = [text_field(t, "choices.text", where) for t in choices["text"]]
+    lines = "\n".join(f"{_LETTERS[i]}. {text}" for i, text in enumerate(texts))
+    gold = labels.index(key)
+    style = options.get("arc_answer", "both")
+    answer = {"letter": _LETTERS[gold], "text": texts[gold]}.get(style, f"{_LETTERS[gold]}. {texts[gold]}")
+    question = text_field(record["question"], "question", where)
+    return _chat(f"{question}\n\n{lines}", answer, where, gold_index=gold)
+
+
+# --------------------------------------------------------------------------- other tasks
+
+
+_LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "de": "German", "fr": "French", "es": "Spanish", "ru": "Russian",
+                   "ja": "Japanese", "cs": "Czech", "fi": "Finnish", "gu": "Gujarati", "kk": "Kazakh",
+                   "lt": "Lithuanian", "it": "Italian", "pt": "Portuguese", "ko": "Korean", "ar": "Arabic"}
+
+
+def from_translation(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """`{"translation": {"zh": ..., "en": ...}}` as an instruction in the direction
+    options.direction ('zh-en': from Chinese into English)."""
+    require(record, ("translation",), "translation", where)
+    pair = record["translation"]
+    if not isinstance(pair, dict):
+        raise LmforgeError(f"{where}: translation field 'translation' must be a mapping of language -> text")
+    direction = options.get("direction")
+    if not direction:
+        raise LmforgeError(f"{where}: a translation dataset needs options.direction like "
+                           f"'{'-'.join(sorted(pair)[:2]) or 'zh-en'}' (languages here: {', '.join(sorted(pair))})")
+    source, _, target = str(direction).partition("-")
+    for lang in (source, target):
+        if lang not in pair or pair[lang] is None:
+            raise LmforgeError(f"{where}: translation has no '{lang}' text (languages here: {', '.join(sorted(pair))})")
+    names = (_LANGUAGE_NAMES.get(source, source), _LANGUAGE_NAMES.get(target, target))
+    prompt = f"Translate from {names[0]} into {names[1]}:\n{text_field(pair[source], f'translation.{source}', where)}"
+    return _chat(prompt, text_field(pair[target], f"translation.{target}", where), where, lang=target)
+
+
+def from_text(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """Plain text for pretraining: every token trained (options.text_field, default 'text')."""
+    field = options.get("text_field") or "text"
+    require(record, (field,), "text", where)
+    return Conversation((Segment("text", text_field(record[field], field, where)),), where, _language(record))
+
+
+def from_pairs(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """Ranked / preference pairs: `prompt`, `chosen`, `rejected` (a string or a list, best
+    first). SFT trains on the chosen response; the rejected ones ride along in
+    metadata['rejected'] for a rank objective."""
+    require(record, ("prompt", "chosen", "rejected"), "pairs", where)
+    rejected = record["rejected"]
+    rejected = [rejected] if isinstance(rejected, str) else _list_field(rejected, "rejected", where)
+    rejected = tuple(text_field(r, "rejected", where) for r in rejected)
+    return _chat(text_field(record["prompt"], "prompt", where), text_field(record["chosen"], "chosen", where), where,
+                 rejected=rejected)

@@ -1,64 +1,133 @@
-"""Read raw records from JSONL / JSON files (optionally gzip-compressed), each tagged with
-the file:line (or file[index]) it came from."""
+"""Read raw records, each tagged with where it came from (file:line, file[index] or
+name[split][index]) for error messages.
+
+Local files: JSONL, JSON (an array, or one object), CSV and parquet; JSONL/JSON/CSV may be
+gzip (`.gz`) or zstandard (`.zst`) compressed and are read as a stream. A directory or a
+name that is not a local file goes to Hugging Face `datasets` (a `save_to_disk` folder, a
+folder of data files, or a hub name such as `openai/gsm8k` when online).
+
+Bytes are decoded as UTF-8 line by line so that invalid UTF-8 is reported with its byte
+offset (or replaced by U+FFFD when the dataset says `encoding_errors: replace`).
+"""
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
+import io
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from lmforge.errors import LmforgeError
 
+Located = tuple[dict[str, Any], str]
+BadRecord = Callable[[str, str], None]
+"""Called with (location, message) for a record that cannot be read, when the dataset
+skips bad records; without one, a bad record is an error."""
 
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
+COMPRESSIONS = (".gz", ".zst")
+FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
+_HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
-def _stem_suffix(path: Path) -> str:
-    return Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
+def suffixes(path: Path) -> tuple[str, str]:
+    """(file type, compression): 'd.jsonl.zst' -> ('.jsonl', '.zst')."""
+    if path.suffix in COMPRESSIONS:
+        return Path(path.stem).suffix, path.suffix
+    return path.suffix, ""
 
 
-def read_records(path: str | Path) -> Iterator[tuple[dict[str, Any], str]]:
-    """Yield (record, location) pairs. JSONL gives file:line, a JSON array file:line of
-    the array element's start is not known to `json`, so it gives file[index]."""
+def open_binary(path: Path, compression: str) -> IO[bytes]:
+    if compression == ".gz":
+        return gzip.open(path, "rb")
+    if compression == ".zst":
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True))
+    return path.open("rb")
+
+
+def read_records(
+    path: str | Path,
+    on_bad: BadRecord | None = None,
+    encoding_errors: str = "strict",
+    subset: str | None = None,
+    split: str = "train",
+) -> Iterator[Located]:
+    """Yield (record, location) pairs from a file, folder or Hugging Face dataset name."""
+    name = str(path)
     path = Path(path)
+    if path.is_dir() or (not path.exists() and _HUB_NAME.match(name) and path.suffix not in FILE_TYPES + COMPRESSIONS):
+        yield from _read_hf(name, subset, split)
+        return
     if not path.is_file():
         raise LmforgeError(f"{path}: data file not found")
-    suffix = _stem_suffix(path)
-    if suffix == ".jsonl":
-        yield from _read_jsonl(path)
-    elif suffix == ".json":
-        yield from _read_json_array(path)
-    else:
-        raise LmforgeError(f"{path}: unsupported data file type '{suffix}' (expected .jsonl or .json, optionally .gz)")
+    kind, compression = suffixes(path)
+    if kind not in FILE_TYPES or (kind == ".parquet" and compression):
+        raise LmforgeError(f"{path}: unsupported data file type '{kind}' (expected .jsonl, .json or .csv, "
+                           "optionally .gz or .zst, or .parquet, or a Hugging Face dataset folder or name)")
+    if kind == ".parquet":
+        yield from _read_parquet(path)
+        return
+    with open_binary(path, compression) as handle:
+        lines = _decoded_lines(handle, path, encoding_errors, compressed=bool(compression))
+        if kind == ".jsonl":
+            yield from _read_jsonl(lines, path, on_bad)
+        elif kind == ".json":
+            yield from _read_json_array("".join(text for _, text in lines), path)
+        else:
+            yield from _read_csv(lines, path)
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-    with _open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LmforgeError(f"{where}: malformed JSON: {exc.msg} (column {exc.colno})") from exc
-            if not isinstance(record, dict):
-                raise LmforgeError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            yield record, where
-
-
-def _read_json_array(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
-    with _open_text(path) as handle:
+def _decoded_lines(handle: IO[bytes], path: Path, errors: str, compressed: bool) -> Iterator[tuple[int, str]]:
+    """(line number, text) per line; invalid UTF-8 names its byte offset in the file (in
+    the decompressed stream for compressed files)."""
+    offset = 0
+    for number, raw in enumerate(handle, start=1):
         try:
-            document = json.load(handle)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if errors != "replace":
+                where = " of the decompressed data" if compressed else ""
+                raise LmforgeError(
+                    f"{path}:{number}: invalid UTF-8 at byte offset {offset + exc.start}{where}; "
+                    "set the dataset's encoding_errors: replace to substitute U+FFFD"
+                ) from None
+            text = raw.decode("utf-8", errors="replace")
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a byte-order mark is not content
+        offset += len(raw)
+        yield number, text
+
+
+def _read_jsonl(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord | None) -> Iterator[Located]:
+    for number, line in lines:
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise LmforgeError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from exc
+            problem = f"malformed JSON: {exc.msg} (column {exc.colno})"
+        else:
+            if isinstance(record, dict):
+                yield record, where
+                continue
+            problem = f"expected a JSON object, got {type(record).__name__}"
+        if on_bad is None:
+            raise LmforgeError(f"{where}: {problem}")
+        on_bad(where, problem)
+
+
+def _read_json_array(text: str, path: Path) -> Iterator[Located]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LmforgeError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from exc
     if isinstance(document, dict):
         document = [document]
     if not isinstance(document, list):
@@ -70,9 +139,55 @@ def _read_json_array(path: Path) -> Iterator[tuple[dict[str, Any], str]]:
         yield record, where
 
 
+def _read_csv(lines: Iterator[tuple[int, str]], path: Path) -> Iterator[Located]:
+    # csv needs the raw lines (quoted fields may span lines); its line_num says where a row ended
+    reader = csv.DictReader(text for _, text in lines)
+    for record in reader:
+        yield dict(record), f"{path}:{reader.line_num}"
+
+
+def _read_parquet(path: Path) -> Iterator[Located]:
+    import pyarrow.parquet as pq
+
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for record in batch.to_pylist():
+            yield record, f"{path}[{index}]"
+            index += 1
+
+
+def _read_hf(name: str, subset: str | None, split: str) -> Iterator[Located]:
+    import datasets
+
+    folder = Path(name)
+    try:
+        if folder.is_dir() and any((folder / f).is_file() for f in ("state.json", "dataset_dict.json")):
+            loaded = datasets.load_from_disk(str(folder))
+            if isinstance(loaded, datasets.DatasetDict):
+                if split not in loaded:
+                    raise LmforgeError(f"{name}: no split '{split}' (splits: {', '.join(loaded)})")
+                loaded = loaded[split]
+        else:
+            loaded = datasets.load_dataset(name, subset, split=split)
+    except LmforgeError:
+        raise
+    except Exception as exc:  # datasets raises many kinds (connection, missing config, split...)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise LmforgeError(f"{name}: cannot load as a Hugging Face dataset ({type(exc).__name__}: {first_line})") from exc
+    for index, record in enumerate(loaded):
+        yield record, f"{name}[{split}][{index}]"
+
+
 def file_sha256(path: str | Path) -> str:
+    """Content hash of a data file or dataset folder (files in sorted order); a hub name
+    has no local content to hash."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    if not files:
+        return "not a local file"
     digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for file in files:
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()

@@ -5,6 +5,7 @@ elsewhere ("no training on inputs")."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,23 +26,33 @@ class Encoded:
 
 
 def encode_pieces(pieces: list[Piece], tokenizer, add_bos: bool) -> Encoded:
-    text = "".join(piece for piece, _ in pieces)
-    # role of every character, then of every token by its first character
-    char_roles: list[int] = []
-    for piece, role in pieces:
-        char_roles.extend([ROLE_IDS[role]] * len(piece))
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    input_ids = list(encoding["input_ids"])
-    token_roles = []
-    for start, end in encoding["offset_mapping"]:
+    return encode_pieces_batch([pieces], tokenizer, [add_bos])[0]
+
+
+def encode_pieces_batch(batch: list[list[Piece]], tokenizer, add_bos: list[bool]) -> list[Encoded]:
+    """Tokenize many rendered texts in one tokenizer call (the Rust side batches them);
+    each token takes the role of the piece holding its first character."""
+    texts = ["".join(piece for piece, _ in pieces) for pieces in batch]
+    encodings = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for pieces, ids, offsets, bos in zip(batch, encodings["input_ids"], encodings["offset_mapping"], add_bos):
+        ends, roles, end = [], [], 0  # piece i covers characters [ends[i-1], ends[i])
+        for piece, role in pieces:
+            if piece:
+                end += len(piece)
+                ends.append(end)
+                roles.append(ROLE_IDS[role])
+        last = len(roles) - 1
         # byte-level tokenizers may report a leading space inside the span; any char works
-        position = min(start, len(char_roles) - 1) if char_roles else 0
-        token_roles.append(char_roles[position] if char_roles else 0)
-    if add_bos:
-        input_ids.insert(0, tokenizer.bos_token_id)
-        token_roles.insert(0, ROLE_IDS["prompt"])
-    labels = [tok if role != ROLE_IDS["prompt"] else IGNORE_INDEX for tok, role in zip(input_ids, token_roles)]
-    return Encoded(input_ids, labels, token_roles)
+        token_roles = [roles[min(bisect.bisect_right(ends, start), last)] if roles else 0 for start, _ in offsets]
+        input_ids = list(ids)
+        if bos:
+            input_ids.insert(0, tokenizer.bos_token_id)
+            token_roles.insert(0, ROLE_IDS["prompt"])
+        prompt = ROLE_IDS["prompt"]
+        labels = [tok if role != prompt else IGNORE_INDEX for tok, role in zip(input_ids, token_roles)]
+        out.append(Encoded(input_ids, labels, token_roles))
+    return out
 
 
 def wants_bos(tokenizer, prompt_format: PromptFormat) -> bool:
@@ -50,9 +61,24 @@ def wants_bos(tokenizer, prompt_format: PromptFormat) -> bool:
     return prompt_format.name != "chat_template" and tokenizer.bos_token_id is not None
 
 
+def render_pieces(conversation: Conversation, prompt_format: PromptFormat, tokenizer) -> list[Piece]:
+    """Plain text (pretraining) is the same in every prompt format: the text and eos, all
+    trained; conversations go through the format."""
+    if conversation.is_plain_text:
+        text = "".join(s.text for s in conversation.segments)
+        return [(text, "text")] + ([(tokenizer.eos_token, "text")] if tokenizer.eos_token else [])
+    return prompt_format.render(conversation, tokenizer)
+
+
 def encode_conversation(conversation: Conversation, prompt_format: PromptFormat, tokenizer) -> Encoded:
-    pieces = prompt_format.render(conversation, tokenizer)
-    return encode_pieces(pieces, tokenizer, add_bos=wants_bos(tokenizer, prompt_format))
+    return encode_conversations([conversation], prompt_format, tokenizer)[0]
+
+
+def encode_conversations(conversations: list[Conversation], prompt_format: PromptFormat, tokenizer) -> list[Encoded]:
+    fmt_bos = wants_bos(tokenizer, prompt_format)
+    has_bos = tokenizer.bos_token_id is not None
+    return encode_pieces_batch([render_pieces(c, prompt_format, tokenizer) for c in conversations], tokenizer,
+                               [fmt_bos or (c.is_plain_text and has_bos) for c in conversations])
 
 
 def fit_length(encoded: Encoded, max_length: int, overlength: str) -> tuple[Encoded | None, str | None]:

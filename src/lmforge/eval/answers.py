@@ -7,6 +7,11 @@ import re
 
 ANSWER_TAG = "<|answer|>"
 _GSM8K_STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
+# lm-evaluation-harness 0.4.x gsm8k.yaml: "flexible-extract" takes the last match of this.
+_FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+# ...and its exact_match metric deletes these from prediction and reference alike, in this
+# order, then lower-cases both.
+_HARNESS_IGNORE = (re.compile(","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$"))
 
 
 def extract_tagged_answer(text: str) -> str | None:
@@ -44,3 +49,53 @@ def strict_match(prediction: str | None, gold: str) -> bool:
     (True, False, False)
     """
     return prediction is not None and prediction.strip() == gold.strip()
+
+
+def extract_strict(text: str) -> str | None:
+    """The harness's "strict-match" filter: the first `#### n` match, stripped, unchanged.
+
+    >>> extract_strict("4 + 4 = 8.\\n#### 8.\\n\\nQuestion: #### 9")
+    '8.'
+    >>> extract_strict("the answer is 8") is None
+    True
+    """
+    match = _GSM8K_STRICT.search(text)
+    return match.group(1).strip() if match else None
+
+
+def extract_flexible(text: str) -> str | None:
+    """The harness's "flexible-extract" filter: the last number-like span in the text.
+
+    >>> extract_flexible("3 + 4 = 7, so she has $1,080.")
+    '$1,080.'
+    >>> extract_flexible("<|answer|>\\n7\\n"), extract_flexible("none") is None
+    ('7', True)
+    """
+    matches = _FLEXIBLE.findall(text)
+    if not matches:
+        return None
+    return next(group for group in matches[-1] if group).strip()
+
+
+def harness_normalize(text: str) -> str:
+    """What lm-evaluation-harness 0.4.x compares for GSM8K exact match: `,` and `$`
+    removed, everything up to the last `#### ` removed, one trailing `.` removed, lower case.
+
+    >>> harness_normalize("$1,080."), harness_normalize("Tom pays 2 * 3 = 6.\\n#### 1,080")
+    ('1080', '1080')
+    >>> harness_normalize("8..")
+    '8.'
+    """
+    for pattern in _HARNESS_IGNORE:
+        text = pattern.sub("", text)
+    return text.lower()
+
+
+def harness_match(prediction: str | None, gold: str) -> bool:
+    """Exact match after `harness_normalize`; a missing prediction never matches (the
+    harness puts "[invalid]" there).
+
+    >>> harness_match("1,080", "#### 1080"), harness_match("8.", "8"), harness_match(None, "8")
+    (True, True, False)
+    """
+    return prediction is not None and harness_normalize(prediction) == harness_normalize(gold)

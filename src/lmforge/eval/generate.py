@@ -2,35 +2,61 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-from lmforge.errors import LmforgeError
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 
 def load_model_dir(model_dir: str | Path):
-    """A model directory lmforge saved (or any HF causal-LM dir): model, tokenizer, meta."""
-    from lmforge.models.loading import load_model, load_tokenizer
-    from lmforge.train.pipeline import MODEL_META_FILE
+    """A model directory lmforge saved, a finished run directory, a checkpoint-N directory
+    or any HF causal-LM dir: model, tokenizer, meta (see `lmforge.eval.checkpoint`)."""
+    from lmforge.eval.checkpoint import load_checkpoint
 
-    from lmforge.train import rundir
+    loaded = load_checkpoint(model_dir)
+    return loaded.model, loaded.tokenizer, loaded.meta
 
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise LmforgeError(f"{model_dir}: model directory does not exist")
-    run = rundir.read_run(model_dir)
-    if run is not None:  # a run directory: use its final model, only once the run finished
-        if run.get("status") != "finished":
-            raise LmforgeError(f"{model_dir}: the run is {run.get('status')}, it has no final model yet")
-        model_dir = model_dir / rundir.MODEL_DIR
-    tokenizer = load_tokenizer(str(model_dir), key=str(model_dir))
-    model = load_model(str(model_dir))
-    meta_path = model_dir / MODEL_META_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    return model, tokenizer, meta
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int, show: bool):
+    """A rich progress bar (hidden unless `show`); yields `advance(n)`."""
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        disable=not show, transient=True)
+    with progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+class StopOnStrings(StoppingCriteria):
+    """Stop a row once its generated text contains any stop string (checked on the decoded
+    tail, so a string split over several tokens is caught too)."""
+
+    def __init__(self, tokenizer, stop_strings: list[str], prompt_length: int):
+        self.tokenizer = tokenizer
+        self.stop_strings = [s for s in stop_strings if s]
+        self.prompt_length = prompt_length
+        self.tail = max((len(s) for s in self.stop_strings), default=1) + 8
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        done = []
+        for row in input_ids[:, self.prompt_length:].tolist():
+            text = self.tokenizer.decode(row[-self.tail:], skip_special_tokens=False)
+            done.append(any(s in text for s in self.stop_strings))
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def cut_at_stop_strings(text: str, stop_strings: list[str]) -> str:
+    """Text before the first occurrence of each stop string, applied in turn (as the harness does).
+
+    >>> cut_at_stop_strings("7\\n\\nQuestion: x", ["Question:", "\\n\\n"])
+    '7'
+    """
+    for stop in stop_strings:
+        if stop:
+            text = text.split(stop)[0]
+    return text
 
 
 def stop_token_ids(tokenizer, stop_strings: list[str]) -> list[int]:
@@ -56,33 +82,37 @@ def generate(
     seed: int = 0,
     add_bos: bool = True,
     show_progress: bool = False,
+    stop_strings: list[str] = (),
+    skip_special_tokens: bool = False,
 ) -> list[str]:
-    """Continuations of `prompts`, decoded with special tokens, cut before the first stop token."""
+    """Continuations of `prompts`, cut before the first stop token and then before the first
+    of each stop string; decoded with special tokens unless `skip_special_tokens` (the
+    harness skips them)."""
     was_training = model.training
     model.eval()
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     torch.manual_seed(seed)
     outputs: list[str] = []
-    progress = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        disable=not show_progress, transient=True)
     try:
-        with progress:
-            task = progress.add_task("generate", total=len(prompts))
+        with progress_bar("generating", len(prompts), show_progress) as advance:
             for start in range(0, len(prompts), batch_size):
                 chunk = prompts[start: start + batch_size]
                 if add_bos and tokenizer.bos_token:
                     chunk = [tokenizer.bos_token + p for p in chunk]
                 encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
                 sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+                width = encoded["input_ids"].shape[1]
+                criteria = StoppingCriteriaList([StopOnStrings(tokenizer, list(stop_strings), width)] if stop_strings else [])
                 generated = model.generate(
                     **encoded, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
-                    pad_token_id=tokenizer.pad_token_id, **sampling,
+                    pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria, **sampling,
                 )
-                for row in generated[:, encoded["input_ids"].shape[1]:].tolist():
+                for row in generated[:, width:].tolist():
                     cut = next((i for i, t in enumerate(row) if t in stop_ids), len(row))
-                    outputs.append(tokenizer.decode(row[:cut], skip_special_tokens=False))
-                progress.advance(task, len(chunk))
+                    text = tokenizer.decode(row[:cut], skip_special_tokens=skip_special_tokens)
+                    outputs.append(cut_at_stop_strings(text, list(stop_strings)))
+                advance(len(chunk))
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)

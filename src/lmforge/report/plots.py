@@ -31,12 +31,7 @@ def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path | None:
         ax.plot(*zip(*val), label="validation loss", color="tab:orange", marker="o", markersize=3)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats / label token)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
-    return png_path
+    return _save_with_legend(fig, ax, png_path)
 
 
 def plot_ablation(table: list[dict], png_path: Path) -> Path:
@@ -68,6 +63,33 @@ def plot_schedule(rates: list[float], title: str, png_path: Path) -> Path:
     ax.set_title(title)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path
+
+
+def plot_metric_vs_step(series: dict[str, list[tuple[int, float]]], ylabel: str, png_path: Path,
+                        best: tuple[int, float] | None = None, title: str | None = None) -> Path:
+    """One line per series (e.g. per task) of a metric against optimizer step; the best
+    point, when given, is ringed and labelled."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for label, points in series.items():
+        if points:
+            ax.plot(*zip(*points), marker="o", markersize=4, label=label)
+    if best is not None:
+        ax.scatter([best[0]], [best[1]], s=160, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=5,
+                   label=f"best: step {best[0]}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    return _save_with_legend(fig, ax, png_path)
+
+
+def _save_with_legend(fig, ax, png_path: Path) -> Path:
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)

@@ -20,9 +20,12 @@ from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 from lmforge.config import Config, dump_config
 from lmforge.data.collate import PadCollator
 from lmforge.data.formats import PromptFormat, get_format
-from lmforge.data.pipeline import DatasetSpec, TokenizedData, build_datasets
+from lmforge.data.from_config import build_from_config, dataset_specs
+from lmforge.data.packing import PackedCollator
+from lmforge.data.pipeline import TokenizedData
 from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
+from lmforge.eval.callback import build_task_eval_callback
 from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
 from lmforge.models.tokens import add_special_tokens
@@ -179,21 +182,31 @@ DataBuilder = Callable[[Config, Any, PromptFormat], PreparedData]
 def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
     """Conversations from data.datasets, tokenized with label masks, padded per batch;
     masking objectives add their collate-time noise to training batches."""
-    specs = [DatasetSpec(**entry.model_dump()) for entry in config.data.datasets]
-    data = build_datasets(specs, prompt_format, tokenizer, config.data.max_length, config.data.overlength,
-                          config.run.seed)
+    if config.data.stages:
+        raise LmforgeError("data.stages: the trainer does not run multi-stage schedules yet; "
+                           "`lmforge data inspect` shows each stage's mix")
+    if config.data.packing and config.train.neftune_alpha:
+        raise LmforgeError("data.packing: packed batches carry no attention_mask, which NEFTune noise needs; "
+                           "unset train.neftune_alpha or data.packing")
+    specs = dataset_specs(config.data)
+    data = build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
     for report in data.reports:
         dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
-        print(f"[lmforge] {report.path}: {report.records} records ({report.format}); train {report.train}, "
+        print(f"[lmforge] {report.path}: {report.records} records ({report.format}"
+              f"{', detected' if report.detected else ''}); train {report.train}, "
               f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}")
+    if data.packing:
+        print(f"[lmforge] packing: {data.packing.examples} examples in {data.packing.rows} rows, "
+              f"efficiency {data.packing.efficiency:.1%}")
     if config.train.objective.name == "remask_cot" and data.cot_fraction == 0.0:
         raise LmforgeError("train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
                            "but no training example has a rationale segment; use remask instead")
     collator = PadCollator(tokenizer.pad_token_id)
+    train_collator = PackedCollator(tokenizer.pad_token_id) if config.data.packing else collator
     noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
     return PreparedData(
         train=data.train, val=data.val,
-        collator=NoisyCollator(collator, noise) if noise else collator, eval_collator=collator,
+        collator=NoisyCollator(train_collator, noise) if noise else train_collator, eval_collator=collator,
         cot=data.cot_fraction >= 0.5,
         file_hashes={spec.path: file_sha256(spec.path) for spec in specs},
         summary={"data": [r.as_dict() for r in data.reports]},
@@ -217,6 +230,8 @@ def run_training(
     )
     model, tokenizer, prompt_format, new_ids = prepare_model_and_tokenizer(config, config.run.seed)
     data = data_builder(config, tokenizer, prompt_format)
+    task_evals = build_task_eval_callback([entry.model_dump() for entry in config.train.eval_tasks], tokenizer,
+                                          {"prompt_format": prompt_format.name, "cot": data.cot})
     partial = freeze_embeddings(model, new_ids) if config.model.freeze_embeddings else []
 
     (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
@@ -236,7 +251,9 @@ def run_training(
         data_collator=data.collator,
         eval_data_collator=data.eval_collator,
         processing_class=tokenizer,
-        callbacks=[guard, MetricsJsonl(run_dir / "metrics.jsonl"), *data.callbacks, *extra_callbacks],
+        # task evaluations before MetricsJsonl: their scores join the same log line
+        callbacks=[guard, *([task_evals] if task_evals else []), MetricsJsonl(run_dir / "metrics.jsonl"),
+                   *data.callbacks, *extra_callbacks],
         objective=build_objective(config.train.objective.name, config.train.objective.model_dump(),
                                   config.train.neftune_alpha),
         optimizer_spec=config.train.optimizer.model_dump(),

@@ -1,0 +1,29 @@
+"""The bridge from the `data:` config section to the builders' plain arguments (used by
+the entry points: `lmforge train` and `lmforge data`)."""
+
+from __future__ import annotations
+
+from lmforge.data.clean import DedupSettings
+from lmforge.data.formats import get_format
+from lmforge.data.mixing import Stage
+from lmforge.data.pipeline import DatasetSpec, TokenizedData, build_datasets
+
+
+def dataset_specs(data_config) -> list[DatasetSpec]:
+    return [DatasetSpec(**entry.model_dump()) for entry in data_config.datasets]
+
+
+def build_from_config(data_config, seed: int, prompt_format, tokenizer) -> TokenizedData:
+    return build_datasets(
+        dataset_specs(data_config),
+        prompt_format,
+        tokenizer,
+        data_config.max_length,
+        data_config.overlength,
+        seed,
+        dedup=DedupSettings(**data_config.dedup.model_dump()),
+        stages=[Stage(**stage.model_dump()) for stage in data_config.stages],
+        mix_size=data_config.mix_size,
+        packing=data_config.packing,
+        augment=[get_format(name) for name in data_config.format_augmentation],
+    )

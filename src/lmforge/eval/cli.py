@@ -1,0 +1,113 @@
+"""The `eval` and `sweep` subcommands: argument parsing and one call each into the eval
+package. Kept here so the top-level cli only registers them; imports stay lazy so
+`lmforge --help` does not load torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lmforge.errors import LmforgeError
+
+
+def _task_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", dest="tasks", action="append", required=True, metavar="NAME|FILE",
+                        help="a task data file (.jsonl/.json/...; its type is told from the fields) or a known "
+                             "name (gsm8k, arc_challenge, arc_easy, squad); repeatable")
+    parser.add_argument("--shots", type=int, default=0, help="few-shot examples per prompt (default 0)")
+    parser.add_argument("--fewshot-file", default=None,
+                        help="few-shot pool (default: the task file itself, leaving out the evaluated record)")
+    parser.add_argument("--seed", type=int, default=1234, help="few-shot sampling seed (default 1234)")
+    parser.add_argument("--format", default=None,
+                        help="prompt format: plain (harness style), remask, openassistant, chat_template "
+                             "(default: the model's own format, else plain)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="generation limit per answer")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N records of each task")
+    parser.add_argument("--langs", default=None, metavar="SRC-TGT", help="translation direction, e.g. de-en")
+
+
+def add_eval_commands(commands) -> None:
+    evaluate = commands.add_parser("eval", help="evaluate a model directory, run or checkpoint on tasks")
+    evaluate.add_argument("model_dir")
+    _task_args(evaluate)
+    evaluate.add_argument("--formats", default=None, metavar="A,B,...",
+                          help="format robustness: evaluate under each prompt format, report accuracy per "
+                               "format and the spread")
+    evaluate.add_argument("--harness", action="store_true",
+                          help="run lm-evaluation-harness on the same prompts instead (pip install 'lmforge[eval]')")
+    evaluate.add_argument("--output", default=None, help="results JSON (default: eval_results/<model>-<tasks>.json)")
+    evaluate.set_defaults(handler=cmd_eval)
+
+    sweep = commands.add_parser("sweep", help="evaluate every checkpoint of a run and pick the best")
+    sweep.add_argument("run_dir")
+    _task_args(sweep)
+    sweep.add_argument("--metric", default=None, help="metric that picks the best (default: the first task's "
+                                                      "primary metric)")
+    sweep.add_argument("--copy-best", action="store_true", help="copy the best checkpoint to RUN_DIR/best")
+    sweep.set_defaults(handler=cmd_sweep)
+
+
+def _options(args):
+    from lmforge.eval.evaluate import EvalOptions
+    from lmforge.eval.fewshot import check_style
+
+    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
+        if value < 1:
+            raise LmforgeError(f"{flag} {value}: must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise LmforgeError(f"--limit {args.limit}: must be at least 1")
+    if args.format is not None:
+        check_style(args.format)
+    return EvalOptions(shots=args.shots, seed=args.seed, style=args.format, batch_size=args.batch_size,
+                       max_new_tokens=args.max_new_tokens, show_progress=sys.stderr.isatty())
+
+
+def _tasks(args):
+    from lmforge.eval.runner import load_tasks
+
+    options = {"langs": args.langs} if args.langs else {}
+    return load_tasks(args.tasks, fewshot=args.fewshot_file, limit=args.limit, **options)
+
+
+def cmd_eval(args) -> int:
+    from lmforge.eval import results
+    from lmforge.eval.runner import default_output, run_eval
+
+    options, tasks = _options(args), _tasks(args)
+    if args.harness:
+        from lmforge.eval.harness import run_harness
+
+        output = Path(args.output) if args.output else default_output(args.model_dir, tasks, "-harness")
+        record = run_harness(args.model_dir, tasks, options, output)
+        print(results.markdown(record), end="")
+        print(f"[lmforge] harness results in {output}")
+        return 0
+    if args.formats:
+        from lmforge.eval.robustness import robustness_markdown, run_robustness
+
+        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+        output = Path(args.output) if args.output else default_output(args.model_dir, tasks, "-formats")
+        report = run_robustness(args.model_dir, tasks, options, formats, output)
+        print(robustness_markdown(report), end="")
+        print(f"[lmforge] per-format results in {output}")
+        return 0
+    output = Path(args.output) if args.output else default_output(args.model_dir, tasks)
+    record = run_eval(args.model_dir, tasks, options, output)
+    print(results.markdown(record), end="")
+    print(f"[lmforge] {len(tasks)} task(s) in {record['wall_seconds']:.1f} s; results in {output}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from lmforge.eval.sweep import run_sweep
+
+    options, tasks = _options(args), _tasks(args)
+    report = run_sweep(Path(args.run_dir), tasks, options, metric=args.metric, copy=args.copy_best)
+    print(report["markdown"], end="")
+    best = report["best"]
+    copied = f"; copied to {best['copied_to']}" if "copied_to" in best else ""
+    print(f"[lmforge] best: step {best['step']} ({report['task']} {report['metric']} {best['value']:.4g}){copied}")
+    print(f"[lmforge] table, JSON and plot in {Path(report['paths']['json']).parent}")
+    return 0
