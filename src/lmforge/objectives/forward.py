@@ -43,7 +43,8 @@ def forward_logits(model, batch: dict[str, torch.Tensor], ids_key: str = "input_
     input_ids = batch[ids_key]
     if neftune_alpha and model.training:
         embeddings = model.get_input_embeddings()(input_ids)
-        embeddings = embeddings + neftune_noise(embeddings, batch["attention_mask"], batch.get("position_ids"),
-                                                neftune_alpha)
+        # packed batches carry no attention mask (position ids delimit their segments)
+        mask = batch["attention_mask"] if "attention_mask" in batch else torch.ones_like(input_ids)
+        embeddings = embeddings + neftune_noise(embeddings, mask, batch.get("position_ids"), neftune_alpha)
         return model(inputs_embeds=embeddings, use_cache=False, **extra).logits
     return model(input_ids=input_ids, use_cache=False, **extra).logits

@@ -102,7 +102,10 @@ def prepare_model_and_tokenizer(config: Config, seed: int):
     else:
         model = build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
                             model_cfg.attn_implementation)
-    needed = prompt_format.special_tokens(tokenizer) + objective_tokens(config.train.objective.name, tokenizer)
+    # every format an example may be rendered in (format augmentation) gets its tokens
+    formats = [prompt_format] + [get_format(name) for name in config.data.format_augmentation]
+    needed = [token for fmt in formats for token in fmt.special_tokens(tokenizer)]
+    needed = list(dict.fromkeys(needed + objective_tokens(config.train.objective.name, tokenizer)))
     new_ids = add_special_tokens(model, tokenizer, needed)
     return model, tokenizer, prompt_format, new_ids
 
@@ -129,7 +132,8 @@ def save_final_model(trainer: LmforgeTrainer, tokenizer, prompt_format, cot: boo
     return final_dir
 
 
-def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val: bool) -> TrainingArguments:
+def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val: bool,
+                       sequential: bool = False) -> TrainingArguments:
     train = config.train
     return TrainingArguments(
         output_dir=str(run_dir),
@@ -156,6 +160,7 @@ def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val
         dataloader_pin_memory=torch.cuda.is_available(),
         dataloader_num_workers=train.dataloader_workers,
         save_only_model=False,
+        train_sampling_strategy="sequential" if sequential else "random",
         disable_tqdm=False,
     )
 
@@ -174,6 +179,8 @@ class PreparedData:
     summary: dict[str, Any]
     callbacks: list[TrainerCallback] = field(default_factory=list)
     tokenized: TokenizedData | None = None
+    sequential: bool = False
+    """Train in the dataset's order (multi-stage mixes) instead of a random order."""
 
 
 DataBuilder = Callable[[Config, Any, PromptFormat], PreparedData]
@@ -182,12 +189,6 @@ DataBuilder = Callable[[Config, Any, PromptFormat], PreparedData]
 def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
     """Conversations from data.datasets, tokenized with label masks, padded per batch;
     masking objectives add their collate-time noise to training batches."""
-    if config.data.stages:
-        raise LmforgeError("data.stages: the trainer does not run multi-stage schedules yet; "
-                           "`lmforge data inspect` shows each stage's mix")
-    if config.data.packing and config.train.neftune_alpha:
-        raise LmforgeError("data.packing: packed batches carry no attention_mask, which NEFTune noise needs; "
-                           "unset train.neftune_alpha or data.packing")
     specs = dataset_specs(config.data)
     data = build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
     for report in data.reports:
@@ -208,10 +209,13 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
         train=data.train, val=data.val,
         collator=NoisyCollator(train_collator, noise) if noise else train_collator, eval_collator=collator,
         cot=data.cot_fraction >= 0.5,
-        file_hashes={spec.path: file_sha256(spec.path) for spec in specs},
+        file_hashes={spec.path: file_sha256(spec.path) if Path(spec.path).is_file() else "not a local file"
+                     for spec in specs},
         summary={"data": [r.as_dict() for r in data.reports]},
         callbacks=[NoiseEpoch(noise)] if noise else [],
         tokenized=data,
+        # stages are laid out one after the other (each shuffled within itself): keep that order
+        sequential=bool(config.data.stages),
     )
 
 
@@ -245,7 +249,7 @@ def run_training(
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
     trainer = LmforgeTrainer(
         model=model,
-        args=training_arguments(config, run_dir, accumulation, data.val is not None),
+        args=training_arguments(config, run_dir, accumulation, data.val is not None, data.sequential),
         train_dataset=data.train,
         eval_dataset=data.val,
         data_collator=data.collator,
