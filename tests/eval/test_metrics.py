@@ -82,3 +82,18 @@ def test_stderr_of_mean():
     # values 0, 1: sd = sqrt(0.5), stderr = sqrt(0.5) / sqrt(2) = 0.5
     assert stderr_of_mean([0.0, 1.0]) == pytest.approx(0.5)
     assert math.isnan(stderr_of_mean([1.0]))
+
+
+def test_strict_exact_match_reads_the_answer_tag_of_remask_models():
+    """A ReMask-format model writes `<|answer|>\\nN`, not `#### N`: strict takes the tagged
+    segment when there is one, and the harness's `#### n` filter otherwise."""
+    from lmforge.eval.evaluate import _exact_match
+    from lmforge.eval.tasks import Item, Task
+
+    items = [Item(where="t:1", gold="7"), Item(where="t:2", gold="5"), Item(where="t:3", gold="9")]
+    task = Task("t", "generate", "t.jsonl", "", items, [], "", "")
+    raw = ["3 + 4 = 7.\n<|answer|>\n7\n", "2 + 3 = 5.\n#### 5", "4 + 4 = 8.\n<|answer|>\n8\n"]
+    clean = [text.replace("<|answer|>", "") for text in raw]
+    result = _exact_match(task, ["", "", ""], clean, raw)
+    assert [s["strict"] for s in result.samples] == ["7", "5", "8"]
+    assert result.metrics["exact_match_strict"] == pytest.approx(2 / 3)

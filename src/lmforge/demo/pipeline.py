@@ -80,6 +80,9 @@ def demo_config(demo_dir: Path, size: DemoSize, seed: int) -> RawConfig:
             "micro_batch_size": size.micro_batch_size,
             "max_steps": size.max_steps,
             "eval_every": max(1, size.max_steps // 4),
+            # four checkpoints, so `lmforge sweep` works on a demo run
+            "save_every": max(1, size.max_steps // 4),
+            "save_total_limit": 4,
             "logging_steps": max(1, size.max_steps // 30),
         },
     })

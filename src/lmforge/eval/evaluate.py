@@ -8,7 +8,7 @@ from typing import Any
 
 from lmforge.errors import LmforgeError
 from lmforge.eval import loglik, metrics
-from lmforge.eval.answers import extract_flexible, extract_strict, harness_match
+from lmforge.eval.answers import extract_flexible, extract_strict, extract_tagged_answer, harness_match
 from lmforge.eval.fewshot import PLAIN, PromptStyle, default_style, draw_shots, make_style
 from lmforge.eval.generate import generate, stop_token_ids
 from lmforge.eval.tasks import Item, Task
@@ -41,9 +41,12 @@ def evaluate_task(model, tokenizer, meta: dict, task: Task, options: EvalOptions
     contexts = [style.context(s, item) for s, item in zip(shots, task.items)]
     if task.kind == "multiple_choice":
         return _multiple_choice(model, tokenizer, task, style, contexts, options)
-    outputs = _generate(model, tokenizer, meta, task, style, contexts, options)
-    scorer = {"generate": _exact_match, "translation": _translation, "qa": _qa}[task.kind]
-    result = scorer(task, contexts, outputs)
+    raw = _generate(model, tokenizer, meta, task, style, contexts, options)
+    outputs = [_without_special_tokens(text, tokenizer) for text in raw]
+    if task.kind == "generate":
+        result = _exact_match(task, contexts, outputs, raw)
+    else:
+        result = {"translation": _translation, "qa": _qa}[task.kind](task, contexts, outputs)
     result.style = style.name
     return result
 
@@ -122,14 +125,24 @@ def _generate(model, tokenizer, meta: dict, task: Task, style: PromptStyle, cont
     stop_ids = stop_token_ids(tokenizer, [tokenizer.eos_token, *token_stops])
     return generate(model, tokenizer, contexts, stop_ids, max_new_tokens=options.max_new_tokens,
                     batch_size=options.batch_size, add_bos=False, show_progress=options.show_progress,
-                    stop_strings=[s for s in stop_strings if s not in token_stops], skip_special_tokens=True)
+                    stop_strings=[s for s in stop_strings if s not in token_stops], skip_special_tokens=False)
 
 
-def _exact_match(task: Task, contexts: list[str], outputs: list[str]) -> TaskResult:
+def _without_special_tokens(text: str, tokenizer) -> str:
+    for token in tokenizer.all_special_tokens:
+        text = text.replace(token, "")
+    return text
+
+
+def _exact_match(task: Task, contexts: list[str], outputs: list[str], raw: list[str]) -> TaskResult:
+    """strict: the harness's `#### n` filter, or, for a model answering in the ReMask
+    format, its `<|answer|>` segment; flexible: the last number in the output."""
     per_metric: dict[str, list[float]] = {"exact_match_strict": [], "exact_match_flexible": []}
     samples = []
-    for item, context, output in zip(task.items, contexts, outputs):
-        strict, flexible = extract_strict(output), extract_flexible(output)
+    for item, context, output, text in zip(task.items, contexts, outputs, raw):
+        tagged = extract_tagged_answer(text)
+        strict = tagged if tagged is not None else extract_strict(output)
+        flexible = extract_flexible(output)
         per_metric["exact_match_strict"].append(float(harness_match(strict, item.gold)))
         per_metric["exact_match_flexible"].append(float(harness_match(flexible, item.gold)))
         samples.append({"where": item.where, "context": context, "output": output, "strict": strict,

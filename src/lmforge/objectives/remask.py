@@ -116,7 +116,8 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor
 
 
 def _symmetric_kl_from_log_probs(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
-    return 0.5 * ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(-1)
+    # a dot product over the vocabulary: no [N, V] product tensor is materialised
+    return 0.5 * torch.linalg.vecdot(log_a.exp() - log_b.exp(), log_a - log_b)
 
 
 def remask_loss(
