@@ -27,30 +27,6 @@ def extract_tagged_answer(text: str) -> str | None:
     return text.rsplit(ANSWER_TAG, 1)[1].strip()
 
 
-def extract_gsm8k_answer(text: str) -> str | None:
-    """The number after `#### ` (GSM8K's official regex), commas removed.
-
-    >>> extract_gsm8k_answer("so 1,080 in all\\n#### 1,080")
-    '1080'
-    """
-    match = _GSM8K_STRICT.search(text)
-    return match.group(1).replace(",", "") if match else None
-
-
-def extract_answer(text: str) -> str | None:
-    tagged = extract_tagged_answer(text)
-    return tagged if tagged is not None else extract_gsm8k_answer(text)
-
-
-def strict_match(prediction: str | None, gold: str) -> bool:
-    """Exact string equality after trimming whitespace.
-
-    >>> strict_match(" 12", "12"), strict_match("12.0", "12"), strict_match(None, "12")
-    (True, False, False)
-    """
-    return prediction is not None and prediction.strip() == gold.strip()
-
-
 def extract_strict(text: str) -> str | None:
     """The harness's "strict-match" filter: the first `#### n` match, stripped, unchanged.
 
@@ -61,6 +37,18 @@ def extract_strict(text: str) -> str | None:
     """
     match = _GSM8K_STRICT.search(text)
     return match.group(1).strip() if match else None
+
+
+def extract_strict_answer(text: str) -> str | None:
+    """The strict answer of a generated response: its `<|answer|>` segment when the model
+    answers in the ReMask format, else the harness's `#### n` filter. `text` must still
+    hold the special tokens.
+
+    >>> extract_strict_answer("3 + 4 = 7.\\n<|answer|>\\n7\\n"), extract_strict_answer("so\\n#### 7")
+    ('7', '7')
+    """
+    tagged = extract_tagged_answer(text)
+    return tagged if tagged is not None else extract_strict(text)
 
 
 def extract_flexible(text: str) -> str | None:

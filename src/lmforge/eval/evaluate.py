@@ -8,7 +8,7 @@ from typing import Any
 
 from lmforge.errors import LmforgeError
 from lmforge.eval import loglik, metrics
-from lmforge.eval.answers import extract_flexible, extract_strict, extract_tagged_answer, harness_match
+from lmforge.eval.answers import extract_flexible, extract_strict_answer, harness_match
 from lmforge.eval.fewshot import PLAIN, PromptStyle, default_style, draw_shots, make_style
 from lmforge.eval.generate import generate, stop_token_ids
 from lmforge.eval.tasks import Item, Task
@@ -140,8 +140,7 @@ def _exact_match(task: Task, contexts: list[str], outputs: list[str], raw: list[
     per_metric: dict[str, list[float]] = {"exact_match_strict": [], "exact_match_flexible": []}
     samples = []
     for item, context, output, text in zip(task.items, contexts, outputs, raw):
-        tagged = extract_tagged_answer(text)
-        strict = tagged if tagged is not None else extract_strict(output)
+        strict = extract_strict_answer(text)
         flexible = extract_flexible(output)
         per_metric["exact_match_strict"].append(float(harness_match(strict, item.gold)))
         per_metric["exact_match_flexible"].append(float(harness_match(flexible, item.gold)))

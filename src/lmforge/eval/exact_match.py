@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lmforge.data.conversation import Conversation
 from lmforge.data.formats import PromptFormat
 from lmforge.data.tokenize import wants_bos
-from lmforge.eval.answers import extract_answer, strict_match
+from lmforge.eval.answers import extract_strict_answer, harness_match
 from lmforge.eval.generate import generate, stop_token_ids
 
 
@@ -37,8 +37,8 @@ def evaluate_exact_match(
     )
     samples = []
     for conversation, prompt, output in zip(problems, prompts, outputs):
-        predicted = extract_answer(output)
+        predicted = extract_strict_answer(output)
         samples.append({"prompt": prompt, "output": output, "predicted": predicted, "gold": conversation.final_answer(),
-                        "correct": strict_match(predicted, conversation.final_answer())})
+                        "correct": harness_match(predicted, conversation.final_answer())})
     correct = sum(s["correct"] for s in samples)
     return ExactMatchResult(correct / len(samples) if samples else 0.0, correct, len(samples), samples)
