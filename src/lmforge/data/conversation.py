@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "rationale", "answer", "text"]
 
-ROLES: tuple[Role, ...] = ("system", "user", "assistant", "rationale", "answer", "text")
 TRAINED_ROLES: frozenset[str] = frozenset({"assistant", "rationale", "answer", "text"})
 
 # Integer codes of the per-token `token_roles` column; objectives such as ReMask-CoT

@@ -25,7 +25,6 @@ from lmforge.data.conversation import Conversation, Segment
 from lmforge.data.sources import file_sha256, read_records
 from lmforge.errors import LmforgeError
 
-KINDS = ("perplexity", "generate", "multiple_choice", "translation", "qa")
 PRIMARY_METRIC = {"perplexity": "perplexity", "generate": "exact_match_strict", "multiple_choice": "acc_norm",
                   "translation": "bleu", "qa": "f1"}
 LOWER_IS_BETTER = frozenset({"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "nll_per_token"})
