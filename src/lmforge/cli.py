@@ -34,6 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     show = config_commands.add_parser("show", help="print the resolved, validated config")
     _config_args(show)
+    show.add_argument("--processes", type=int, default=None, metavar="N",
+                      help="processes to resolve train.deepspeed's \"auto\" values for (default: $WORLD_SIZE or 1)")
+    import_oa = config_commands.add_parser("import-oa", help="print the lmforge config equivalent to an "
+                                           "Open-Assistant trainer YAML, and what could not be carried over")
+    import_oa.add_argument("file", help="Open-Assistant trainer YAML (sections of trainer keys)")
+    import_oa.add_argument("--configs", nargs="+", required=True, metavar="SECTION",
+                           help="sections merged left to right after OA's defaults, as for trainer_sft.py")
+    import_oa.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="an OA trainer key (num_train_epochs=2), or a dotted lmforge key path "
+                                "(train.max_steps=10) set on the result; repeatable")
+    import_oa.add_argument("--num-train-epochs", "--num_train_epochs", type=float, default=None,
+                           help="OA's command-line override of num_train_epochs")
+    import_oa.add_argument("--deepspeed", action="store_true",
+                           help="as OA's --deepspeed: carry deepspeed_config over to train.deepspeed")
+    import_oa.add_argument("--world-size", type=int, default=1,
+                           help="GPUs the OA run used (global batch = per-device x accumulation x this)")
+    import_oa.add_argument("--root", default=None,
+                           help="directory the file's relative paths are relative to (OA: the trainer's "
+                                "directory; default: the file's directory)")
+    import_oa.set_defaults(handler=cmd_config_import_oa)
 
     schedule = commands.add_parser("schedule", help="learning-rate schedules")
     schedule_commands = schedule.add_subparsers(dest="schedule_command", required=True)
@@ -90,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--ids", action="store_true", help="also print token ids and labels")
     preview.add_argument("--json", action="store_true", help="one JSON record per line")
     preview.set_defaults(handler=cmd_data_preview)
+
+    estimate = commands.add_parser("estimate", help="per-GPU memory of training the config under DDP, ZeRO-2, "
+                                                    "ZeRO-3 and FSDP, and the largest micro batch that fits")
+    _config_args(estimate)
+    estimate.add_argument("--gpus", type=int, default=1, help="GPUs (processes) the state is sharded over")
+    estimate.add_argument("--gpu-memory", default="80GB", help="memory of one GPU (80GB, 24GiB, 40000MB)")
+    estimate.add_argument("--json", action="store_true", help="print the estimate as JSON (bytes)")
+    estimate.set_defaults(handler=cmd_estimate)
     return parser
 
 
@@ -108,7 +136,25 @@ def cmd_train(args) -> int:
 def cmd_config_show(args) -> int:
     from lmforge.config import dump_config, load_config
 
-    print(dump_config(load_config(args.config, args.sections, args.overrides)), end="")
+    config = load_config(args.config, args.sections, args.overrides)
+    print(dump_config(config), end="")
+    if config.train.deepspeed is not None:
+        from lmforge.train.deepspeed import deepspeed_summary
+        from lmforge.train.distributed import world_size
+
+        processes = args.processes if args.processes is not None else world_size()
+        if processes < 1:
+            raise LmforgeError(f"--processes {processes}: need at least one process")
+        print(deepspeed_summary(config, processes), end="")
+    return 0
+
+
+def cmd_config_import_oa(args) -> int:
+    from lmforge.config.import_oa import import_oa, render
+
+    imported, _ = import_oa(args.file, args.configs, args.overrides, num_train_epochs=args.num_train_epochs,
+                            deepspeed=args.deepspeed, world_size=args.world_size, root=args.root)
+    print(render(imported), end="")
     return 0
 
 
@@ -208,6 +254,21 @@ def cmd_data_preview(args) -> int:
     return 0
 
 
+def cmd_estimate(args) -> int:
+    import json
+
+    from lmforge.config import load_config
+    from lmforge.estimate import estimate_config, parse_memory
+    from lmforge.estimate.render import estimate_json, estimate_table
+
+    if args.gpus < 1:
+        raise LmforgeError(f"--gpus {args.gpus}: need at least one GPU")
+    gpu_memory = parse_memory(args.gpu_memory)
+    estimate = estimate_config(load_config(args.config, args.sections, args.overrides), args.gpus, gpu_memory)
+    print(json.dumps(estimate_json(estimate), indent=2) if args.json else estimate_table(estimate), end="\n")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from lmforge.demo.pipeline import run_demo
 
@@ -221,8 +282,9 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "abl
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    handler = ({"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command)
-               or getattr(args, "handler", None) or COMMANDS[args.command])
+    # a subcommand's own handler first: `config import-oa` has one, `config show` does not
+    handler = (getattr(args, "handler", None) or {"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command)
+               or COMMANDS[args.command])
     try:
         return handler(args)
     except LmforgeError as exc:

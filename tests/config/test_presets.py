@@ -40,6 +40,19 @@ def test_oasst_preset_reproduces_seed_001():
     assert config.train.epochs == 2 and config.train.precision == "fp16"
 
 
+def test_oasst_preset_datasets_section_has_the_cards_caps_and_languages():
+    config = load_config(REPO / "presets" / "oasst-sft.yaml", ["defaults", "redpajama-3b", "datasets"])
+    datasets = {d.name: d for d in config.data.datasets}
+    assert "ikala" not in datasets  # internal; the card says to remove it to reproduce
+    for name in ("wmt2019_zh-en", "ted_trans_en-ja", "ted_trans_zh-ja"):
+        assert (datasets[name].max_train_set, datasets[name].max_val_set) == (20000, 1000)
+        assert datasets[name].options.direction == name.rpartition("_")[2]
+    assert datasets["dolly15k"].val_split == datasets["oasst_export"].val_split == 0.05
+    assert datasets["oasst_export"].lang.split(",") == [
+        "bg", "ca", "cs", "da", "de", "en", "es", "fr", "hr", "hu", "it", "nl", "pl", "pt", "ro", "ru", "sl", "sr",
+        "sv", "uk", "zh", "ja", "th", "ko"]
+
+
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
 def test_tiny_section_trains(preset, tmp_path, monkeypatch):
     if "tiny" not in list_sections(preset):

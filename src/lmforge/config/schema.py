@@ -358,6 +358,23 @@ class EvalTaskEntry(Strict):
     langs: str | None = None
 
 
+class FSDPConfig(Strict):
+    """FSDP2 (PyTorch's fully_shard), through the Trainer's FSDP support (accelerate).
+    Launch with torchrun or accelerate launch; parameters, gradients and optimizer state are
+    sharded over the processes."""
+
+    reshard_after_forward: bool = True
+    """Free each layer's gathered parameters after its forward (ZeRO-3-like, least memory);
+    false keeps them until the backward (ZeRO-2-like, less communication)."""
+    transformer_layer_cls_to_wrap: list[str] | None = None
+    """Module classes sharded as one unit (default: the model's own `_no_split_modules`,
+    e.g. LlamaDecoderLayer)."""
+    cpu_offload: bool = False
+    """Keep sharded parameters and optimizer state in CPU memory between uses."""
+    state_dict_type: Literal["FULL_STATE_DICT", "SHARDED_STATE_DICT"] = "FULL_STATE_DICT"
+    """How checkpoints are written: one full state dict, or one shard per process."""
+
+
 class TrainConfig(Strict):
     objective: Objective = CEObjective()
     optimizer: OptimizerConfig = AdamWConfig()
@@ -380,10 +397,24 @@ class TrainConfig(Strict):
     """NEFTune noise alpha (DESIGN §3.2; the sources use 10); off when empty."""
     gradient_checkpointing: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Mixed precision (autocast): bf16 on CPU and GPU, fp16 (with loss scaling) on GPU
+    only. The weights keep model.dtype."""
+    fsdp: FSDPConfig | None = None
+    """Shard the model over processes with FSDP2 (see FSDPConfig); empty: DDP when launched
+    with several processes."""
+    deepspeed: str | dict | None = None
+    """A DeepSpeed config: a JSON file path or an inline mapping; "auto" values are filled
+    from this config (lmforge config show prints them). Needs lmforge[deepspeed]."""
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     dataloader_workers: int = Field(0, ge=0)
     eval_tasks: list[EvalTaskEntry] = Field(default_factory=list)
     """Tasks evaluated every N steps; scores join the training log as eval_<task>_<metric>."""
+
+    @model_validator(mode="after")
+    def _one_sharding_engine(self) -> "TrainConfig":
+        if self.fsdp is not None and self.deepspeed is not None:
+            raise ValueError("train.fsdp and train.deepspeed are both set; choose one sharding engine")
+        return self
 
 
 class BootstrapConfig(Strict):

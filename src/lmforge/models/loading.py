@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from lmforge.errors import LmforgeError
 
@@ -70,15 +70,11 @@ _SIZE_FIELDS = {
 _SIZE_FIELDS["qwen2"] = _SIZE_FIELDS["mistral"] = _SIZE_FIELDS["llama"]
 
 
-def build_model(
-    architecture: str,
-    size: dict,
-    tokenizer,
-    dtype: str = "float32",
-    seed: int = 0,
-    attn_implementation: str | None = None,
-) -> PreTrainedModel:
-    """A randomly initialised model sized by `size` (ModelSize fields) for `tokenizer`."""
+def fresh_model_config(
+    architecture: str, size: dict, tokenizer, attn_implementation: str | None = None
+) -> PretrainedConfig:
+    """The transformers config of a fresh `architecture` model sized by `size` (ModelSize
+    fields) for `tokenizer`; `build_model` builds from it, `lmforge estimate` measures it."""
     names = _SIZE_FIELDS[architecture]
     kwargs = {names[k]: v for k, v in size.items() if k in names and v is not None}
     if architecture in ("llama", "qwen2", "mistral") and size.get("intermediate_size") is None:
@@ -94,5 +90,18 @@ def build_model(
     )
     if attn_implementation:
         config._attn_implementation = attn_implementation
+    return config
+
+
+def build_model(
+    architecture: str,
+    size: dict,
+    tokenizer,
+    dtype: str = "float32",
+    seed: int = 0,
+    attn_implementation: str | None = None,
+) -> PreTrainedModel:
+    """A randomly initialised model sized by `size` (ModelSize fields) for `tokenizer`."""
+    config = fresh_model_config(architecture, size, tokenizer, attn_implementation)
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype])

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from lmforge.objectives.ce import cross_entropy_loss, mixce_loss
-from lmforge.objectives.forward import forward_logits
+from lmforge.objectives.forward import forward_logits, pass_seeds
 from lmforge.objectives.rank import count_rank_items, rank_loss
 from lmforge.objectives.remask import masked_thought_loss, remask_loss
 
@@ -58,9 +58,11 @@ def _two_pass_logits(model, batch, fused: bool, neftune_alpha: float | None):
         return (forward_logits(model, batch, neftune_alpha=neftune_alpha),
                 forward_logits(model, batch, ids_key="masked_input_ids", neftune_alpha=neftune_alpha))
     stacked = {"input_ids": torch.cat([batch["input_ids"], batch["masked_input_ids"]])}
-    for key in ("attention_mask", "position_ids"):
+    for key in ("attention_mask", "position_ids", "token_roles"):
         if key in batch:
             stacked[key] = torch.cat([batch[key], batch[key]])
+    if "noise_seed" in batch:  # each half draws the NEFTune noise its own forward would
+        stacked["noise_seed"] = torch.cat([pass_seeds(batch, "input_ids"), pass_seeds(batch, "masked_input_ids")])
     logits = forward_logits(model, stacked, neftune_alpha=neftune_alpha)  # [2B, T, V]
     return logits.chunk(2)
 

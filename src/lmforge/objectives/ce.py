@@ -42,6 +42,18 @@ def normaliser(mask: torch.Tensor, num_items: torch.Tensor | int | None) -> torc
     return count.clamp_min(1).float()
 
 
+def row_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed NLL and label-token count of each row: [B, T, V], [B, T] -> [B] (float64), [B].
+
+    Per row, so evaluation can drop the rows a multi-process loader repeats to even out
+    its last batch (accelerate's gather_for_metrics works on the batch dimension)."""
+    selected, targets, mask = label_positions(logits, labels)
+    nll = token_nll(log_probs(selected), targets).double()
+    rows = mask.nonzero()[:, 0]
+    sums = torch.zeros(labels.shape[0], dtype=torch.float64, device=nll.device).index_add_(0, rows, nll)
+    return sums, mask.sum(dim=1)
+
+
 def cross_entropy_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_items: torch.Tensor | int | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -95,13 +95,15 @@ class NoisyCollator:
 
 
 class NoiseEpoch(TrainerCallback):
-    """Tell the noise which epoch starts, so each epoch draws fresh masks."""
+    """Tell collate-time noise (masks, NEFTune seeds) which epoch starts, so each epoch
+    draws fresh noise."""
 
-    def __init__(self, noise: RegularizationNoise):
-        self.noise = noise
+    def __init__(self, *noises):
+        self.noises = noises
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.noise.epoch = math.floor(state.epoch or 0)
+        for noise in self.noises:
+            noise.epoch = math.floor(state.epoch or 0)
 
 
 # --------------------------------------------------------------------------- the losses

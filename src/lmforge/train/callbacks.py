@@ -10,6 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from lmforge.errors import LmforgeError
+from lmforge.train.distributed import all_processes_agree
 
 
 class NonFiniteLossError(LmforgeError):
@@ -42,7 +43,9 @@ class NonFiniteGuard(TrainerCallback):
         return not grads or bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if not self.window_bad and self._gradients_finite(model):
+        # every process must take the same decision (sharded gradients differ per process)
+        bad = all_processes_agree(self.window_bad or not self._gradients_finite(model))
+        if not bad:
             self.consecutive = 0
             return
         self.window_bad = False

@@ -18,6 +18,7 @@ import torch
 from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
+from lmforge.data.cache import clear_cache, data_fingerprint, load_tokenized, save_tokenized
 from lmforge.data.collate import PadCollator
 from lmforge.data.formats import PromptFormat, get_format
 from lmforge.data.from_config import build_from_config, dataset_specs
@@ -30,10 +31,12 @@ from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
 from lmforge.models.tokens import add_special_tokens
 from lmforge.objectives import build_objective
+from lmforge.objectives.forward import NoiseSeeds
 from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
 from lmforge.report.plots import plot_loss_curve
 from lmforge.train import rundir
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
+from lmforge.train.distributed import check_devices, has_accelerator, on_main, process_state, world_size
 from lmforge.train.trainer import LmforgeTrainer
 
 MODEL_META_FILE = "lmforge.json"
@@ -111,10 +114,17 @@ def prepare_model_and_tokenizer(config: Config, seed: int):
 
 
 def save_final_model(trainer: LmforgeTrainer, tokenizer, prompt_format, cot: bool, run_dir: Path) -> Path:
-    """Write the final model to model.tmp/ and move it into place only when complete."""
+    """Write the final model to model.tmp/ and move it into place only when complete.
+
+    Every process takes part in the save (FSDP and ZeRO-3 gather the sharded weights), the
+    main process alone writes files and moves them.
+    """
+    state = process_state()
     final_dir = run_dir / rundir.MODEL_DIR
     staging = run_dir / (rundir.MODEL_DIR + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
+    if state.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    state.wait_for_everyone()
     template = prompt_format.chat_template(cot)
     if template is not None:
         tokenizer.chat_template = template
@@ -124,12 +134,27 @@ def save_final_model(trainer: LmforgeTrainer, tokenizer, prompt_format, cot: boo
         eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id
     )
     trainer.save_model(str(staging))
-    tokenizer.save_pretrained(str(staging))
-    meta = {"prompt_format": prompt_format.name, "cot": cot, "stop_strings": prompt_format.stop_strings(tokenizer)}
-    (staging / MODEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(final_dir, ignore_errors=True)
-    os.replace(staging, final_dir)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        tokenizer.save_pretrained(str(staging))
+        meta = {"prompt_format": prompt_format.name, "cot": cot, "stop_strings": prompt_format.stop_strings(tokenizer)}
+        (staging / MODEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(final_dir, ignore_errors=True)
+        os.replace(staging, final_dir)
+    state.wait_for_everyone()
     return final_dir
+
+
+def sharding_arguments(config: Config) -> dict[str, Any]:
+    """The Trainer's FSDP2 arguments for train.fsdp (none for DDP or one process)."""
+    fsdp = config.train.fsdp
+    if fsdp is None:
+        return {}
+    fsdp_config = {"version": 2, "reshard_after_forward": fsdp.reshard_after_forward,
+                   "cpu_offload": fsdp.cpu_offload, "state_dict_type": fsdp.state_dict_type}
+    if fsdp.transformer_layer_cls_to_wrap:
+        fsdp_config["transformer_layer_cls_to_wrap"] = fsdp.transformer_layer_cls_to_wrap
+    return {"fsdp": True, "fsdp_config": fsdp_config}
 
 
 def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val: bool,
@@ -156,12 +181,18 @@ def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val
         remove_unused_columns=False,
         bf16=train.precision == "bf16",
         fp16=train.precision == "fp16",
+        # without an accelerator the Trainer must be told so, or it refuses bf16 autocast
+        use_cpu=not has_accelerator(),
         activation_checkpointing=train.gradient_checkpointing,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        # non-reentrant: works with frozen inputs (frozen embeddings), adapters and
+        # objectives that run several forwards, without enable_input_require_grads
+        activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
+        dataloader_pin_memory=has_accelerator(),
         dataloader_num_workers=train.dataloader_workers,
         save_only_model=False,
         train_sampling_strategy="sequential" if sequential else "random",
         disable_tqdm=False,
+        **sharding_arguments(config),
     )
 
 
@@ -186,11 +217,38 @@ class PreparedData:
 DataBuilder = Callable[[Config, Any, PromptFormat], PreparedData]
 
 
+def local_file_hashes(paths: list[str]) -> dict[str, str]:
+    return {path: file_sha256(path) if Path(path).is_file() else "not a local file" for path in paths}
+
+
+def tokenized_once(config: Config, tokenizer, prompt_format: PromptFormat) -> tuple[TokenizedData, dict[str, str]]:
+    """The tokenized data and the data files' hashes. With several processes the main
+    process builds it and caches it in the run directory by content hash; the others load
+    that cache. (Their file hashes stay empty: only the main process writes run.json.)"""
+    state = process_state()
+    paths = [spec.path for spec in dataset_specs(config.data)]
+    if state.num_processes == 1:
+        return build_from_config(config.data, config.run.seed, prompt_format, tokenizer), local_file_hashes(paths)
+    built: dict[str, Any] = {}
+
+    def build_and_cache() -> str:
+        built["data"] = build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
+        built["hashes"] = local_file_hashes(paths)
+        key = data_fingerprint(config.data.model_dump(mode="json"), config.run.seed, prompt_format.name, tokenizer,
+                               built["hashes"])
+        return str(save_tokenized(built["data"], config.output_path, key))
+
+    cached = on_main(state, build_and_cache)
+    if state.is_main_process:
+        return built["data"], built["hashes"]
+    return load_tokenized(Path(cached)), {}
+
+
 def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
     """Conversations from data.datasets, tokenized with label masks, padded per batch;
-    masking objectives add their collate-time noise to training batches."""
-    specs = dataset_specs(config.data)
-    data = build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
+    masking objectives add their collate-time noise to training batches, NEFTune its
+    per-example seeds."""
+    data, file_hashes = tokenized_once(config, tokenizer, prompt_format)
     for report in data.reports:
         dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
         print(f"[lmforge] {report.path}: {report.records} records ({report.format}"
@@ -205,14 +263,19 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
     collator = PadCollator(tokenizer.pad_token_id)
     train_collator = PackedCollator(tokenizer.pad_token_id) if config.data.packing else collator
     noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
+    if noise:
+        train_collator = NoisyCollator(train_collator, noise)
+    seeds = NoiseSeeds(config.run.seed) if config.train.neftune_alpha else None
+    if seeds:
+        train_collator = NoisyCollator(train_collator, seeds)
+    epoch_noise = [step for step in (noise, seeds) if step is not None]
     return PreparedData(
         train=data.train, val=data.val,
-        collator=NoisyCollator(train_collator, noise) if noise else train_collator, eval_collator=collator,
+        collator=train_collator, eval_collator=collator,
         cot=data.cot_fraction >= 0.5,
-        file_hashes={spec.path: file_sha256(spec.path) if Path(spec.path).is_file() else "not a local file"
-                     for spec in specs},
+        file_hashes=file_hashes,
         summary={"data": [r.as_dict() for r in data.reports]},
-        callbacks=[NoiseEpoch(noise)] if noise else [],
+        callbacks=[NoiseEpoch(*epoch_noise)] if epoch_noise else [],
         tokenized=data,
         # stages are laid out one after the other (each shuffled within itself): keep that order
         sequential=bool(config.data.stages),
@@ -226,25 +289,30 @@ def run_training(
     extra_callbacks: list[TrainerCallback] = (),
     data_builder: DataBuilder = sft_data,
 ) -> TrainResult:
+    """Train one run. Under torchrun / accelerate launch every process calls this; the main
+    process alone creates or clears the run directory and writes its records."""
     check_integrations(config.train.report_to)
+    check_devices(config.train.precision)
+    accumulation = gradient_accumulation(config.train.global_batch_size, config.train.micro_batch_size, world_size())
+    state = process_state()
+    main = state.is_main_process
     run_dir = config.output_path
-    checkpoint = rundir.prepare_run_dir(run_dir, overwrite=overwrite, resume=resume)
-    accumulation = gradient_accumulation(
-        config.train.global_batch_size, config.train.micro_batch_size, int(os.environ.get("WORLD_SIZE", "1"))
-    )
+    checkpoint = on_main(state, lambda: rundir.prepare_run_dir(run_dir, overwrite=overwrite, resume=resume))
     model, tokenizer, prompt_format, new_ids = prepare_model_and_tokenizer(config, config.run.seed)
     data = data_builder(config, tokenizer, prompt_format)
     task_evals = build_task_eval_callback([entry.model_dump() for entry in config.train.eval_tasks], tokenizer,
                                           {"prompt_format": prompt_format.name, "cot": data.cot})
     partial = freeze_embeddings(model, new_ids) if config.model.freeze_embeddings else []
 
-    (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-    record = rundir.read_run(run_dir) if resume else None
-    record = rundir.start_run(
-        run_dir, data.file_hashes,
-        {**data.summary, "added_tokens": new_ids,
-         **({"resumed_from": str(checkpoint), "first_started": record.get("started")} if record else {})},
-    )
+    record = None
+    if main:
+        (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        previous = rundir.read_run(run_dir) if resume else None
+        record = rundir.start_run(
+            run_dir, data.file_hashes,
+            {**data.summary, "added_tokens": new_ids, "processes": state.num_processes,
+             **({"resumed_from": str(checkpoint), "first_started": previous.get("started")} if previous else {})},
+        )
 
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
     trainer = LmforgeTrainer(
@@ -269,10 +337,14 @@ def run_training(
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         metrics = trainer.evaluate() if data.val is not None else {}
         model_dir = save_final_model(trainer, tokenizer, prompt_format, data.cot, run_dir)
-        plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+        if main:
+            plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
+            clear_cache(run_dir)
     except BaseException as exc:
-        rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
+        if main:
+            rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     metrics["skipped_updates"] = guard.skipped
-    rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
+    if main:
+        rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
     return TrainResult(run_dir, model_dir, metrics, data.tokenized)

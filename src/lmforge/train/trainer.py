@@ -13,6 +13,8 @@ from transformers import Trainer
 
 from lmforge.errors import LmforgeError
 from lmforge.objectives import Objective
+from lmforge.objectives.ce import row_nll
+from lmforge.objectives.forward import forward_logits
 from lmforge.optim.optimizers import build_optimizer, parameter_groups
 from lmforge.optim.schedules import build_schedule
 from lmforge.train.callbacks import NonFiniteGuard
@@ -116,22 +118,21 @@ class LmforgeTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Validation loss averaged over every label token of the validation set, and its
         perplexity. (The stock loop averages per-batch means, which over-weights short
-        batches.)"""
+        batches.) Every objective evaluates as plain cross-entropy on the clean inputs;
+        with several processes, rows repeated to even out the last batch are dropped."""
         dataloader = self.get_eval_dataloader(eval_dataset)
-        model = self.model
+        model = self.model_wrapped if self.is_fsdp_enabled or self.is_deepspeed_enabled else self.model
         was_training = model.training
         model.eval()
         nll_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
         tokens = torch.zeros((), dtype=torch.long, device=self.args.device)
-        with torch.no_grad():
+        with torch.no_grad(), self.compute_loss_context_manager():
             for batch in dataloader:
                 batch = self._prepare_inputs(batch)
-                _, metrics = self.objective(model, batch, None)
-                nll_sum += metrics["nll_sum"].double()
-                tokens += metrics["tokens"]
-        if self.args.world_size > 1:
-            nll_sum = self.accelerator.gather(nll_sum).sum()
-            tokens = self.accelerator.gather(tokens).sum()
+                row_sums, row_tokens = row_nll(forward_logits(model, batch), batch["labels"])
+                row_sums, row_tokens = self.accelerator.gather_for_metrics((row_sums, row_tokens))
+                nll_sum += row_sums.sum()
+                tokens += row_tokens.sum()
         model.train(was_training)
         loss = (nll_sum / tokens.clamp_min(1)).item()
         results = {
@@ -142,5 +143,3 @@ class LmforgeTrainer(Trainer):
         self.log(results)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=results)
         return results
-
-

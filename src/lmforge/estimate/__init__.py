@@ -1,0 +1,92 @@
+"""`lmforge estimate`: per-device memory of training a config under DDP, ZeRO-2, ZeRO-3 and
+FSDP, and the largest micro batch that fits a GPU. `estimate_config` is the entry point
+(the only code here that reads the Config); shape.py sizes the model, activations.py and
+memory.py hold the formulas, render.py prints them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lmforge.config import Config
+from lmforge.errors import LmforgeError
+from lmforge.estimate.memory import ENGINES, EngineEstimate, Setup, estimate_engine
+from lmforge.estimate.shape import ModelShape, ModelSource, model_shape
+
+TWO_PASS_OBJECTIVES = ("remask", "remask_cot")  # objectives/__init__.py: full and masked pass, one backward
+_UNITS = {"": 10**9, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    shape: ModelShape
+    setup: Setup
+    engines: dict[str, EngineEstimate]
+    configured_engine: str | None
+    """The engine the config itself selects (None: a DeepSpeed stage not shown here)."""
+    notes: tuple[str, ...]
+
+
+def parse_memory(text: str) -> int:
+    """'80GB' -> 80e9 bytes; GB/MB/TB are decimal, GiB/MiB/TiB binary; a bare number is GB."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]i?b|b)?\s*", text, re.IGNORECASE)
+    if not match or float(match.group(1)) <= 0:
+        raise LmforgeError(f"--gpu-memory '{text}': give a size such as 80GB, 24GiB or 40000MB")
+    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
+
+
+def deepspeed_stage(value: str | dict) -> int:
+    """zero_optimization.stage of a DeepSpeed config (a JSON file path or a mapping), read
+    and checked the way training reads it."""
+    from lmforge.train.deepspeed import load_deepspeed_config
+
+    stage = (load_deepspeed_config(value).get("zero_optimization") or {}).get("stage", 0)
+    if not isinstance(stage, int):
+        raise LmforgeError(f"train.deepspeed: zero_optimization.stage must be 0-3, got {stage!r}")
+    return stage
+
+
+def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9) -> Estimate:
+    if gpus < 1:
+        raise LmforgeError(f"--gpus {gpus}: need at least one GPU")
+    model, train = config.model, config.train
+    source = ModelSource(model.name_or_path, model.architecture, model.size.model_dump(), model.tokenizer,
+                         model.trust_remote_code, model.dtype, model.freeze_embeddings)
+    formats = [config.data.prompt_format, *config.data.format_augmentation]
+    shape = model_shape(source, lambda tokenizer: _lmforge_tokens(tokenizer, formats, train.objective.name))
+    setup = Setup(
+        micro_batch=train.micro_batch_size, seq_len=config.data.max_length, weight_dtype=model.dtype,
+        precision=train.precision, optimizer=train.optimizer.name,
+        passes=2 if train.objective.name in TWO_PASS_OBJECTIVES else 1,
+        gradient_checkpointing=train.gradient_checkpointing, gpus=gpus,
+        lilith_ema=getattr(train.optimizer, "ema_k", 0) > 0,
+        fsdp_reshard_after_forward=train.fsdp.reshard_after_forward if train.fsdp else True,
+    )
+    notes = list(shape.notes)
+    engine: str | None = "ddp"
+    if train.fsdp is not None:
+        engine = "fsdp"
+        if train.fsdp.cpu_offload:
+            notes.append("train.fsdp.cpu_offload: sharded weights and optimizer state live in CPU memory "
+                         "(the FSDP column counts them on the GPU)")
+    elif train.deepspeed is not None:
+        stage = deepspeed_stage(train.deepspeed)
+        engine = {2: "zero2", 3: "zero3"}.get(stage)
+        if engine is None:
+            notes.append(f"train.deepspeed: ZeRO stage {stage} is not one of the columns (stages 2 and 3 are)")
+    if train.precision == "fp16" and model.dtype == "float32":
+        notes.append("DDP/FSDP with fp16 keep fp32 weights under autocast; ZeRO runs an fp16 model with fp32 "
+                     "master weights")
+    engines = {name: estimate_engine(shape, setup, name, gpu_memory) for name in ENGINES}
+    return Estimate(shape, setup, engines, engine, tuple(notes))
+
+
+def _lmforge_tokens(tokenizer, formats: list[str], objective: str) -> list[str]:
+    """The special tokens training adds for these prompt formats and this objective (as
+    train/pipeline.py's prepare_model_and_tokenizer asks for them)."""
+    from lmforge.data.formats import get_format
+    from lmforge.train.pipeline import objective_tokens
+
+    needed = [token for name in formats for token in get_format(name).special_tokens(tokenizer)]
+    return needed + objective_tokens(objective, tokenizer)
