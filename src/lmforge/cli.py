@@ -261,11 +261,9 @@ def cmd_estimate(args) -> int:
     from lmforge.estimate import estimate_config, parse_memory
     from lmforge.estimate.render import estimate_json, estimate_table
 
-    if args.gpus < 1:
-        raise LmforgeError(f"--gpus {args.gpus}: need at least one GPU")
     gpu_memory = parse_memory(args.gpu_memory)
     estimate = estimate_config(load_config(args.config, args.sections, args.overrides), args.gpus, gpu_memory)
-    print(json.dumps(estimate_json(estimate), indent=2) if args.json else estimate_table(estimate), end="\n")
+    print(json.dumps(estimate_json(estimate), indent=2) + "\n" if args.json else estimate_table(estimate), end="")
     return 0
 
 

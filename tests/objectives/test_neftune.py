@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmforge.objectives import build_objective
-from lmforge.objectives.forward import forward_logits, neftune_noise, segment_lengths
+from lmforge.objectives.forward import NoiseSeeds, forward_logits, neftune_noise, segment_lengths
 from tests.train.conftest import tiny_model
 
 ALPHA, HIDDEN = 10.0, 256
@@ -72,3 +72,39 @@ def test_objectives_pass_the_noise_through():
     plain, _ = build_objective("mixce", {"ratio": 0.75})(model, batch, None)
     noisy, _ = build_objective("mixce", {"ratio": 0.75}, neftune_alpha=50.0)(model, batch, None)
     assert not torch.allclose(plain, noisy)
+
+
+def test_seeded_noise_is_the_same_whatever_batch_or_padding_an_example_lands_in():
+    """Row seeds make an example's noise independent of its batch mates, of padding and so
+    of how examples are spread over processes; padding gets none."""
+    embeddings = torch.zeros(2, 12, HIDDEN)
+    mask = torch.tensor([[1] * 5 + [0] * 7, [1] * 12])
+    together = neftune_noise(embeddings, mask, None, ALPHA, row_seeds=torch.tensor([11, 22]))
+    alone = neftune_noise(torch.zeros(1, 5, HIDDEN), torch.ones(1, 5, dtype=torch.long), None, ALPHA,
+                          row_seeds=torch.tensor([11]))
+    torch.testing.assert_close(together[0, :5], alone[0])
+    assert together[0, 5:].abs().sum() == 0
+    other_seed = neftune_noise(embeddings, mask, None, ALPHA, row_seeds=torch.tensor([12, 22]))
+    assert not torch.allclose(other_seed[0, :5], together[0, :5])
+    torch.testing.assert_close(other_seed[1], together[1])
+
+
+def test_noise_seeds_follow_example_and_epoch():
+    seeds = NoiseSeeds(seed=1)
+    first = seeds({"example_id": torch.tensor([4, 9])})["noise_seed"]
+    assert torch.equal(seeds({"example_id": torch.tensor([9, 4])})["noise_seed"], first.flip(0))
+    seeds.epoch = 1
+    assert not torch.equal(seeds({"example_id": torch.tensor([4, 9])})["noise_seed"], first)
+    assert "noise_seed" not in seeds({"input_ids": torch.zeros(1, 3)})  # no ids: global RNG
+
+
+def test_noise_reaches_a_wrapped_model():
+    """NEFTune hooks the embedding module of the unwrapped model, so a wrapper's own forward
+    (DDP, FSDP, DeepSpeed) still runs; here a DataParallel-like wrapper with `.module`."""
+    model = tiny_model()
+    wrapper = torch.nn.DataParallel(model)  # CPU: a plain pass-through with `.module`
+    wrapper.train()
+    batch = {"input_ids": torch.randint(3, 40, (2, 9)), "attention_mask": torch.ones(2, 9, dtype=torch.long)}
+    clean = forward_logits(wrapper, batch)
+    assert not torch.allclose(forward_logits(wrapper, batch, neftune_alpha=ALPHA), clean, atol=1e-4)
+    assert not model.get_input_embeddings()._forward_hooks  # the hook is gone after the forward

@@ -206,6 +206,11 @@ def test_config_show_takes_the_process_count_from_world_size(capsys, monkeypatch
     assert printed["scheduler"]["params"]["total_num_steps"] == "auto"
 
 
+def test_config_show_refuses_zero_processes(capsys):
+    code, _, err = show(capsys, "defaults", "tiny", "--set", f"train.deepspeed={SEED_JSON}", "--processes", "0")
+    assert_one_line_error(code, err, "--processes 0")
+
+
 def test_config_show_without_deepspeed_prints_no_block(capsys):
     code, out, _ = show(capsys, "defaults", "tiny")
     assert code == 0 and "# deepspeed" not in out
@@ -230,7 +235,8 @@ def test_invalid_json_names_the_line(capsys, tmp_path):
 def test_unknown_key_suggests_the_known_one(capsys, tmp_path):
     content = seed_json()
     content["zero_optimisation"] = content.pop("zero_optimization")
-    code, _, err = show(capsys, "defaults", "tiny", "--set", f"train.deepspeed={write_json(tmp_path / 'a.json', content)}")
+    path = write_json(tmp_path / "typo.json", content)
+    code, _, err = show(capsys, "defaults", "tiny", "--set", f"train.deepspeed={path}")
     assert_one_line_error(code, err, "zero_optimisation", "did you mean 'zero_optimization'?")
 
 

@@ -54,6 +54,8 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 def assert_same_weights(actual_dir: Path, expected_dir: Path) -> None:
     actual, expected = weights(actual_dir), weights(expected_dir)
+    if "lm_head.weight" in actual.keys() - expected.keys():  # FSDP's full state dict spells out tied weights
+        torch.testing.assert_close(actual.pop("lm_head.weight"), actual["model.embed_tokens.weight"])
     assert actual.keys() == expected.keys()
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], atol=1e-5, rtol=0, msg=name)
@@ -87,6 +89,13 @@ def test_two_processes_match_one_with_twice_the_accumulation(name, two_process_r
     assert_same_weights(two_process_runs / name / "model", single)
     record = rundir.read_run(two_process_runs / name)
     assert record["status"] == "finished" and record["processes"] == 2 and record["global_step"] == MAX_STEPS
+
+
+def test_fsdp_really_sharded(two_process_runs):
+    """accelerate alone would fall back to DDP on CPU; FSDP writes its own checkpoint files."""
+    checkpoint = two_process_runs / "fsdp" / f"checkpoint-{SAVE_EVERY}"
+    assert (checkpoint / "pytorch_model_fsdp.bin").is_file() and (checkpoint / "optimizer.bin").is_file()
+    assert not (two_process_runs / "ce" / f"checkpoint-{SAVE_EVERY}" / "pytorch_model_fsdp.bin").exists()
 
 
 def test_killed_ddp_run_resumes_to_the_uninterrupted_weights(two_process_runs):

@@ -26,8 +26,8 @@ GB = 10**9
 def shape_of(parameters: int, trainable: int | None = None, hidden: int = 10, layers: int = 2,
              layer_parameters: int = 0, trainable_shapes=()) -> ModelShape:
     """A hand-made shape: only the fields a test reads matter."""
-    return ModelShape(source="test", model_type="llama", family="llama", dims=Dims(hidden, hidden, 4 * hidden, 2, layers),
-                      vocab=100, parallel_residual=False, parameters=parameters,
+    return ModelShape(source="test", model_type="llama", family="llama",
+                      dims=Dims(hidden, hidden, 4 * hidden, 2, layers), vocab=100, max_positions=None, parallel_residual=False, parameters=parameters,
                       trainable=parameters if trainable is None else trainable, linear_parameters=parameters,
                       layer_parameters=layer_parameters, largest_module=0, small_parameters=0,
                       trainable_shapes=tuple(trainable_shapes))
@@ -73,6 +73,14 @@ def test_zero3_divides_weights_gradients_and_optimizer_by_the_world_size():
     # ZeRO-2 keeps the whole 16-bit model on every GPU
     e2 = estimate_engine(shape_of(8 * 10**9), Setup(1, 8, "float32", "fp16", "adamw", gpus=8), "zero2", GB)
     assert e2.weights == 16 * 10**9 and e2.optimizer == e.optimizer
+
+
+def test_a_deepspeed_optimizer_block_replaces_the_configs_optimizer_under_zero_only():
+    # Lilith (3 states) in the config, AdamW in the DeepSpeed config: ZeRO-2 on 4 GPUs keeps
+    # (4 master + 2 x 4) x 1000 / 4 = 3000 bytes; DDP still runs Lilith: 3 x 1000 x 4
+    setup = Setup(1, 8, "float32", "bf16", "lilith", gpus=4, zero_optimizer="adamw")
+    assert estimate_engine(shape_of(1000), setup, "zero2", GB).optimizer == 3000
+    assert estimate_engine(shape_of(1000), setup, "ddp", GB).optimizer == 12000
 
 
 def test_fsdp_shards_in_the_weight_dtype_and_gathers_root_plus_two_layers():
@@ -245,6 +253,45 @@ def test_estimate_is_within_20_percent_of_measured_peak(case):
     assert abs(estimate - measured) <= TOLERANCE * measured, (estimate, measured)
 
 
+# --------------------------------------------------------------------------- exact parameter counts
+
+
+@pytest.mark.parametrize("overrides", [[], ["model.freeze_embeddings=true"],
+                                       ["model.freeze_embeddings=true", "data.prompt_format=qa"]])
+def test_parameter_counts_match_the_model_training_builds(overrides):
+    """The meta-device count against the model train/pipeline.py builds (special tokens
+    added, embeddings resized, frozen as training freezes them). With the remask format
+    lmforge adds its tags, so frozen embeddings keep their gradients; the qa format adds
+    none (this objective needs no mask token), so they really freeze."""
+    from lmforge.config import load_config
+    from lmforge.estimate import estimate_config
+    from lmforge.models.freezing import freeze_embeddings
+    from lmforge.train.pipeline import prepare_model_and_tokenizer
+
+    config = load_config("presets/memphis-cot.yaml", ["defaults", "tiny-sft"], overrides)
+    shape = estimate_config(config).shape
+    model, _, _, new_ids = prepare_model_and_tokenizer(config, seed=0)
+    if config.model.freeze_embeddings:
+        freeze_embeddings(model, new_ids)
+    params = list(model.parameters())
+    assert shape.parameters == sum(p.numel() for p in params)
+    assert shape.trainable == sum(p.numel() for p in params if p.requires_grad)
+    assert shape.vocab == model.get_input_embeddings().weight.shape[0]
+    if overrides[1:]:
+        assert shape.trainable < shape.parameters
+
+
+def test_a_local_directory_with_config_json_is_enough(tmp_path, capsys):
+    config = _tiny_config("gpt_neox", layers=3)
+    config.save_pretrained(tmp_path)  # config.json only: no weights, no tokenizer
+    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "--set", f"model.name_or_path={tmp_path}",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model = AutoModelForCausalLM.from_config(config)
+    assert result["model"]["parameters"] == sum(p.numel() for p in model.parameters())
+    assert result["model"]["source"] == f"local config.json ({tmp_path / 'config.json'})"
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -271,18 +318,40 @@ def test_cli_json_parses_and_agrees_with_the_terms(capsys):
     result = json.loads(capsys.readouterr().out)
     zero3 = result["engines"]["zero3"]
     assert result["model"]["parameters"] == 2775864320
-    assert zero3["total"] == sum(zero3[k] for k in ("weights", "gradients", "optimizer", "activations_checkpointed",
-                                                    "logits"))
     assert zero3["optimizer"] == 12 * 2775864320 // 8
+    # ZeRO keeps its gradient partitions across steps; with checkpointing the loss phase holds
+    # the layer inputs (no recomputed layer yet) and the logits, 4.96 GB, more than the
+    # backward's one recomputed layer: peak = weights + optimizer + gradients + inputs + logits
+    assert zero3["persistent_gradients"] == zero3["gradients"]
+    kept = zero3["activations_checkpointed"] - zero3["layer_activations"]
+    assert zero3["total"] == zero3["weights"] + zero3["optimizer"] + zero3["gradients"] + kept + zero3["logits"]
+    assert zero3["logits"] == 8196 * 50432 * 12
     assert result["setup"]["gpus"] == 8 and result["setup"]["seq_len"] == 8196
 
 
+def test_cli_marks_the_engine_the_config_selects(capsys):
+    # the shipped ZeRO-3 config names its own AdamW, which the ZeRO columns then count
+    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "redpajama-3b", "--gpus", "8",
+                 "--set", "train.deepspeed=examples/deepspeed/zero3_config_sft.json", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["configured_engine"] == "zero3"
+    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "redpajama-3b",
+                 "--set", "train.fsdp={reshard_after_forward: false}"]) == 0
+    assert "FSDP (config)" in capsys.readouterr().out
+
+
+SEED_001 = ["presets/oasst-sft.yaml", "defaults", "redpajama-3b"]
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--gpus", "0"], "--gpus 0: need at least one GPU"),
-    (["--gpu-memory", "banana"], "--gpu-memory 'banana'"),
-    (["--set", "model.name_or_path=nowhere/unknown-model-7b"], "model.name_or_path: 'nowhere/unknown-model-7b'"),
+    ([*SEED_001, "--gpus", "0"], "--gpus 0: need at least one GPU"),
+    ([*SEED_001, "--gpu-memory", "banana"], "--gpu-memory 'banana'"),
+    ([*SEED_001, "--set", "model.name_or_path=nowhere/unknown-model-7b"],
+     "model.name_or_path: 'nowhere/unknown-model-7b' is not a local directory"),
+    (["presets/oasst-sft.yaml", "defaults", "tiny", "--set", "model.architecture=gpt2"],
+     "model.architecture: lmforge estimate has no activation formula for model_type 'gpt2'"),
 ])
 def test_cli_bad_inputs_exit_2_with_one_line(capsys, args, message):
-    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "redpajama-3b", *args]) == 2
+    assert main(["estimate", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

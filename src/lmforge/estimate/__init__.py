@@ -6,7 +6,7 @@ memory.py hold the formulas, render.py prints them."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
@@ -36,15 +36,16 @@ def parse_memory(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
 
-def deepspeed_stage(value: str | dict) -> int:
-    """zero_optimization.stage of a DeepSpeed config (a JSON file path or a mapping), read
-    and checked the way training reads it."""
+def read_deepspeed(value: str | dict) -> tuple[int, str | None]:
+    """(zero_optimization.stage, the optimizer type its `optimizer` block names, if any) of
+    a DeepSpeed config (a JSON file path or a mapping), read and checked as training reads it."""
     from lmforge.train.deepspeed import load_deepspeed_config
 
-    stage = (load_deepspeed_config(value).get("zero_optimization") or {}).get("stage", 0)
+    ds = load_deepspeed_config(value)
+    stage = (ds.get("zero_optimization") or {}).get("stage", 0)
     if not isinstance(stage, int):
         raise LmforgeError(f"train.deepspeed: zero_optimization.stage must be 0-3, got {stage!r}")
-    return stage
+    return stage, (ds.get("optimizer") or {}).get("type")
 
 
 def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9) -> Estimate:
@@ -71,13 +72,26 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
             notes.append("train.fsdp.cpu_offload: sharded weights and optimizer state live in CPU memory "
                          "(the FSDP column counts them on the GPU)")
     elif train.deepspeed is not None:
-        stage = deepspeed_stage(train.deepspeed)
+        stage, ds_optimizer = read_deepspeed(train.deepspeed)
         engine = {2: "zero2", 3: "zero3"}.get(stage)
         if engine is None:
             notes.append(f"train.deepspeed: ZeRO stage {stage} is not one of the columns (stages 2 and 3 are)")
-    if train.precision == "fp16" and model.dtype == "float32":
-        notes.append("DDP/FSDP with fp16 keep fp32 weights under autocast; ZeRO runs an fp16 model with fp32 "
-                     "master weights")
+        if ds_optimizer:
+            # DeepSpeed builds the optimizer its config names instead of train.optimizer
+            if str(ds_optimizer).lower().replace("fused", "").replace("cpu", "").startswith("adam"):
+                setup = replace(setup, zero_optimizer="adamw")
+                notes.append(f"train.deepspeed: its optimizer block ({ds_optimizer}) replaces train.optimizer; "
+                             f"the ZeRO columns count Adam's two states")
+            else:
+                notes.append(f"train.deepspeed: its optimizer block ({ds_optimizer}) replaces train.optimizer; "
+                             f"the ZeRO columns still count {train.optimizer.name}'s state")
+    if setup.half and model.dtype == "float32":
+        notes.append(f"precision {train.precision} over model.dtype float32: DDP trains under autocast (16-bit "
+                     f"copies of the weights live through each step), FSDP gathers 16-bit copies of fp32 shards, "
+                     f"ZeRO runs a 16-bit model with fp32 master weights")
+    if shape.max_positions and setup.seq_len > shape.max_positions:
+        notes.append(f"data.max_length {setup.seq_len} is longer than the model's max_position_embeddings "
+                     f"{shape.max_positions}")
     engines = {name: estimate_engine(shape, setup, name, gpu_memory) for name in ENGINES}
     return Estimate(shape, setup, engines, engine, tuple(notes))
 

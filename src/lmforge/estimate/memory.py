@@ -31,20 +31,20 @@ Activations and logits come from activations.py; the regime (what 16-bit means f
 depends on the engine: DDP with fp32 weights and fp16/bf16 precision is autocast, any
 16-bit engine or 16-bit weights run 16-bit ("half").
 
-The peak ("total") is not the sum of the rows, because the logits' buffers and the
-gradients never coexist: the Trainer frees the gradients after every step
-(zero_grad(set_to_none=True)), and the loss's [micro_batch, seq, vocab] buffers are gone
-before the backward reaches the layers. With P = weights + optimizer state + gradients that
+The peak ("total") is not the sum of the rows: the loss's [micro_batch, seq, vocab]
+buffers are gone before the backward reaches the layers, and the gradients are allocated
+only during the backward (the Trainer frees them after every step with
+zero_grad(set_to_none=True)). With fixed = weights + optimizer state + the gradients that
 persist across steps (DDP's buckets, DeepSpeed's gradient partitions):
 
-    total = P + max(kept + logits,  gradients_step + activations)
+    total = fixed + max(kept + logits, step gradients + activations)
 
-  kept + logits               the loss: every activation the forward kept (under
-                              checkpointing only the layer inputs) and the loss buffers;
-  gradients_step + activations  a bound on the backward: gradients only grow and kept
-                              activations only shrink while it runs, so their sum stays
-                              below all the step's gradients plus the most activations
-                              live at once (under checkpointing: inputs + one layer).
+  kept + logits                  the loss: what the forward kept (under checkpointing only
+                                 the layer inputs) and the loss buffers;
+  step gradients + activations   a bound on the backward: gradients only grow and kept
+                                 activations only shrink while it runs, so their sum stays
+                                 below all the step's gradients plus the most activations
+                                 live at once (under checkpointing: inputs + one layer).
 
 The largest micro batch that fits solves that for the micro batch (activations and logits
 grow linearly with it). Left out: the CUDA context and allocator slack (leave a GB or two),
@@ -80,6 +80,8 @@ class Setup:
     gpus: int = 1
     lilith_ema: bool = False
     fsdp_reshard_after_forward: bool = True
+    zero_optimizer: str | None = None
+    """The optimizer a DeepSpeed config's own `optimizer` block makes ZeRO run instead."""
 
     @property
     def half(self) -> bool:
@@ -109,7 +111,9 @@ class EngineEstimate:
     @property
     def kept_activations(self) -> int:
         """What the forward keeps until the loss (under checkpointing: no recomputed layer yet)."""
-        return self.activations_checkpointed - self.layer_activations if self.gradient_checkpointing else self.activations
+        if self.gradient_checkpointing:
+            return self.activations_checkpointed - self.layer_activations
+        return self.activations
 
     @property
     def fixed(self) -> int:
@@ -138,10 +142,11 @@ def regime(engine: str, setup: Setup) -> str:
 
 
 def optimizer_values(shape: ModelShape, setup: Setup, flat: bool, shards: int = 1) -> float:
-    """Optimizer state values per device (see the module docstring)."""
-    if setup.optimizer == "adalite" and not flat:
+    """Optimizer state values per device; flat: ZeRO's 1-D partitions (see the module docstring)."""
+    optimizer = (setup.zero_optimizer or setup.optimizer) if flat else setup.optimizer
+    if optimizer == "adalite" and not flat:
         return sum(_adalite_values(s, shards) for s in shape.trainable_shapes)
-    states = STATES[setup.optimizer] + (1 if setup.optimizer == "lilith" and setup.lilith_ema else 0)
+    states = STATES[optimizer] + (1 if optimizer == "lilith" and setup.lilith_ema else 0)
     return states * shape.trainable / shards
 
 

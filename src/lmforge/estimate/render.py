@@ -20,13 +20,17 @@ _ROWS = [  # (JSON key, table label)
     ("activations_checkpointed", "activations, checkpointing"),
     ("logits", "logits + loss"),
 ]
+_JSON_ONLY = ("persistent_gradients", "layer_activations")
+PEAK = ("peak = weights + optimizer + gradients kept across steps + max(activations kept at the loss + logits, "
+        "the step's gradients + activations): the loss buffers are freed before the gradients fill up "
+        "(lmforge/estimate/memory.py)")
 
 
 def estimate_json(estimate: Estimate) -> dict:
     shape, setup = estimate.shape, estimate.setup
     engines = {}
     for name, e in estimate.engines.items():
-        engines[name] = {key: getattr(e, key) for key, _ in _ROWS}
+        engines[name] = {key: getattr(e, key) for key in [*(key for key, _ in _ROWS), *_JSON_ONLY]}
         engines[name].update(total=e.total, max_micro_batch=e.max_micro_batch())
     return {
         "model": {
@@ -47,13 +51,21 @@ def estimate_json(estimate: Estimate) -> dict:
     }
 
 
+def _count(n: int) -> str:
+    return next(f"{n / scale:.2f}{unit}" for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K"), (1, ""))
+                if n >= scale or scale == 1)
+
+
 def estimate_table(estimate: Estimate, width: int = 110) -> str:
     shape, setup = estimate.shape, estimate.setup
-    gpu_memory = next(iter(estimate.engines.values())).gpu_memory
+    engines = estimate.engines.values()
+    gpu_memory = next(iter(engines)).gpu_memory
+    # GB for real models; MB keeps tiny CPU models readable
+    unit, scale = ("GB", 10**9) if max(e.total for e in engines) >= 10**9 else ("MB", 10**6)
     checkpointing = "on" if setup.gradient_checkpointing else "off"
     passes = f" x {setup.passes} passes" if setup.passes > 1 else ""
     d = shape.dims
-    title = (f"Per-device memory, GB ({setup.gpus} GPU{'s' if setup.gpus > 1 else ''}, "
+    title = (f"Per-device memory, {unit} ({setup.gpus} GPU{'s' if setup.gpus > 1 else ''}, "
              f"micro batch {setup.micro_batch} x {setup.seq_len} tokens{passes})")
     table = Table(title=title, title_justify="left")
     table.add_column("")
@@ -61,14 +73,12 @@ def estimate_table(estimate: Estimate, width: int = 110) -> str:
         mark = " (config)" if name == estimate.configured_engine else ""
         table.add_column(ENGINE_NAMES[name] + mark, justify="right")
     for key, label in _ROWS:
-        table.add_row(label, *(f"{getattr(e, key) / GB:.2f}" for e in estimate.engines.values()))
-    table.add_row(f"total (checkpointing {checkpointing})",
-                  *(f"{e.total / GB:.2f}" for e in estimate.engines.values()), style="bold")
-    table.add_row(f"max micro batch in {gpu_memory / GB:g} GB",
-                  *(str(e.max_micro_batch()) for e in estimate.engines.values()))
+        table.add_row(label, *(f"{getattr(e, key) / scale:.2f}" for e in engines))
+    table.add_row(f"peak (checkpointing {checkpointing})", *(f"{e.total / scale:.2f}" for e in engines), style="bold")
+    table.add_row(f"max micro batch in {gpu_memory / GB:.4g} GB", *(str(e.max_micro_batch()) for e in engines))
     lines = [
-        f"model: {shape.model_type}, {shape.parameters / 1e9:.3f}B parameters ({shape.parameters:,}; "
-        f"trainable {shape.trainable:,}), from {shape.source}",
+        f"model: {shape.model_type}, {_count(shape.parameters)} parameters ({shape.parameters:,}; trainable "
+        f"{shape.trainable:,}) from {shape.source}",
         f"  hidden {d.hidden}, {d.layers} layers, {d.heads} heads, kv width {d.kv}, intermediate {d.intermediate}, "
         f"vocab {shape.vocab}",
         f"run: model.dtype {setup.weight_dtype}, precision {setup.precision}, optimizer {setup.optimizer}, "
@@ -77,8 +87,9 @@ def estimate_table(estimate: Estimate, width: int = 110) -> str:
     console = Console(file=io.StringIO(), width=width, color_system=None)
     console.print("\n".join(lines), highlight=False)
     console.print(table)
-    for note in (*estimate.notes,
-                 "logits count every position as a label (prompt positions without labels cost less); "
-                 "totals leave out the CUDA context and allocator slack (keep 1-2 GB free)"):
+    notes = [*estimate.notes, PEAK,
+             "logits count every position as a label (prompt positions without labels cost less); the peak "
+             "leaves out the CUDA context and allocator slack (keep 1-2 GB free)"]
+    for note in notes:
         console.print(f"note: {note}", highlight=False)
     return console.file.getvalue()

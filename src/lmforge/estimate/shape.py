@@ -30,6 +30,7 @@ class ModelShape:
     family: str
     dims: Dims
     vocab: int
+    max_positions: int | None
     parallel_residual: bool
     parameters: int
     trainable: int
@@ -82,7 +83,7 @@ def resolve_config(source: ModelSource) -> tuple[PretrainedConfig, str, object |
     known = find_known_model(name)
     if known is None:
         raise LmforgeError(
-            f"model.name_or_path: '{name}' is no local directory, not in the Hugging Face cache, and not a model "
+            f"model.name_or_path: '{name}' is not a local directory, not in the Hugging Face cache, nor a model "
             f"lmforge knows offline ({', '.join(KNOWN_MODELS)}); point it at a local directory holding config.json")
     fields = dict(KNOWN_MODELS[known])
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
@@ -97,15 +98,16 @@ def _local_tokenizer(source: ModelSource):
 
 
 def measure_model(config: PretrainedConfig, source: str, dtype: str, freeze: bool, added_rows: int | None,
-                  tokens_added: bool | None, trust_remote_code: bool = False) -> ModelShape:
+                  tokens_added: bool | None, trust_remote_code: bool = False, key: str = "model") -> ModelShape:
     """Count the parameters of `config`'s model built on the meta device.
 
     added_rows: embedding rows the vocabulary needs beyond the config's (tokens lmforge
-    adds); tokens_added: whether lmforge adds any token (None: unknown, no tokenizer).
+    adds); tokens_added: whether lmforge adds any token (None: unknown, no tokenizer);
+    key: the config key errors name.
     """
     family = FAMILIES.get(config.model_type)
     if family is None:
-        raise LmforgeError(f"model: lmforge estimate has no activation formula for model_type "
+        raise LmforgeError(f"{key}: lmforge estimate has no activation formula for model_type "
                            f"'{config.model_type}' (it knows {', '.join(FAMILIES)})")
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
@@ -135,6 +137,7 @@ def measure_model(config: PretrainedConfig, source: str, dtype: str, freeze: boo
         family=family,
         dims=Dims(config.hidden_size, kv_heads * head_dim, config.intermediate_size, heads, config.num_hidden_layers),
         vocab=model.get_input_embeddings().weight.shape[0],
+        max_positions=getattr(config, "max_position_embeddings", None),
         parallel_residual=bool(getattr(config, "use_parallel_residual", False)),
         parameters=sum(p.numel() for p in params),
         trainable=sum(p.numel() for p in params if p.requires_grad),
@@ -158,5 +161,6 @@ def model_shape(source: ModelSource, needed_tokens) -> ModelShape:
         tokens_added = bool(missing)
         # models/tokens.py grows the embeddings only when the tokenizer outgrows them
         added_rows = max(0, len(tokenizer) + len(missing) - config.vocab_size)
+    key = "model.name_or_path" if source.name_or_path else "model.architecture"
     return measure_model(config, where, source.dtype, source.freeze_embeddings, added_rows, tokens_added,
-                         source.trust_remote_code)
+                         source.trust_remote_code, key)

@@ -16,7 +16,11 @@ Who decides what at train time (transformers 5.x, `transformers/integrations/dee
   `LmforgeTrainer.create_optimizer` runs under DeepSpeed (transformers sets
   zero_allow_untested_optimizer).
 - With a `scheduler` block DeepSpeed's schedule replaces train.schedule; without one,
-  lmforge's `create_scheduler` drives whichever optimizer runs.
+  lmforge's `create_scheduler` drives whichever optimizer runs. Even the matching DeepSpeed
+  schedule is not lmforge's step for step: WarmupLR and its kin set warmup_min_lr before
+  the first update and step from there, so they run one update behind, and warm up over at
+  least 2 steps. (A 2-process CPU run of the tiny preset: ZeRO-3 without the two blocks
+  matches DDP to 1e-9; with seed 001's blocks it does not.)
 
 `resolve_deepspeed_config` runs transformers' own filling code (deepspeed need not be
 installed), so `lmforge config show` prints what DeepSpeed will be given.
@@ -44,8 +48,8 @@ from lmforge.errors import LmforgeError
 
 KEY = "train.deepspeed"
 
-# Top-level keys DeepSpeed reads (DeepSpeedConfig._initialize_params and the engine, 0.19),
-# plus blocks that 0.15-0.18 still accept and later versions reject with their own message.
+# Top-level keys DeepSpeed reads (DeepSpeedConfig._initialize_params and the engine, as of
+# 0.19.8), plus blocks older releases accept and 0.19.8 rejects with its own message.
 KNOWN_KEYS = frozenset({
     "activation_checkpointing", "aio", "autotuning", "bf16", "bfloat16", "checkpoint", "comet", "comms_logger",
     "communication_data_type", "compile", "csv_monitor", "data_efficiency", "data_types", "dataloader_drop_last",
@@ -57,13 +61,13 @@ KNOWN_KEYS = frozenset({
     "train_micro_batch_size_per_gpu", "use_data_before_expert_parallelism", "vocabulary_size",
     "wall_clock_breakdown", "wandb", "weight_quantization", "zero_allow_untested_optimizer",
     "zero_force_ds_cpu_optimizer", "zero_optimization",
-    # removed in 0.19
+    # rejected by 0.19.8
     "amp", "compression_training", "curriculum_learning", "eigenvalue", "elasticity", "graph_harvesting", "nebula",
     "progressive_layer_drop", "quantize_training", "sparse_attention", "sparse_gradients",
 })
 
-# Keys of the blocks whose pydantic models in DeepSpeed forbid unknown keys (0.19; the MiCS
-# and LoCo keys were removed in 0.19 and are accepted by 0.15-0.18).
+# Keys of the blocks whose pydantic models in DeepSpeed forbid unknown keys (0.19.8, plus the
+# MiCS and LoCo keys that older releases accept).
 BLOCK_KEYS = {
     "zero_optimization": frozenset({
         "allgather_bucket_size", "allgather_partitions", "allgather_sequential", "compute_grad_norm",
@@ -106,7 +110,7 @@ NUMERIC_KEYS = frozenset({
     "zero_optimization.allgather_bucket_size", "zero_optimization.stage3_max_live_parameters",
     "zero_optimization.stage3_max_reuse_distance", "zero_optimization.stage3_model_persistence_threshold",
     "fp16.loss_scale", "fp16.loss_scale_window", "fp16.initial_scale_power", "fp16.hysteresis",
-    "fp16.min_loss_scale",
+    "fp16.min_loss_scale", "scheduler.params.cos_min_ratio", "scheduler.params.warmup_min_ratio",
 })
 MAPPING_KEYS = ("fp16", "bf16", "optimizer", "optimizer.params", "scheduler", "scheduler.params", "zero_optimization")
 
@@ -440,7 +444,7 @@ def resolve_deepspeed_config(ds_config: dict[str, Any], config: Config, world_si
     later = [key for key in HIDDEN_SIZE_KEYS if model is None and fill.is_auto(key)]
     if total_steps is None:
         later.append("scheduler.params.total_num_steps")
-        if args.warmup_steps < 1 and args.warmup_steps > 0:  # a ratio of the unknown total
+        if 0 < args.warmup_steps < 1:  # a ratio of the unknown total
             later.append("scheduler.params.warmup_num_steps")
     removed = _set_aside(fill.config, later)
     fill.trainer_config_process(args)

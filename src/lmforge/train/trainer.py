@@ -9,6 +9,8 @@ import math
 from typing import Any
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from transformers import Trainer
 
 from lmforge.errors import LmforgeError
@@ -48,6 +50,23 @@ class LmforgeTrainer(Trainer):
         self.schedule_spec = schedule_spec
         self.guard = guard
         self.no_decay_params = list(no_decay_params)
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        state = self.accelerator.state
+        if self.args.fsdp_plugin_args is not None and state.distributed_type == DistributedType.MULTI_CPU:
+            # accelerate switches to FSDP only on accelerator backends; on CPU processes
+            # (gloo) it would silently train plain DDP. PyTorch's fully_shard runs on CPU, so
+            # route it there too.
+            plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
+            if state.mixed_precision != "no":
+                plugin.set_mixed_precision(state.mixed_precision)
+            state.distributed_type = DistributedType.FSDP
+            # every later AcceleratorState() copies the process state over its own: keep them equal,
+            # as accelerate itself does at the end of AcceleratorState.__init__
+            PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+            state.fsdp_plugin = plugin
+            self.is_fsdp_enabled = True
 
     # -- loss ------------------------------------------------------------------
 
