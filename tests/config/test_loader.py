@@ -328,7 +328,7 @@ def test_hidden_size_must_divide_by_heads(tmp_path):
             num_heads: 3
     """)
     assert error_of(path) == (
-        f"{path}:3: model.size = {{'hidden_size': 100, 'num_heads': 3}}: "
+        f"{path}:3: model.size: "
         "hidden_size 100 is not divisible by num_heads 3"
     )
 
@@ -351,7 +351,7 @@ def test_splits_must_leave_training_data(tmp_path):
     """)
     # the error is about list item 0, which starts on line 5
     assert error_of(path) == (
-        f"{path}:5: data.datasets.0 = {{'path': 'a.jsonl', 'val_split': 0.5, 'test_split': 0.5}}: "
+        f"{path}:5: data.datasets.0: "
         "val_split + test_split must leave some data for training"
     )
 
@@ -374,7 +374,7 @@ def test_model_needs_a_source(tmp_path):
           architecture: llama
     """)
     assert error_of(path) == (
-        f"{path}:1: model = {{'architecture': 'llama'}}: "
+        f"{path}:1: model: "
         "give model.name_or_path, or model.tokenizer for a freshly built model"
     )
 

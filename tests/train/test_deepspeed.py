@@ -341,3 +341,11 @@ def test_training_arguments_carry_the_values_deepspeed_fills_from():
     assert (kwargs["adam_beta1"], kwargs["adam_beta2"], kwargs["adam_epsilon"]) == (0.8, 0.95, 1e-6)
     assert kwargs["warmup_steps"] == config.train.schedule.warmup_steps
     assert kwargs["weight_decay"] == config.train.optimizer.weight_decay
+
+
+def test_train_asking_for_deepspeed_without_it_fails_before_any_work(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(ds_module, "is_deepspeed_available", lambda: False)
+    code = main(["train", str(PRESET), "defaults", "tiny", "--set", f"run.output_dir={tmp_path / 'run'}",
+                 "--set", f"train.deepspeed={SEED_JSON}"])
+    assert_one_line_error(code, capsys.readouterr().err, "DeepSpeed is not installed; pip install 'lmforge[deepspeed]'")
+    assert not (tmp_path / "run").exists()

@@ -217,6 +217,9 @@ CASES = {
     # gradient checkpointing: 6 layers keep only their inputs, one layer is recomputed at a time
     "checkpointing": dict(hidden=128, layers=6, vocab=1000, seq=256, micro_batch=4, precision="fp32",
                           checkpointing=True, objective="ce"),
+    # gradients dominate: wide layers, short sequences; the peak is the backward's end
+    "gradients": dict(hidden=512, layers=4, vocab=2000, seq=64, micro_batch=4, precision="fp32",
+                      checkpointing=False, objective="ce"),
     # ReMask, fused: two passes stacked on the batch, and the symmetric KL over the vocabulary
     "remask": dict(hidden=64, layers=2, vocab=8000, seq=128, micro_batch=2, precision="fp32",
                    checkpointing=False, objective="remask"),

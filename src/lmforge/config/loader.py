@@ -233,7 +233,8 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
     if kind == "missing":
         return f"{where}missing required key '{key_path}'"
     message = error["msg"].removeprefix("Value error, ")
-    if "input" in error and kind not in ("union_tag_invalid",):
+    # a whole section's validator (input is a mapping) names its keys itself
+    if "input" in error and not isinstance(error["input"], dict):
         return f"{where}{key_path} = {error['input']!r}: {message}"
     return f"{where}{key_path}: {message}"
 

@@ -32,7 +32,8 @@ The bytes per value depend on where the tensor sits and on the precision regime:
 
 With gradient checkpointing (transformers checkpoints each decoder layer) the forward keeps
 only each layer's input (h values in the residual stream's dtype); the backward recomputes
-one layer at a time, so one layer's full set above is live on top.
+one layer at a time, so one layer's full set above is live on top. While a layer runs its
+backward, the gradients of its MLP intermediates add 3i (SwiGLU) or 2i (GELU) values.
 
 Outside the layers: the embedding's input ids (8 bytes), the final norm's saved tensors
 and the lm_head input. The logits are counted separately (see `logits_bytes_per_value`).
@@ -145,6 +146,15 @@ def activation_bytes_per_token(family: str, dims: Dims, regime: str, checkpointi
         layer_input = dims.hidden * value_bytes(Saved("hidden", "stream"), regime)
         return dims.layers * layer_input + layer + outside
     return dims.layers * layer + outside
+
+
+def backward_working_bytes_per_token(family: str, dims: Dims, regime: str) -> int:
+    """Gradients a decoder layer's backward holds at once on top of its saved tensors, per
+    token: those of its MLP intermediates (down_proj's input, then both factors of the
+    product: 3 x i for SwiGLU; the gelu output and its input: 2 x i for GPT-NeoX), in the
+    dtype of those intermediates."""
+    count = 2 if family == "gpt_neox" else 3
+    return count * dims.intermediate * value_bytes(Saved("intermediate", "compute"), regime)
 
 
 def logits_bytes_per_value(regime: str, passes: int) -> int:

@@ -32,19 +32,21 @@ depends on the engine: DDP with fp32 weights and fp16/bf16 precision is autocast
 16-bit engine or 16-bit weights run 16-bit ("half").
 
 The peak ("total") is not the sum of the rows: the loss's [micro_batch, seq, vocab]
-buffers are gone before the backward reaches the layers, and the gradients are allocated
-only during the backward (the Trainer frees them after every step with
+buffers are gone before the backward reaches the layers, and the gradients appear only
+during the backward (the Trainer frees them after every step with
 zero_grad(set_to_none=True)). With fixed = weights + optimizer state + the gradients that
-persist across steps (DDP's buckets, DeepSpeed's gradient partitions):
+persist across steps (DDP's buckets, DeepSpeed's partitions), the step peaks at the largest of
 
-    total = fixed + max(kept + logits, step gradients + activations)
+    loss             fixed + kept + logits      what the forward kept (under checkpointing
+                                                only the layer inputs) and the loss buffers
+    backward start   fixed + activations + head gradients + working
+    backward end     fixed + step gradients + one layer's activations + working
 
-  kept + logits                  the loss: what the forward kept (under checkpointing only
-                                 the layer inputs) and the loss buffers;
-  step gradients + activations   a bound on the backward: gradients only grow and kept
-                                 activations only shrink while it runs, so their sum stays
-                                 below all the step's gradients plus the most activations
-                                 live at once (under checkpointing: inputs + one layer).
+The backward runs the layers top to bottom: gradients grow and kept activations shrink,
+each layer by layer, so their sum is largest at one of the two ends. "activations" is the
+most kept at once (under checkpointing: the inputs plus the recomputed top layer), "head
+gradients" those of the embeddings, final norm and lm_head (computed before any layer's),
+"working" the gradients of one layer's MLP intermediates (activations.py).
 
 The largest micro batch that fits solves that for the micro batch (activations and logits
 grow linearly with it). Left out: the CUDA context and allocator slack (leave a GB or two),
@@ -57,7 +59,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lmforge.estimate.activations import activation_bytes_per_token, layer_bytes_per_token, logits_bytes_per_value
+from lmforge.estimate.activations import (activation_bytes_per_token, backward_working_bytes_per_token,
+                                          layer_bytes_per_token, logits_bytes_per_value)
 from lmforge.estimate.shape import ModelShape
 
 ENGINES = ("ddp", "zero2", "zero3", "fsdp")
@@ -94,11 +97,14 @@ class EngineEstimate:
     gradients: int
     persistent_gradients: int
     """The part of `gradients` that lives across steps (buckets, ZeRO partitions)."""
+    head_gradients: int
+    """Gradients of the parameters outside the decoder layers, made before the layers'."""
     optimizer: int
     activations: int
     activations_checkpointed: int
     layer_activations: int
     """One decoder layer's share (recomputed at a time under checkpointing)."""
+    backward_working: int
     logits: int
     gradient_checkpointing: bool
     gpu_memory: int
@@ -123,16 +129,22 @@ class EngineEstimate:
     def step_gradients(self) -> int:
         return self.gradients - self.persistent_gradients
 
+    def _phases(self) -> list[tuple[int, int]]:
+        """(bytes that do not grow with the micro batch, bytes that do) of the loss, the
+        start and the end of the backward, on top of `fixed`."""
+        return [(0, self.kept_activations + self.logits),
+                (self.head_gradients, self.active_activations + self.backward_working),
+                (self.step_gradients, self.layer_activations + self.backward_working)]
+
     @property
     def total(self) -> int:
-        return self.fixed + max(self.kept_activations + self.logits, self.step_gradients + self.active_activations)
+        return self.fixed + max(constant + growing for constant, growing in self._phases())
 
     def max_micro_batch(self) -> int:
         """The largest micro batch whose total fits in gpu_memory."""
         free = self.gpu_memory - self.fixed
-        loss_per_example = (self.kept_activations + self.logits) / self.micro_batch
-        backward_per_example = self.active_activations / self.micro_batch
-        return max(0, math.floor(min(free / loss_per_example, (free - self.step_gradients) / backward_per_example)))
+        fits = [(free - constant) * self.micro_batch / growing for constant, growing in self._phases() if growing]
+        return max(0, math.floor(min(fits)))
 
 
 def regime(engine: str, setup: Setup) -> str:
@@ -157,6 +169,12 @@ def _adalite_values(shape: tuple[int, ...], shards: int) -> float:
     return 2 * (rows / shards + columns) + 1  # FSDP shards the rows; the column factors stay whole
 
 
+def _outside_layers(shape: ModelShape, trainable: bool = False) -> int:
+    """Parameters outside the decoder layers: embeddings, final norm, lm_head (FSDP's root)."""
+    layers = shape.dims.layers * shape.layer_parameters
+    return max(0, (shape.trainable if trainable else shape.parameters) - layers)
+
+
 def estimate_engine(shape: ModelShape, setup: Setup, engine: str, gpu_memory: int) -> EngineEstimate:
     n, w = setup.gpus, WEIGHT_BYTES[setup.weight_dtype]
     p, t, h = shape.parameters, shape.trainable, shape.dims.hidden
@@ -165,6 +183,7 @@ def estimate_engine(shape: ModelShape, setup: Setup, engine: str, gpu_memory: in
         weights = p * w + autocast_copies
         persistent = t * w if n > 1 else 0  # DDP's buckets; the parameters' .grad is freed every step
         gradients = t * w + persistent
+        head = _outside_layers(shape, trainable=True) * w
         optimizer = optimizer_values(shape, setup, flat=False) * w
     elif engine in ("zero2", "zero3"):
         model_bytes = 2 if setup.half else w
@@ -175,15 +194,16 @@ def estimate_engine(shape: ModelShape, setup: Setup, engine: str, gpu_memory: in
             gathered = shape.largest_module + int(0.9 * h * h) + shape.small_parameters
             weights = p * model_bytes / n + gathered * model_bytes
         gradients = persistent = t * model_bytes / n + h * h * model_bytes  # allocated once, reused
+        head = 0  # reduced into the partitions as they are made
         optimizer = t * master / n + optimizer_values(shape, setup, flat=True, shards=n) * state_bytes
     elif engine == "fsdp":
         compute = 2 if setup.half else w
         layers = shape.dims.layers * shape.layer_parameters
-        root = p - layers
-        gathered = root + (2 * shape.layer_parameters if setup.fsdp_reshard_after_forward else layers)
+        gathered = _outside_layers(shape) + (2 * shape.layer_parameters if setup.fsdp_reshard_after_forward
+                                             else layers)
         weights = p * w / n + gathered * compute
-        root_trainable = max(0, t - layers)
-        gradients = t * w / n + (root_trainable + shape.layer_parameters) * compute
+        head = _outside_layers(shape, trainable=True) * compute  # unsharded until the root's reduce-scatter
+        gradients = t * w / n + head + shape.layer_parameters * compute
         persistent = 0  # sharded gradients are freed by zero_grad like DDP's
         optimizer = optimizer_values(shape, setup, flat=False, shards=n) * w
     else:
@@ -198,8 +218,9 @@ def estimate_engine(shape: ModelShape, setup: Setup, engine: str, gpu_memory: in
     logits = setup.micro_batch * setup.seq_len * shape.vocab * logits_bytes_per_value(kind, setup.passes)
     return EngineEstimate(
         weights=int(weights), gradients=int(gradients), persistent_gradients=int(persistent),
-        optimizer=int(optimizer), activations=activations(False), activations_checkpointed=activations(True),
+        head_gradients=int(head), optimizer=int(optimizer), activations=activations(False),
+        activations_checkpointed=activations(True),
         layer_activations=tokens * layer_bytes_per_token(shape.family, shape.dims, kind, shape.parallel_residual),
-        logits=logits, gradient_checkpointing=setup.gradient_checkpointing, gpu_memory=gpu_memory,
+        backward_working=tokens * backward_working_bytes_per_token(shape.family, shape.dims, kind), logits=logits, gradient_checkpointing=setup.gradient_checkpointing, gpu_memory=gpu_memory,
         micro_batch=setup.micro_batch,
     )

@@ -20,9 +20,10 @@ _ROWS = [  # (JSON key, table label)
     ("activations_checkpointed", "activations, checkpointing"),
     ("logits", "logits + loss"),
 ]
-_JSON_ONLY = ("persistent_gradients", "layer_activations")
-PEAK = ("peak = weights + optimizer + gradients kept across steps + max(activations kept at the loss + logits, "
-        "the step's gradients + activations): the loss buffers are freed before the gradients fill up "
+_JSON_ONLY = ("persistent_gradients", "head_gradients", "layer_activations", "backward_working")
+PEAK = ("peak: the largest of the loss (kept activations + logits) and the two ends of the backward "
+        "(all activations + the embeddings' and lm_head's gradients; all gradients + one layer), on top of "
+        "weights, optimizer state and gradients kept across steps; the rows never all coexist "
         "(lmforge/estimate/memory.py)")
 
 

@@ -36,6 +36,9 @@ from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, Reg
 from lmforge.report.plots import plot_loss_curve
 from lmforge.train import rundir
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
+from lmforge.train.deepspeed import (
+    deepspeed_training_arguments, load_deepspeed_config, require_deepspeed, resolve_deepspeed_config,
+)
 from lmforge.train.distributed import check_devices, has_accelerator, on_main, process_state, world_size
 from lmforge.train.trainer import LmforgeTrainer
 
@@ -157,8 +160,19 @@ def sharding_arguments(config: Config) -> dict[str, Any]:
     return {"fsdp": True, "fsdp_config": fsdp_config}
 
 
+def deepspeed_config(config: Config) -> dict[str, Any] | None:
+    """train.deepspeed loaded and checked against the rest of the config before any work
+    ("auto" values stay: the Trainer fills them)."""
+    if config.train.deepspeed is None:
+        return None
+    require_deepspeed()
+    loaded = load_deepspeed_config(config.train.deepspeed)
+    resolve_deepspeed_config(loaded, config, world_size())  # disagreements are errors now, not at step 0
+    return loaded
+
+
 def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val: bool,
-                       sequential: bool = False) -> TrainingArguments:
+                       sequential: bool = False, deepspeed: dict[str, Any] | None = None) -> TrainingArguments:
     train = config.train
     return TrainingArguments(
         output_dir=str(run_dir),
@@ -193,6 +207,7 @@ def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val
         train_sampling_strategy="sequential" if sequential else "random",
         disable_tqdm=False,
         **sharding_arguments(config),
+        **(deepspeed_training_arguments(deepspeed, config) if deepspeed else {}),
     )
 
 
@@ -294,6 +309,7 @@ def run_training(
     check_integrations(config.train.report_to)
     check_devices(config.train.precision)
     accumulation = gradient_accumulation(config.train.global_batch_size, config.train.micro_batch_size, world_size())
+    deepspeed = deepspeed_config(config)
     state = process_state()
     main = state.is_main_process
     run_dir = config.output_path
@@ -317,7 +333,7 @@ def run_training(
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
     trainer = LmforgeTrainer(
         model=model,
-        args=training_arguments(config, run_dir, accumulation, data.val is not None, data.sequential),
+        args=training_arguments(config, run_dir, accumulation, data.val is not None, data.sequential, deepspeed),
         train_dataset=data.train,
         eval_dataset=data.val,
         data_collator=data.collator,
