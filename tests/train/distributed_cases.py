@@ -2,8 +2,9 @@
 in-process) and by `torchrun --nproc_per_node 2 tests/train/distributed_cases.py CASES.json`.
 
 A case is a JSON object: name, output_dir, objective (mapping), neftune_alpha, fsdp
-(mapping or null), builder ("sft" or "rank"), resume, kill_after_step (SIGKILL every
-process right after the checkpoint of that step is on disk).
+(mapping or null), deepspeed (inline DeepSpeed mapping or null), builder ("sft" or
+"rank"), resume, kill_after_step (SIGKILL every process right after the checkpoint of
+that step is on disk).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def case_config(case: dict[str, Any]) -> Config:
         "train": {"objective": case["objective"], "optimizer": {"lr": 3e-3}, "schedule": {"name": "constant"},
                   "micro_batch_size": 1, "global_batch_size": GLOBAL_BATCH, "max_steps": MAX_STEPS,
                   "save_every": SAVE_EVERY, "logging_steps": 1, "neftune_alpha": case.get("neftune_alpha"),
-                  "fsdp": case.get("fsdp")},
+                  "fsdp": case.get("fsdp"), "deepspeed": case.get("deepspeed")},
     })
 
 

@@ -208,8 +208,8 @@ def measured_peak_bytes(model, batch: dict, objective, optimizer, autocast: bool
 
 
 CASES = {
-    # activations dominate: hidden 256, 4 layers, vocab 2000, 8 x 256 tokens, fp32
-    "activations": dict(hidden=256, layers=4, vocab=2000, seq=256, micro_batch=8, precision="fp32",
+    # activations dominate: hidden 256, 4 layers, vocab 2000, 4 x 256 tokens, fp32
+    "activations": dict(hidden=256, layers=4, vocab=2000, seq=256, micro_batch=4, precision="fp32",
                         checkpointing=False, objective="ce"),
     # logits dominate: vocab 32000 on a 2-layer hidden-64 model, bf16 autocast over fp32 weights
     "logits": dict(hidden=64, layers=2, vocab=32000, seq=128, micro_batch=2, precision="bf16",

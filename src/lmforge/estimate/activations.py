@@ -20,7 +20,9 @@ dim), i = intermediate size, attention through SDPA's flash/memory-efficient ker
                = 9h (10h) + 2i (+ LayerNorm statistics, logsumexp)
 
 (StableLM and GPT-NeoX rotate q and k with a `cat`, which leaves the attention output in
-[batch, heads, tokens, dim] layout; merging the heads then copies it.)
+[batch, heads, tokens, dim] layout; merging the heads then copies it.) GPT-2 has no formula
+here: it trains with dropout, whose masks and (on CPU) [T, T] attention fallback differ by
+kernel.
 
 The bytes per value depend on where the tensor sits and on the precision regime:
 
@@ -43,9 +45,6 @@ Terms that do not grow with the batch (rotary tables, masks of shape [1, T]) are
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-REGIMES = ("fp32", "autocast", "half")
-
 
 @dataclass(frozen=True)
 class Saved:
