@@ -34,7 +34,7 @@ def _with_model_answers(path, predictions, output):
 
 def test_harness_agrees_with_lmforge(gsm8k_model_dir, task_files, tmp_path):
     gsm8k = str(task_files["gsm8k"])
-    first = run_eval(gsm8k_model_dir, [load_task(gsm8k, fewshot=gsm8k)], OPTIONS, tmp_path / "first.json")
+    run_eval(gsm8k_model_dir, [load_task(gsm8k, fewshot=gsm8k)], OPTIONS, tmp_path / "first.json")
     strict = [json.loads(line)["strict"] for line in (tmp_path / "first.samples.jsonl").read_text().splitlines()]
     assert sum(s is not None for s in strict) >= len(TEST) // 2, "the model should write '#### n' answers"
     golds = str(_with_model_answers(task_files["gsm8k"], strict, tmp_path / "gsm8k_gold.jsonl"))

@@ -3,7 +3,6 @@ rendered exactly as the harness (plain) or the model's prompt format would."""
 
 from __future__ import annotations
 
-import json
 
 import pytest
 

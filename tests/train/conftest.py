@@ -12,6 +12,7 @@ from lmforge.data.collate import PadCollator
 from lmforge.objectives import build_objective
 from lmforge.train.callbacks import NonFiniteGuard
 from lmforge.train.trainer import LmforgeTrainer
+from tests.e2e.conftest import user_files  # noqa: F401 (the e2e fixture, for precision and checkpointing runs)
 
 VOCAB = 48
 PAD = 0

@@ -12,7 +12,7 @@ import torch
 from lmforge.cli import main
 from lmforge.models.freezing import freeze_embeddings
 from lmforge.objectives.forward import NoiseSeeds
-from tests.e2e.conftest import user_files, write_config  # noqa: F401 (a fixture)
+from tests.e2e.conftest import write_config
 from tests.train.conftest import VOCAB, tiny_model
 from tests.train.objective_batches import OBJECTIVE_PARAMS, objective_and_count, objective_batch
 

@@ -12,7 +12,7 @@ import torch
 from lmforge.cli import main
 from lmforge.errors import LmforgeError
 from lmforge.train.distributed import check_devices
-from tests.e2e.conftest import user_files, write_config  # noqa: F401 (a fixture)
+from tests.e2e.conftest import write_config
 from tests.train.conftest import tiny_model
 from tests.train.objective_batches import OBJECTIVE_PARAMS, objective_and_count, objective_batch
 

@@ -24,7 +24,9 @@ from typing import Any
 
 import yaml
 
-from lmforge.config.loader import KeyPath, RawConfig, _node_lines, _read_yaml, apply_overrides, validate
+from lmforge.config.loader import (
+    KeyPath, RawConfig, _node_lines, _read_yaml, apply_overrides, parse_override, validate,
+)
 from lmforge.config.schema import Config
 from lmforge.errors import LmforgeError
 
@@ -468,17 +470,11 @@ def import_oa(path: str | Path, sections: list[str], overrides: list[str] | None
     conf = _read_sections(path, sections)
     oa_overrides, lmforge_overrides = [], []
     for override in overrides or []:
-        key, sep, text = override.partition("=")
-        if "." in key:
+        if "." in override.partition("=")[0]:
             lmforge_overrides.append(override)
             continue
-        if not sep or not key.strip():
-            raise LmforgeError(f"--set {override!r}: expected key=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        oa_overrides.append((key.strip(), value, f"--set {key.strip()}"))
+        key, value = parse_override(override, "key=value")
+        oa_overrides.append((key, value, f"--set {key}"))
     if num_train_epochs is not None:
         oa_overrides.append(("num_train_epochs", num_train_epochs, "--num-train-epochs"))
     _apply_oa_overrides(conf, oa_overrides)

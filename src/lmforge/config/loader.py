@@ -135,17 +135,23 @@ def compose(path: str | Path, sections: list[str] | None = None) -> RawConfig:
     return raw
 
 
+def parse_override(override: str, expected: str = "key.path=value") -> tuple[str, Any]:
+    """`key=value` -> (key, value parsed as YAML: `1e-5`, `[a, b]`, `true`; else the text)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise LmforgeError(f"--set {override!r}: expected {expected}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
 def apply_overrides(raw: RawConfig, overrides: list[str]) -> RawConfig:
     """Apply `key.path=value` strings; values are parsed as YAML (`1e-5`, `[a, b]`, `true`)."""
     for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key.strip():
-            raise LmforgeError(f"--set {override!r}: expected key.path=value")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            value = text
-        keys = tuple(key.strip().split("."))
+        key, value = parse_override(override)
+        keys = tuple(key.split("."))
         node = raw.data
         for depth, part in enumerate(keys[:-1]):
             child = node.get(part)

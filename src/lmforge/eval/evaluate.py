@@ -11,7 +11,7 @@ from lmforge.eval import loglik, metrics
 from lmforge.eval.answers import extract_flexible, extract_strict_answer, harness_match
 from lmforge.eval.fewshot import PLAIN, PromptStyle, default_style, draw_shots, make_style
 from lmforge.eval.generate import generate, stop_token_ids
-from lmforge.eval.tasks import Item, Task
+from lmforge.eval.tasks import Task
 
 
 @dataclass(frozen=True)

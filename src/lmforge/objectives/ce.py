@@ -12,7 +12,6 @@ most of a chat batch, cost nothing beyond the model's own forward pass.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from lmforge.data.tokenize import IGNORE_INDEX
 

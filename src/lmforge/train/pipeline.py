@@ -14,7 +14,6 @@ from typing import Any
 
 from datasets import Dataset
 
-import torch
 from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
