@@ -34,6 +34,9 @@ def test_oasst_preset_reproduces_seed_001():
     config = load_config(REPO / "presets" / "oasst-sft.yaml", ["defaults", "redpajama-3b"])
     assert config.data.prompt_format == "openassistant"
     assert config.train.optimizer.lr == 1e-5 and config.train.optimizer.weight_decay == 0.0
+    assert config.train.optimizer.betas == (0.9, 0.95) and config.train.optimizer.eps == 1e-12  # OA defaults
+    assert config.train.max_grad_norm == 2.0
+    assert config.train.deepspeed == "examples/deepspeed/zero3_config_sft.json"
     assert config.train.schedule.warmup_steps == 2000
     assert config.train.global_batch_size // config.train.micro_batch_size == 32  # accumulation on one GPU
     assert (config.train.eval_every, config.train.save_every, config.train.save_total_limit) == (500, 1000, 2)

@@ -144,7 +144,7 @@ def test_explicit_values_that_disagree_with_the_config_are_named_by_lmforge_key(
         resolve_deepspeed_config(ds, oasst(["defaults", "tiny"]), 2)
     message = str(caught.value)
     assert "train_micro_batch_size_per_gpu = 4 but train.micro_batch_size gives 8" in message
-    assert "gradient_clipping = 0.5 but train.max_grad_norm gives 1.0" in message
+    assert "gradient_clipping = 0.5 but train.max_grad_norm gives 2.0" in message
     assert "\n" not in message
 
 

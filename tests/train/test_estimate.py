@@ -338,7 +338,7 @@ def test_cli_marks_the_engine_the_config_selects(capsys):
                  "--set", "train.deepspeed=examples/deepspeed/zero3_config_sft.json", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["configured_engine"] == "zero3"
-    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "redpajama-3b",
+    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "redpajama-3b", "--set", "train.deepspeed=null",
                  "--set", "train.fsdp={reshard_after_forward: false}"]) == 0
     assert "FSDP (config)" in capsys.readouterr().out
 

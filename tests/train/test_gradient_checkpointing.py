@@ -33,7 +33,7 @@ def test_checkpointing_leaves_gradients_unchanged(name):
     checkpointed = copy.deepcopy(plain)
     for model in (plain, checkpointed):  # (a deep copy would not carry the gradient hooks)
         freeze_embeddings(model, NEW_ROWS)
-    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    checkpointed.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     assert checkpointed.model.gradient_checkpointing
     batch = NoiseSeeds(seed=3)(objective_batch(name))  # per-example NEFTune noise: the same in both runs
     expected, actual = _gradients(plain, name, batch), _gradients(checkpointed, name, batch)
