@@ -54,8 +54,9 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
     model, train = config.model, config.train
     source = ModelSource(model.name_or_path, model.architecture, model.size.model_dump(), model.tokenizer,
                          model.trust_remote_code, model.dtype, model.freeze_embeddings)
-    formats = [config.data.prompt_format, *config.data.format_augmentation]
-    shape = model_shape(source, lambda tokenizer: _lmforge_tokens(tokenizer, formats, train.objective.name))
+    from lmforge.train.pipeline import needed_special_tokens  # the tokens training would add
+
+    shape = model_shape(source, lambda tokenizer: needed_special_tokens(config, tokenizer))
     setup = Setup(
         micro_batch=train.micro_batch_size, seq_len=config.data.max_length, weight_dtype=model.dtype,
         precision=train.precision, optimizer=train.optimizer.name,
@@ -94,13 +95,3 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
                      f"{shape.max_positions}")
     engines = {name: estimate_engine(shape, setup, name, gpu_memory) for name in ENGINES}
     return Estimate(shape, setup, engines, engine, tuple(notes))
-
-
-def _lmforge_tokens(tokenizer, formats: list[str], objective: str) -> list[str]:
-    """The special tokens training adds for these prompt formats and this objective (as
-    train/pipeline.py's prepare_model_and_tokenizer asks for them)."""
-    from lmforge.data.formats import get_format
-    from lmforge.train.pipeline import objective_tokens
-
-    needed = [token for name in formats for token in get_format(name).special_tokens(tokenizer)]
-    return needed + objective_tokens(objective, tokenizer)

@@ -93,6 +93,14 @@ def build_noise(objective: dict[str, Any], tokenizer, seed: int) -> Regularizati
                                objective.get("p_answer_only", 0.0), cot_rules=name != "remask", seed=seed)
 
 
+def needed_special_tokens(config: Config, tokenizer) -> list[str]:
+    """The special tokens training adds: those of every format an example may be rendered in
+    (format augmentation included) and the objective's mask token."""
+    names = [config.data.prompt_format, *config.data.format_augmentation]
+    needed = [token for name in names for token in get_format(name).special_tokens(tokenizer)]
+    return list(dict.fromkeys(needed + objective_tokens(config.train.objective.name, tokenizer)))
+
+
 def prepare_model_and_tokenizer(config: Config, seed: int):
     """Tokenizer and model with the special tokens the prompt format and objective need;
     returns also the ids of tokens lmforge added (frozen-embedding training keeps those
@@ -107,11 +115,7 @@ def prepare_model_and_tokenizer(config: Config, seed: int):
     else:
         model = build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
                             model_cfg.attn_implementation)
-    # every format an example may be rendered in (format augmentation) gets its tokens
-    formats = [prompt_format] + [get_format(name) for name in config.data.format_augmentation]
-    needed = [token for fmt in formats for token in fmt.special_tokens(tokenizer)]
-    needed = list(dict.fromkeys(needed + objective_tokens(config.train.objective.name, tokenizer)))
-    new_ids = add_special_tokens(model, tokenizer, needed)
+    new_ids = add_special_tokens(model, tokenizer, needed_special_tokens(config, tokenizer))
     return model, tokenizer, prompt_format, new_ids
 
 
