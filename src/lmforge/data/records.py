@@ -1,5 +1,5 @@
 """Per-source transforms: one small function per record format, each turning a raw record
-into a `Conversation`. Exact schemas and their gotchas: ../shared/FORMATS.md. The registry
+into a `Conversation` (the schema and traps of each are in its docstring). The registry
 of formats and their detection is in `registry.py`; Open-Assistant trees in `oasst.py`.
 
 A transform raises `LmforgeError` naming the record's location for a record that does not
