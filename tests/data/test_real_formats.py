@@ -1,4 +1,4 @@
-"""Each public format from a fixture written in its exact schema (../shared/FORMATS.md):
+"""Each public format from a fixture written in its exact schema:
 new records, not copies of real rows. One test per format and gotcha."""
 
 from __future__ import annotations

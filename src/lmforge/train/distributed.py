@@ -32,7 +32,9 @@ def world_size() -> int:
 
 
 def has_accelerator() -> bool:
-    return torch.cuda.is_available()
+    """A device the Trainer trains on instead of the CPU: CUDA (or ROCm), Apple MPS, Intel XPU."""
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())
 
 
 def check_devices(precision: str) -> None:
@@ -40,7 +42,7 @@ def check_devices(precision: str) -> None:
     if precision == "fp16" and not has_accelerator():
         raise LmforgeError("train.precision: fp16 needs a GPU (fp16 autocast with loss scaling); "
                            "use bf16 or fp32 on CPU")
-    gpus = torch.cuda.device_count() if has_accelerator() else 0
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus > 1 and world_size() == 1:
         # The Trainer would wrap the model in DataParallel, whose per-GPU losses our
         # label-token normalisation does not account for.
@@ -86,6 +88,6 @@ def all_processes_agree(flag: bool) -> bool:
     be the same everywhere, such as skipping an update)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return flag
-    value = torch.tensor([1.0 if flag else 0.0], device="cuda" if has_accelerator() else "cpu")
+    value = torch.tensor([1.0 if flag else 0.0], device=PartialState().device)
     torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
     return bool(value.item())

@@ -14,6 +14,7 @@ from typing import Any
 
 from datasets import Dataset
 
+import torch
 from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
@@ -204,7 +205,7 @@ def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val
         # non-reentrant: works with frozen inputs (frozen embeddings), adapters and
         # objectives that run several forwards, without enable_input_require_grads
         activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
-        dataloader_pin_memory=has_accelerator(),
+        dataloader_pin_memory=torch.cuda.is_available(),
         dataloader_num_workers=train.dataloader_workers,
         save_only_model=False,
         train_sampling_strategy="sequential" if sequential else "random",
