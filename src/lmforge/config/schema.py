@@ -50,9 +50,48 @@ class ModelSize(Strict):
         return self
 
 
+class AdapterConfig(Strict):
+    """A LoRA or DoRA adapter trained through peft on a frozen base (DESIGN §3.10)."""
+
+    type: Literal["lora", "dora"] = "lora"
+    r: int = Field(16, gt=0)
+    """Rank of the low-rank update."""
+    alpha: float = Field(32.0, gt=0.0)
+    """The update is scaled by alpha / r (alpha / sqrt(r) with rslora): changing alpha
+    changes the effective learning rate by the same factor (seed 002)."""
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"  # noqa: UP007
+    """Linear layers that get an adapter: every linear layer but the output head, or module
+    names (e.g. [q_proj, v_proj]); each name must match some module."""
+    rslora: bool = False
+    """Rank-stabilized LoRA: scale by alpha / sqrt(r)."""
+    modules_to_save: list[str] = Field(default_factory=list)
+    """Modules trained in full and saved with the adapter (e.g. [lm_head])."""
+
+    @field_validator("target_modules")
+    @classmethod
+    def _some_targets(cls, value):
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one module name, or 'all-linear'")
+        return value
+
+
+class QuantizationConfig(Strict):
+    """A bitsandbytes-quantized frozen base for QLoRA (needs lmforge[qlora])."""
+
+    bits: Literal[4, 8] = 4
+    type: Literal["nf4", "fp4"] = "nf4"
+    """4-bit data type (NormalFloat4 as in QLoRA, or FP4)."""
+    double_quant: bool = True
+    """Quantize the quantization constants too (QLoRA's double quantization)."""
+    compute_dtype: Literal["bf16", "fp32"] = "bf16"
+    """Dtype of the dequantized weights in each matmul."""
+
+
 class ModelConfig(Strict):
     name_or_path: str | None = None
-    """A local Hugging Face causal-LM directory (or a hub name when online)."""
+    """A local Hugging Face causal-LM directory, a .gguf file (dequantized on load), an
+    lmforge adapter model directory (its adapter keeps training), or a hub name when online."""
     architecture: Literal["llama", "gpt2", "gpt_neox", "qwen2", "mistral"] = "llama"
     """Architecture of a freshly built model (only when name_or_path is empty)."""
     size: ModelSize = ModelSize()
@@ -63,11 +102,17 @@ class ModelConfig(Strict):
     freeze_embeddings: bool = False
     """Freeze input and output embeddings; rows of tokens added by lmforge stay trainable."""
     attn_implementation: str | None = None
+    adapter: AdapterConfig | None = None
+    """Train a LoRA/DoRA adapter instead of every weight; empty: full finetuning."""
+    quantization: QuantizationConfig | None = None
+    """Load the frozen base quantized (QLoRA); needs model.adapter."""
 
     @model_validator(mode="after")
     def _has_a_source(self) -> "ModelConfig":
         if self.name_or_path is None and self.tokenizer is None:
             raise ValueError("give model.name_or_path, or model.tokenizer for a freshly built model")
+        if self.quantization is not None and self.adapter is None:
+            raise ValueError("quantization: a quantized base trains only through an adapter; set model.adapter too")
         return self
 
 
@@ -436,9 +481,22 @@ class BootstrapConfig(Strict):
     max_empty_rounds: int = Field(2, gt=0)
 
 
+class CardConfig(Strict):
+    """Metadata of the model card (README.md) written next to every final model and export."""
+
+    license: str | None = None
+    """A Hugging Face license id (e.g. apache-2.0); empty: 'other' (check the base model's)."""
+    language: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+    """Extra tags (lmforge adds the objective, adapter and quantization ones)."""
+    model_name: str | None = None
+    """Title of the card (default: the run directory's name)."""
+
+
 class RunConfig(Strict):
     output_dir: str = "runs/lmforge"
     seed: int = 42
+    card: CardConfig = CardConfig()
 
 
 class Config(Strict):

@@ -43,7 +43,10 @@ def load_model(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
+    quantization_config=None,
 ) -> PreTrainedModel:
+    """A pretrained causal LM; `quantization_config` (a transformers BitsAndBytesConfig)
+    loads its linear layers quantized."""
     _check_path(name_or_path, "model", "model.name_or_path")
     directory = Path(name_or_path).expanduser()
     if directory.is_dir() and not any(directory.glob("*.safetensors")) and not any(directory.glob("*.bin")):
@@ -51,6 +54,8 @@ def load_model(
     kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
     try:
         return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
