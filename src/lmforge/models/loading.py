@@ -1,5 +1,5 @@
-"""Load a Hugging Face causal LM + tokenizer from a local directory (or hub name), or build
-a fresh model of a stock transformers architecture from a size spec."""
+"""Load a Hugging Face causal LM + tokenizer from a local directory, a .gguf file (or hub
+name), or build a fresh model of a stock transformers architecture from a size spec."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from lmforge.errors import LmforgeError
+from lmforge.models import gguf
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -23,11 +24,15 @@ def _check_path(name: str, what: str, key: str) -> None:
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, key: str = "model.tokenizer"):
-    _check_path(name_or_path, "tokenizer", key)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise LmforgeError(f"{key}: cannot load a tokenizer from '{name_or_path}': {str(exc).splitlines()[0]}") from exc
+    if gguf.is_gguf(name_or_path):
+        tokenizer = gguf.load_gguf_tokenizer(name_or_path, key)
+    else:
+        _check_path(name_or_path, "tokenizer", key)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise LmforgeError(f"{key}: cannot load a tokenizer from '{name_or_path}': "
+                               f"{str(exc).splitlines()[0]}") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise LmforgeError(f"{key}: '{name_or_path}' has no fast tokenizer; label masks need offset mappings")
     if tokenizer.eos_token is None:
@@ -46,7 +51,13 @@ def load_model(
     quantization_config=None,
 ) -> PreTrainedModel:
     """A pretrained causal LM; `quantization_config` (a transformers BitsAndBytesConfig)
-    loads its linear layers quantized."""
+    loads its linear layers quantized. A .gguf file is dequantized: in memory, or, to be
+    quantized again, into a safetensors directory converted once (lmforge.models.gguf)."""
+    if gguf.is_gguf(name_or_path):
+        if quantization_config is None:
+            return gguf.load_gguf_model(name_or_path, DTYPES[dtype], attn_implementation)
+        # transformers cannot quantize while loading a GGUF file: quantize its dense conversion
+        name_or_path = str(gguf.cached_conversion(name_or_path))
     _check_path(name_or_path, "model", "model.name_or_path")
     directory = Path(name_or_path).expanduser()
     if directory.is_dir() and not any(directory.glob("*.safetensors")) and not any(directory.glob("*.bin")):
