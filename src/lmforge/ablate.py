@@ -76,11 +76,13 @@ def variant_config(base: Config, variant: str, seed: int, init_model: Path, run_
 
 
 def prepare_starting_model(base: Config, directory: Path) -> Path:
-    """Build or load the starting model once, with every token any variant needs."""
-    model, tokenizer, _, _ = prepare_model_and_tokenizer(_with(base, {"name": "remask"}), base.run.seed)
+    """Build or load the starting model once, with every token any variant needs (without
+    an adapter: each variant attaches its own to this base)."""
+    prepared = prepare_model_and_tokenizer(
+        _with(base, {"name": "remask"}, model={"adapter": None, "quantization": None}), base.run.seed)
     init = directory / "init_model"
-    model.save_pretrained(init)
-    tokenizer.save_pretrained(init)
+    prepared.model.save_pretrained(init)
+    prepared.tokenizer.save_pretrained(init)
     return init
 
 

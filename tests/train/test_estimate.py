@@ -273,9 +273,10 @@ def test_parameter_counts_match_the_model_training_builds(overrides):
 
     config = load_config("presets/memphis-cot.yaml", ["defaults", "tiny-sft"], overrides)
     shape = estimate_config(config).shape
-    model, _, _, new_ids = prepare_model_and_tokenizer(config, seed=0)
+    prepared = prepare_model_and_tokenizer(config, seed=0)
+    model = prepared.model
     if config.model.freeze_embeddings:
-        freeze_embeddings(model, new_ids)
+        freeze_embeddings(model, prepared.new_ids)
     params = list(model.parameters())
     assert shape.parameters == sum(p.numel() for p in params)
     assert shape.trainable == sum(p.numel() for p in params if p.requires_grad)

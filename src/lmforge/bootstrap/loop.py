@@ -36,6 +36,7 @@ from lmforge.data.sources import file_sha256
 from lmforge.data.tokenize import wants_bos
 from lmforge.errors import LmforgeError
 from lmforge.eval.generate import load_model_dir, stop_token_ids
+from lmforge.models.adapters import is_adapter_dir
 from lmforge.train import rundir
 from lmforge.train.pipeline import PreparedData, run_training
 
@@ -139,6 +140,8 @@ def rank_data_builder(questions: list[Conversation], pairs: list[dict], pairs_pa
 def _round_config(config: Config, model_dir: str, train_dir: Path) -> Config:
     data = config.model_dump()
     data["model"].update(name_or_path=model_dir, tokenizer=None)
+    if is_adapter_dir(model_dir):  # the previous round's adapter keeps training
+        data["model"]["adapter"] = None
     data["run"]["output_dir"] = str(train_dir)
     return Config.model_validate(data)
 

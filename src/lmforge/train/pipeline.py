@@ -27,6 +27,10 @@ from lmforge.data.pipeline import TokenizedData
 from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
 from lmforge.eval.callback import build_task_eval_callback
+from lmforge.models.adapters import (
+    BASE_DIR, adapter_base, adapter_settings, attach_adapter, base_model, is_adapter_dir, load_adapter, quantization_config,
+    resize_for, trainable_summary,
+)
 from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
 from lmforge.models.tokens import add_special_tokens
@@ -102,31 +106,108 @@ def needed_special_tokens(config: Config, tokenizer) -> list[str]:
     return list(dict.fromkeys(needed + objective_tokens(config.train.objective.name, tokenizer)))
 
 
-def prepare_model_and_tokenizer(config: Config, seed: int):
-    """Tokenizer and model with the special tokens the prompt format and objective need;
-    returns also the ids of tokens lmforge added (frozen-embedding training keeps those
-    rows trainable)."""
+@dataclass
+class PreparedModel:
+    model: Any
+    tokenizer: Any
+    prompt_format: PromptFormat
+    new_ids: list[int]
+    """Ids of the tokens lmforge added (frozen embeddings and adapters keep their rows trainable)."""
+    adapter: dict[str, Any] | None = None
+    """The adapter's settings (model.adapter, or those of the adapter that keeps training)."""
+    base: str | None = None
+    """What the adapter's base is: model.name_or_path, or the run's base/ for a fresh model."""
+
+
+def _load_base(config: Config, tokenizer, seed: int):
+    """The model to train, before special tokens are added: pretrained (maybe quantized),
+    freshly built, or an lmforge adapter model whose adapter keeps training."""
+    model_cfg = config.model
+    quantization = quantization_config(model_cfg.quantization.model_dump()) if model_cfg.quantization else None
+    source = model_cfg.name_or_path
+    if is_adapter_dir(source):
+        if model_cfg.adapter is not None:
+            raise LmforgeError(f"model.adapter: {source} already holds an adapter, which keeps training; remove "
+                               "model.adapter (or lmforge export --merge it to train a new adapter on the result)")
+        directory = Path(source)
+        base = load_model(adapter_base(directory), model_cfg.dtype, model_cfg.trust_remote_code,
+                          model_cfg.attn_implementation, quantization)
+        resize_for(base, len(tokenizer))
+        return load_adapter(base, directory, trainable=True)
+    if source:
+        return load_model(source, model_cfg.dtype, model_cfg.trust_remote_code, model_cfg.attn_implementation,
+                          quantization)
+    return build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
+                       model_cfg.attn_implementation)
+
+
+def _fresh_base_on_disk(model, tokenizer, config: Config, run_dir: Path):
+    """An adapter on a freshly built model needs that model again to be loaded: the main
+    process saves it to RUN_DIR/base once (a resumed run finds it there), and a quantized
+    base is then loaded from it, quantized."""
+    state = process_state()
+    base_dir = run_dir / BASE_DIR
+
+    def save_once() -> None:
+        if not (base_dir / "config.json").is_file():
+            staging = run_dir / (BASE_DIR + ".tmp")
+            model.save_pretrained(str(staging))
+            tokenizer.save_pretrained(str(staging))
+            os.replace(staging, base_dir)
+
+    on_main(state, save_once)
+    model_cfg = config.model
+    if model_cfg.quantization is not None:
+        model = load_model(str(base_dir), model_cfg.dtype,
+                           quantization_config=quantization_config(model_cfg.quantization.model_dump()))
+    # what the adapter records as its base (peft copies it into adapter_config.json)
+    model.config._name_or_path = str(base_dir.resolve())
+    return model
+
+
+def prepare_model_and_tokenizer(config: Config, seed: int, run_dir: Path | None = None) -> PreparedModel:
+    """Tokenizer and model with the special tokens the prompt format and objective need,
+    wrapped in a trainable adapter when model.adapter asks for one. `run_dir` is where a
+    freshly built base is kept for an adapter run."""
     model_cfg = config.model
     tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.trust_remote_code,
                                key="model.tokenizer" if model_cfg.tokenizer else "model.name_or_path")
     prompt_format = get_format(config.data.prompt_format)
-    if model_cfg.name_or_path:
-        model = load_model(model_cfg.name_or_path, model_cfg.dtype, model_cfg.trust_remote_code,
-                           model_cfg.attn_implementation)
-    else:
-        model = build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
-                            model_cfg.attn_implementation)
+    model = _load_base(config, tokenizer, seed)
+    continuing = is_adapter_dir(model_cfg.name_or_path)
+    if continuing:
+        missing = [t for t in needed_special_tokens(config, tokenizer) if t not in tokenizer.get_vocab()]
+        if missing:
+            raise LmforgeError(f"data.prompt_format: the adapter in {model_cfg.name_or_path} was trained without "
+                               f"the tokens {', '.join(missing)}; keep its prompt format")
+        settings = adapter_settings(Path(model_cfg.name_or_path))
+        spec = {"type": "dora" if settings.get("use_dora") else "lora", "r": settings["r"],
+                "alpha": settings["lora_alpha"], "rslora": bool(settings.get("use_rslora"))}
+        return PreparedModel(model, tokenizer, prompt_format, [], spec, adapter_base(Path(model_cfg.name_or_path)))
     new_ids = add_special_tokens(model, tokenizer, needed_special_tokens(config, tokenizer))
-    return model, tokenizer, prompt_format, new_ids
+    if model_cfg.adapter is None:
+        return PreparedModel(model, tokenizer, prompt_format, new_ids)
+    base = model_cfg.name_or_path
+    if base is None:
+        if run_dir is None:
+            raise LmforgeError("model.adapter: an adapter on a freshly built model needs a run directory for its base")
+        model = _fresh_base_on_disk(model, tokenizer, config, run_dir)
+        base = str((run_dir / BASE_DIR).resolve())
+    spec = model_cfg.adapter.model_dump()
+    model = attach_adapter(model, spec, new_ids, config.train.gradient_checkpointing)
+    return PreparedModel(model, tokenizer, prompt_format, new_ids, spec, base)
 
 
-def save_final_model(trainer: LmforgeTrainer, tokenizer, prompt_format, cot: bool, run_dir: Path) -> Path:
+def save_final_model(trainer: LmforgeTrainer, prepared: PreparedModel, cot: bool, config: Config) -> Path:
     """Write the final model to model.tmp/ and move it into place only when complete.
 
     Every process takes part in the save (FSDP and ZeRO-3 gather the sharded weights), the
-    main process alone writes files and moves them.
+    main process alone writes files and moves them. An adapter run's model/ holds the
+    adapter, the tokenizer and, for a freshly built base, that base in model/base/.
     """
     state = process_state()
+    run_dir = config.output_path
+    tokenizer, prompt_format = prepared.tokenizer, prepared.prompt_format
     final_dir = run_dir / rundir.MODEL_DIR
     staging = run_dir / (rundir.MODEL_DIR + ".tmp")
     if state.is_main_process:
@@ -136,15 +217,23 @@ def save_final_model(trainer: LmforgeTrainer, tokenizer, prompt_format, cot: boo
     if template is not None:
         tokenizer.chat_template = template
     stop_ids = [tokenizer.convert_tokens_to_ids(s) for s in prompt_format.stop_strings(tokenizer)]
-    model = trainer.model
-    model.generation_config = GenerationConfig(
+    generation_config = GenerationConfig(
         eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id
     )
+    base_model(trainer.model).generation_config = generation_config
     trainer.save_model(str(staging))
     state.wait_for_everyone()
     if state.is_main_process:
         tokenizer.save_pretrained(str(staging))
         meta = {"prompt_format": prompt_format.name, "cot": cot, "stop_strings": prompt_format.stop_strings(tokenizer)}
+        if prepared.adapter is not None:
+            generation_config.save_pretrained(str(staging))  # peft saves the adapter only
+            fresh_base = run_dir / BASE_DIR
+            if prepared.base == str(fresh_base.resolve()):
+                shutil.copytree(fresh_base, staging / BASE_DIR)
+            quantization = config.model.quantization
+            meta["adapter"] = {**prepared.adapter, "base": prepared.base,
+                               "quantization": quantization.model_dump() if quantization else None}
         (staging / MODEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(final_dir, ignore_errors=True)
         os.replace(staging, final_dir)
@@ -318,11 +407,17 @@ def run_training(
     main = state.is_main_process
     run_dir = config.output_path
     checkpoint = on_main(state, lambda: rundir.prepare_run_dir(run_dir, overwrite=overwrite, resume=resume))
-    model, tokenizer, prompt_format, new_ids = prepare_model_and_tokenizer(config, config.run.seed)
+    prepared = prepare_model_and_tokenizer(config, config.run.seed, run_dir)
+    model, tokenizer, prompt_format, new_ids = prepared.model, prepared.tokenizer, prepared.prompt_format, \
+        prepared.new_ids
     data = data_builder(config, tokenizer, prompt_format)
     task_evals = build_task_eval_callback([entry.model_dump() for entry in config.train.eval_tasks], tokenizer,
                                           {"prompt_format": prompt_format.name, "cot": data.cot})
-    partial = freeze_embeddings(model, new_ids) if config.model.freeze_embeddings else []
+    # an adapter run's base is frozen whole; the adapter trains the added tokens' rows itself
+    freeze = config.model.freeze_embeddings and prepared.adapter is None
+    partial = freeze_embeddings(model, new_ids) if freeze else []
+    if main:
+        print(f"[lmforge] {trainable_summary(model, prepared.adapter)}")
 
     record = None
     if main:
@@ -331,6 +426,7 @@ def run_training(
         record = rundir.start_run(
             run_dir, data.file_hashes,
             {**data.summary, "added_tokens": new_ids, "processes": state.num_processes,
+             **({"adapter": {**prepared.adapter, "base": prepared.base}} if prepared.adapter else {}),
              **({"resumed_from": str(checkpoint), "first_started": previous.get("started")} if previous else {})},
         )
 
@@ -356,7 +452,7 @@ def run_training(
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         metrics = trainer.evaluate() if data.val is not None else {}
-        model_dir = save_final_model(trainer, tokenizer, prompt_format, data.cot, run_dir)
+        model_dir = save_final_model(trainer, prepared, data.cot, config)
         if main:
             plot_loss_curve(run_dir / "metrics.jsonl", run_dir / "loss_curve.png")
             clear_cache(run_dir)

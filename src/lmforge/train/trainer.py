@@ -6,6 +6,7 @@ mixed precision, checkpoints, resume, logging integrations — is the Trainer's 
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import torch
@@ -67,6 +68,20 @@ class LmforgeTrainer(Trainer):
             PartialState._shared_state["distributed_type"] = DistributedType.FSDP
             state.fsdp_plugin = plugin
             self.is_fsdp_enabled = True
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        model = self.accelerator.unwrap_model(self.model)
+        if not hasattr(model, "peft_config"):
+            return super()._save(output_dir, state_dict)
+        # peft's default ("auto") also saves both whole embedding matrices whenever the
+        # vocabulary grew, looking the base up on the hub to tell. The added tokens' rows
+        # are saved as trainable tokens already, so the adapter stays small.
+        save = model.save_pretrained
+        model.save_pretrained = partial(save, save_embedding_layers=False)
+        try:
+            return super()._save(output_dir, state_dict)
+        finally:
+            del model.save_pretrained
 
     # -- loss ------------------------------------------------------------------
 
