@@ -111,6 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="one JSON record per line")
     preview.set_defaults(handler=cmd_data_preview)
 
+    export = commands.add_parser("export", help="a finished run's model as a release directory: merged, in another "
+                                 "dtype or bitsandbytes-quantized, with a model card")
+    export.add_argument("run_dir", help="a finished lmforge run directory")
+    export.add_argument("--output", required=True, help="directory to write (must not exist, or be empty)")
+    export.add_argument("--merge", action="store_true", help="merge the run's adapter into full weights")
+    export.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
+                        help="weight dtype (default: the run's model.dtype)")
+    export.add_argument("--quantize", choices=["8bit", "4bit"], default=None,
+                        help="a bitsandbytes-quantized copy that from_pretrained loads as is (needs lmforge[qlora])")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --output directory")
+    export.set_defaults(handler=cmd_export)
+
     estimate = commands.add_parser("estimate", help="per-GPU memory of training the config under DDP, ZeRO-2, "
                                                     "ZeRO-3 and FSDP, and the largest micro batch that fits")
     _config_args(estimate)
@@ -251,6 +263,17 @@ def cmd_data_preview(args) -> int:
         print("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
     else:
         print(preview_text(records))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from lmforge.export import ExportRequest, export_run
+
+    output = export_run(ExportRequest(Path(args.run_dir), Path(args.output), args.merge, args.dtype, args.quantize,
+                                      args.overwrite))
+    print(f"[lmforge] exported {args.run_dir} to {output}")
     return 0
 
 
