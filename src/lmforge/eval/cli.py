@@ -83,6 +83,7 @@ def cmd_eval(args) -> int:
         record = run_harness(args.model_dir, tasks, options, output)
         print(results.markdown(record), end="")
         print(f"[lmforge] harness results in {output}")
+        keep_in_run(args.model_dir, output, record)
         return 0
     if args.formats:
         from lmforge.eval.robustness import robustness_markdown, run_robustness
@@ -97,7 +98,41 @@ def cmd_eval(args) -> int:
     record = run_eval(args.model_dir, tasks, options, output)
     print(results.markdown(record), end="")
     print(f"[lmforge] {len(tasks)} task(s) in {record['wall_seconds']:.1f} s; results in {output}")
+    keep_in_run(args.model_dir, output, record)
     return 0
+
+
+def run_dir_of(model_dir: str | Path) -> Path | None:
+    """The run directory when `model_dir` is a run or its model/ (not a checkpoint-N/:
+    its scores are not the final model's)."""
+    from lmforge.train import rundir
+
+    path = Path(model_dir).resolve()
+    for candidate in (path, path.parent if path.name == rundir.MODEL_DIR else None):
+        if candidate is not None and (candidate / rundir.RUN_FILE).is_file():
+            return candidate
+    return None
+
+
+def keep_in_run(model_dir: str | Path, output: Path, record: dict) -> None:
+    """A run's own evaluations are kept in RUN_DIR/eval/ too, and its model card
+    (model/README.md) is written again so that it lists them."""
+    from lmforge.eval import results
+    from lmforge.report.model_card import EVAL_DIR, write_model_card
+    from lmforge.train import rundir
+
+    run_dir = run_dir_of(model_dir)
+    if run_dir is None:
+        return
+    kept = run_dir / EVAL_DIR / output.name
+    if kept.resolve() != output.resolve():
+        results.write(kept, record)
+    run = rundir.read_run(run_dir) or {}
+    if run.get("status") == "finished" and (run_dir / rundir.MODEL_DIR).is_dir():
+        card = write_model_card(run_dir, run_dir / rundir.MODEL_DIR)
+        print(f"[lmforge] results kept in {kept}; model card updated: {card}")
+    else:
+        print(f"[lmforge] results kept in {kept}")
 
 
 def cmd_sweep(args) -> int:

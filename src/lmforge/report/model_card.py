@@ -1,0 +1,634 @@
+"""The Hugging Face model card (README.md) of a finished run or an export, built from the
+run directory alone:
+
+    run.json            status, wall time, versions, data reports, final metrics
+    config.yaml         base model, adapter, data, objective, optimizer, schedule, batch
+    metrics.jsonl       scores of the tasks evaluated during training
+    model/lmforge.json  prompt format, rationale-first or not, stop strings
+    eval/*.json         `lmforge eval` results records (eval/results.py)
+    loss_curve.png
+
+YAML front matter (license, base_model, datasets, tags, model-index) then the training
+procedure in the manner of the seed cards: data, objective, optimizer, schedule, batch and
+sequence, hardware and wall time, an evaluation table and the loss curve. Every file but
+run.json is optional: a missing one leaves its section out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+
+from lmforge.data.conversation import Conversation, Segment
+from lmforge.data.formats import get_format
+from lmforge.errors import LmforgeError
+from lmforge.eval.results import format_value
+from lmforge.eval.tasks import NAMED
+from lmforge.models.loading import _looks_local
+from lmforge.report.plots import read_metrics
+from lmforge.train import rundir
+
+CARD_FILE = "README.md"
+CURVE_FILE = "loss_curve.png"
+EVAL_DIR = "eval"
+META_FILE = "lmforge.json"  # written by train.pipeline.save_final_model
+HUB_DATASET = "not a local file"  # run.json's data_sha256 of a dataset read from the hub
+TASK = {"type": "text-generation", "name": "Text Generation"}
+
+OBJECTIVE_NAMES = {"ce": "cross-entropy (standard SFT)", "mixce": "MixCE", "masked_thought": "Masked Thought",
+                   "remask": "ReMask", "remask_cot": "ReMask-CoT", "rank": "cross-entropy + PRO rank loss"}
+OBJECTIVE_SETTINGS = {  # (label, shown as a percentage)
+    "ratio": ("MixCE ratio (eta)", False), "p_in": ("Input masking probability", True),
+    "p_label": ("Label masking probability", True),
+    "p_answer_only": ("Answer-only (full rationale label masking) probability", True),
+    "weight": ("Regularization weight", False), "fused": ("Masked and full pass in one forward", False),
+}
+
+
+@dataclass
+class RunFiles:
+    """What a card is made of, read once from the run directory."""
+
+    run_dir: Path
+    run: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    evals: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    eos_token: str | None = None
+
+    def section(self, *keys: str) -> dict[str, Any]:
+        """config.yaml's mapping at a key path ({} when absent or null)."""
+        node: Any = self.config
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node if isinstance(node, dict) else {}
+
+
+@dataclass
+class EvalRow:
+    source: str
+    task: str
+    shots: int | None
+    metric: str
+    value: float
+    stderr: float | None = None
+    dataset: dict[str, Any] | None = None
+    """model-index dataset entry; None: a row for the table only (not this model's weights)."""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LmforgeError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_run_files(run_dir: Path) -> RunFiles:
+    """The card's inputs; a one-line error unless `run_dir` holds a finished run."""
+    run = rundir.read_run(run_dir)
+    if run is None:
+        raise LmforgeError(f"{run_dir}: not an lmforge run directory (no {rundir.RUN_FILE})")
+    if run.get("status") != "finished":
+        raise LmforgeError(f"{run_dir}: the run is {run.get('status')}; a model card needs a finished run")
+    files = RunFiles(run_dir, run)
+    if (run_dir / "config.yaml").is_file():
+        files.config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    model_dir = run_dir / rundir.MODEL_DIR
+    if (model_dir / META_FILE).is_file():
+        files.meta = _read_json(model_dir / META_FILE)
+    if (model_dir / "tokenizer_config.json").is_file():
+        eos = _read_json(model_dir / "tokenizer_config.json").get("eos_token")
+        files.eos_token = eos.get("content") if isinstance(eos, dict) else eos
+    files.metrics = read_metrics(run_dir / "metrics.jsonl")
+    for path in sorted((run_dir / EVAL_DIR).glob("*.json")):
+        record = _read_json(path)
+        if isinstance(record.get("tasks"), list):  # a results record (not e.g. a robustness report)
+            files.evals.append((path.name, record))
+    return files
+
+
+# ------------------------------------------------------------------------ small helpers
+
+
+def _num(value: Any) -> str:
+    """1e-05, 0.003, 32, 0.1, yes: values as a config would spell them."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "/".join(_num(v) for v in value)
+    return str(value)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:g}%"
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(42.4), _duration(725), _duration(3 * 3600 + 240)
+    ('42 s', '12 min 05 s', '3 h 04 min')
+    """
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def hub_base_model(name_or_path: str | None) -> str | None:
+    """The base model as a hub id (owner/name), or None for a fresh model or a local one."""
+    if not name_or_path or _looks_local(name_or_path) or name_or_path.endswith(".gguf"):
+        return None
+    return name_or_path
+
+
+def _dataset_entries(files: RunFiles) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(config entry, run.json report) per dataset, matched by name (a report's name
+    defaults to the file name, as data.pipeline names it); either may be {}."""
+    entries = files.section("data").get("datasets") or []
+    reports = {r.get("name") or Path(r.get("path", "")).name: r for r in files.run.get("data") or []}
+    pairs = [(entry, reports.pop(entry.get("name") or Path(entry.get("path", "")).name, {})) for entry in entries]
+    return pairs + [({}, report) for report in reports.values()]
+
+
+def _dataset_id(entry: dict[str, Any], report: dict[str, Any], hashes: dict[str, str]) -> str:
+    """A hub dataset's id; a local file's name (its path says nothing on the hub)."""
+    path = entry.get("path") or report.get("path") or ""
+    if hashes.get(path) == HUB_DATASET:
+        return path
+    return entry.get("name") or report.get("name") or Path(path).name
+
+
+def dataset_ids(files: RunFiles) -> list[str]:
+    """The front matter's `datasets`: hub ids, or the names of local files."""
+    hashes = files.run.get("data_sha256") or {}
+    return [_dataset_id(entry, report, hashes) for entry, report in _dataset_entries(files)]
+
+
+def _quantize_bits(value: Any) -> int | None:
+    digits = "".join(ch for ch in str(value) if ch.isdigit())
+    return int(digits) if digits in ("4", "8") else None
+
+
+def _is_adapter(files: RunFiles, export: dict[str, Any] | None) -> bool:
+    """The artifact is a peft adapter (not merged into its base)."""
+    return bool(files.section("model", "adapter")) and not (export or {}).get("merged")
+
+
+def title(files: RunFiles) -> str:
+    """run.card.model_name, else the run directory's name."""
+    return files.section("run", "card").get("model_name") or files.run_dir.resolve().name
+
+
+# ------------------------------------------------------------------------ evaluation
+
+
+def evaluation_rows(files: RunFiles) -> list[EvalRow]:
+    """Every score the run holds: the final validation loss, the tasks evaluated during
+    training (their last scores), and each `lmforge eval` record in RUN_DIR/eval/."""
+    rows: list[EvalRow] = []
+    final = files.run.get("final_metrics") or {}
+    validation = {"name": "validation split of the training data", "type": "+".join(dataset_ids(files)) or "data",
+                  "split": "validation"}
+    for key, metric in (("eval_loss", "loss"), ("eval_perplexity", "perplexity")):
+        if isinstance(final.get(key), (int, float)):
+            rows.append(EvalRow("validation split, end of training", "validation", None, metric, final[key],
+                                dataset=validation))
+    for entry in files.section("train").get("eval_tasks") or []:
+        name = Path(str(entry.get("task", ""))).stem
+        prefix = f"eval_{name}_"
+        logged = [row for row in files.metrics if any(k.startswith(prefix) for k in row)]
+        if logged:
+            last = logged[-1]
+            rows += [EvalRow(f"during training, step {last.get('step')}", name, entry.get("shots"),
+                             key[len(prefix):], value) for key, value in last.items()
+                     if key.startswith(prefix) and isinstance(value, (int, float))]
+    for file_name, record in files.evals:
+        step = (record.get("model") or {}).get("step")
+        source = f"lmforge eval ({file_name}" + (f", checkpoint step {step})" if step is not None else ")")
+        for task in record["tasks"]:
+            dataset = None if step is not None else _task_dataset(task)
+            metrics = task.get("metrics") or {}
+            for metric, value in metrics.items():
+                if metric.endswith("_stderr") or metric in ("n", "tokens"):  # shown beside / not scores
+                    continue
+                stderr = metrics.get(f"{metric}_stderr")
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    rows.append(EvalRow(source, task.get("name", "?"), task.get("shots"), metric, value,
+                                        stderr if isinstance(stderr, float) and math.isfinite(stderr) else None,
+                                        dataset))
+    return rows
+
+
+def _task_dataset(task: dict[str, Any]) -> dict[str, Any]:
+    name = task.get("name", "?")
+    known = NAMED.get(task.get("source", ""))
+    dataset: dict[str, Any] = {"name": name, "type": known[0] if known else name}
+    if known:
+        dataset.update({"config": known[1], "split": known[2]} if known[1] else {"split": known[2]})
+    if task.get("shots"):
+        dataset["args"] = {"num_few_shot": task["shots"]}
+    return dataset
+
+
+def model_index(files: RunFiles, rows: list[EvalRow]) -> list[dict[str, Any]]:
+    """The official `model-index` entry: one result per (evaluation, task) of this model."""
+    results: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row.dataset is None:
+            continue
+        result = results.setdefault((row.source, row.task), {"task": dict(TASK), "dataset": row.dataset,
+                                                             "metrics": []})
+        shots = f", {row.shots}-shot" if row.shots else ""
+        result["metrics"].append({"type": row.metric, "value": round(float(row.value), 4),
+                                  "name": f"{row.metric} ({row.task}{shots})"})
+    return [{"name": title(files), "results": list(results.values())}] if results else []
+
+
+# ------------------------------------------------------------------------ front matter
+
+
+def tags(files: RunFiles, export: dict[str, Any] | None) -> list[str]:
+    """lmforge, the objective, the adapter method, the bits of the weights, then run.card.tags."""
+    adapter = files.section("model", "adapter")
+    quantization = files.section("model", "quantization")
+    found = ["lmforge", files.section("train", "objective").get("name", "ce")]
+    if adapter:
+        found.append(adapter.get("type", "lora"))
+        if quantization:
+            found.append("qlora")
+    bits = _quantize_bits(export.get("quantize")) if export else quantization.get("bits") if adapter else None
+    if bits:
+        found += [f"{bits}-bit", "bitsandbytes"]
+    found += files.section("run", "card").get("tags") or []
+    return list(dict.fromkeys(str(tag) for tag in found))
+
+
+def front_matter(files: RunFiles, export: dict[str, Any] | None, rows: list[EvalRow]) -> dict[str, Any]:
+    card = files.section("run", "card")
+    matter: dict[str, Any] = {"license": card.get("license") or "other"}
+    if card.get("language"):
+        matter["language"] = list(card["language"])
+    base = hub_base_model(files.section("model").get("name_or_path"))
+    if base:
+        matter["base_model"] = base
+    matter["library_name"] = "peft" if _is_adapter(files, export) else "transformers"
+    if dataset_ids(files):
+        matter["datasets"] = dataset_ids(files)
+    matter["tags"] = tags(files, export)
+    matter["pipeline_tag"] = "text-generation"
+    index = model_index(files, rows)
+    if index:
+        matter["model-index"] = index
+    return matter
+
+
+# ------------------------------------------------------------------------ body sections
+
+
+def summary(files: RunFiles, export: dict[str, Any] | None) -> str:
+    """One paragraph: what the model is (base, method), objective, data, steps."""
+    model = files.section("model")
+    adapter = model.get("adapter") or {}
+    base_name = model.get("name_or_path")
+    hub = hub_base_model(base_name)
+    base = f"[{hub}](https://huggingface.co/{hub})" if hub else f"the local model `{base_name}`" if base_name else None
+    if adapter:
+        kind = "DoRA" if adapter.get("type") == "dora" else "LoRA"
+        what = f"a {kind} adapter (rank {adapter.get('r')}) for {base or 'a freshly built model'}"
+    elif base:
+        what = f"a full fine-tune of {base}"
+    else:
+        size = model.get("size") or {}
+        what = (f"a {model.get('architecture', 'llama')} model (hidden size {size.get('hidden_size')}, "
+                f"{size.get('num_layers')} layers, {size.get('num_heads')} attention heads) initialized at random")
+    objective = files.section("train", "objective").get("name", "ce")
+    on = f" on {', '.join(f'`{d}`' for d in dataset_ids(files))}" if dataset_ids(files) else ""
+    steps = files.run.get("global_step")
+    text = (f"**{title(files)}** is {what}, trained with lmforge using the "
+            f"{OBJECTIVE_NAMES.get(objective, objective)} objective{on}"
+            + (f" for {steps} optimizer steps." if steps is not None else "."))
+    if export:
+        text += " This folder is an export of that run; see *Export* below."
+    return text
+
+
+def data_section(files: RunFiles) -> list[str]:
+    """Each dataset with its counts and removals (run.json's reports), then the filters."""
+    pairs = _dataset_entries(files)
+    if not pairs:
+        return []
+    hashes = files.run.get("data_sha256") or {}
+    lines = ["## Training data", ""]
+    for entry, report in pairs:
+        name = _dataset_id(entry, report, hashes)
+        fmt = report.get("format") or entry.get("format", "auto")
+        digest = hashes.get(entry.get("path") or report.get("path"))
+        head = f"- **{name}** (`{fmt}` format" + (", detected" if report.get("detected") else "")
+        head += f"; sha256 `{digest[:12]}…`)" if digest and digest != HUB_DATASET else ")"
+        if report:
+            dropped = ", ".join(f"{reason} {count}" for reason, count in (report.get("dropped") or {}).items())
+            head += (f": {report.get('records', 0)} records → {report.get('examples', 0)} examples; "
+                     f"{report.get('train', 0)} train / {report.get('val', 0)} validation / "
+                     f"{report.get('test', 0)} test; dropped: {dropped or 'none'}; "
+                     f"truncated: {report.get('truncated', 0)}")
+            if report.get("train"):
+                head += f"; {report.get('mean_tokens')} tokens per training example on average " \
+                        f"(max {report.get('max_tokens')})"
+        filters = [f"{label} {_num(entry[key])}" for key, label in (
+            ("subset", "subset"), ("lang", "languages"), ("min_chars", "min characters"),
+            ("max_chars", "max characters"), ("max_train_set", "at most train"),
+            ("max_val_set", "at most validation"), ("weight", "mix weight")) if entry.get(key) is not None]
+        lines.append(head + (f". Filters: {', '.join(filters)}." if filters else "."))
+    data = files.section("data")
+    dedup = data.get("dedup") or {}
+    near = f"near (MinHash, Jaccard ≥ {_num(dedup.get('threshold'))})"
+    kinds = [kind for kind, on in (("exact", dedup.get("exact")), (near, dedup.get("near"))) if on]
+    lines += ["", f"- Deduplication: {' and '.join(kinds) if kinds else 'none'}"] if dedup else [""]
+    if data.get("mix_size"):
+        lines.append(f"- Training mix: {data['mix_size']} examples drawn by dataset weight")
+    for stage in data.get("stages") or []:
+        weights = ", ".join(f"{k} {_num(v)}" for k, v in (stage.get("weights") or {}).items())
+        lines.append(f"- Stage `{stage.get('name')}`: {weights}" + (f" ({stage['mix_size']} examples)"
+                                                                     if stage.get("mix_size") else ""))
+    return lines + [""]
+
+
+def procedure_section(files: RunFiles) -> list[str]:
+    """The seed cards' "Training details" list."""
+    train, model, data = files.section("train"), files.section("model"), files.section("data")
+    run = files.run
+    versions = run.get("versions") or {}
+    items: list[str] = []
+    if versions.get("lmforge"):
+        items.append(f"Framework: lmforge {versions['lmforge']} (transformers {versions.get('transformers')}, "
+                     f"torch {versions.get('torch')})")
+    items += _objective_items(train) + _adapter_items(model) + _optimizer_items(train) + _batch_items(train, run)
+    if data.get("max_length"):
+        over = "truncated" if data.get("overlength") == "truncate" else "dropped"
+        items.append(f"Training sequence length: {data['max_length']} tokens (longer examples {over})"
+                     + ("; examples packed into full rows" if data.get("packing") else ""))
+    if data.get("format_augmentation"):
+        items.append(f"Prompt-format augmentation: {', '.join(data['format_augmentation'])}")
+    items += _length_items(train, run)
+    if train.get("precision"):
+        mixed = " mixed precision" if train["precision"] != "fp32" else ""
+        items.append(f"Precision: {train['precision']}{mixed}, weights {model.get('dtype', 'float32')}")
+    if train.get("neftune_alpha"):
+        items.append(f"NEFTune noise: alpha {_num(train['neftune_alpha'])}")
+    if train.get("gradient_checkpointing"):
+        items.append("Gradient checkpointing: on")
+    if model.get("freeze_embeddings"):
+        items.append("Embeddings frozen (the rows of tokens lmforge added stay trainable)")
+    if run.get("added_tokens"):
+        items.append(f"Special tokens added: {len(run['added_tokens'])}")
+    if files.section("run").get("seed") is not None:
+        items.append(f"Seed: {files.section('run')['seed']}")
+    items += _hardware_items(train, run, versions)
+    return ["## Training procedure", "", *(f"- {item}" for item in items), ""] if items else []
+
+
+def _objective_items(train: dict[str, Any]) -> list[str]:
+    objective = dict(train.get("objective") or {})
+    if not objective:
+        return []
+    name = objective.pop("name", "ce")
+    items = [f"Objective: {OBJECTIVE_NAMES.get(name, name)}"]
+    for key, value in objective.items():
+        label, percent = OBJECTIVE_SETTINGS.get(key, (key, False))
+        items.append(f"{label}: {_percent(value) if percent else _num(value)}")
+    return items
+
+
+def _optimizer_items(train: dict[str, Any]) -> list[str]:
+    items = []
+    optimizer = dict(train.get("optimizer") or {})
+    if optimizer:
+        lr, name = optimizer.pop("lr", None), optimizer.pop("name", "adamw")
+        settings = ", ".join(f"{k.replace('_', ' ')} {_num(v)}" for k, v in optimizer.items())
+        items.append(f"Optimizer: {'AdamW' if name == 'adamw' else name.capitalize()}"
+                     + (f" ({settings})" if settings else ""))
+        if lr is not None:
+            items.append(f"Learning rate: {_num(lr)}")
+    if train.get("max_grad_norm") is not None:
+        items.append(f"Gradient clipping: max norm {_num(train['max_grad_norm'])}")
+    schedule = dict(train.get("schedule") or {})
+    if schedule:
+        steps, ratio = schedule.pop("warmup_steps", None), schedule.pop("warmup_ratio", 0.0)
+        if steps is not None:
+            warmup = f"warmup {steps} step{'s' if steps != 1 else ''}"
+        else:
+            warmup = f"warmup {_percent(ratio)} of the steps" if ratio else "no warmup"
+        settings = ", ".join(f"{k} {_num(v)}" for k, v in schedule.items() if k != "name")
+        items.append(f"Learning rate schedule: {schedule.get('name', 'cosine')}"
+                     + (f" ({settings})" if settings else "") + f", {warmup}")
+    return items
+
+
+def _length_items(train: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    epoch = (run.get("final_metrics") or {}).get("epoch")
+    done = [f"{run['global_step']} optimizer steps"] if run.get("global_step") is not None else []
+    if train.get("max_steps"):
+        done += [f"{epoch:.3g} epochs"] if isinstance(epoch, (int, float)) else []
+        return [f"Steps: max_steps {train['max_steps']}" + (f" ({', '.join(done)})" if done else "")]
+    if train.get("epochs") is not None:
+        return [f"Epochs: {_num(train['epochs'])}" + (f" ({', '.join(done)})" if done else "")]
+    return []
+
+
+def _adapter_items(model: dict[str, Any]) -> list[str]:
+    adapter, quantization = model.get("adapter") or {}, model.get("quantization") or {}
+    items = []
+    if adapter:
+        r, alpha = adapter.get("r", 16), adapter.get("alpha", 32.0)
+        scale = (f"alpha/sqrt(r) = {alpha / math.sqrt(r):.4g} (rank-stabilized)" if adapter.get("rslora")
+                 else f"alpha/r = {alpha / r:.4g}")
+        targets = adapter.get("target_modules", "all-linear")
+        targets = ", ".join(targets) if isinstance(targets, list) else f"{targets} layers"
+        items.append(f"Adapter: {'DoRA' if adapter.get('type') == 'dora' else 'LoRA'}, r {r}, alpha {_num(alpha)} "
+                     f"(update scale {scale}), dropout {_num(adapter.get('dropout', 0.05))}, on {targets}")
+        if adapter.get("modules_to_save"):
+            items.append(f"Trained in full and saved with the adapter: {', '.join(adapter['modules_to_save'])}")
+    if quantization:
+        bits = quantization.get("bits", 4)
+        kind = (f"4-bit {str(quantization.get('type', 'nf4')).upper()}" if bits == 4 else "8-bit (LLM.int8())")
+        double = ", double quantization" if bits == 4 and quantization.get("double_quant") else ""
+        items.append(f"Base quantization (QLoRA): {kind}{double}, {quantization.get('compute_dtype', 'bf16')} "
+                     "compute (bitsandbytes)")
+    return items
+
+
+def _batch_items(train: dict[str, Any], run: dict[str, Any]) -> list[str]:
+    micro, total = train.get("micro_batch_size"), train.get("global_batch_size")
+    if not micro or not total:
+        return []
+    processes = run.get("processes") or 1
+    accumulation = total // (micro * processes) if total % (micro * processes) == 0 else None
+    plural = "es" if processes > 1 else ""
+    return [f"Batch size: {micro} per process × {processes} process{plural}, accumulated to {total}"
+            + (f" ({accumulation} accumulation step{'s' if accumulation != 1 else ''})" if accumulation else "")]
+
+
+def _hardware_items(train: dict[str, Any], run: dict[str, Any], versions: dict[str, str]) -> list[str]:
+    items = []
+    processes = run.get("processes") or 1
+    engine = "FSDP2" if train.get("fsdp") else "DeepSpeed" if train.get("deepspeed") else \
+        "DDP" if processes > 1 else None
+    items.append(f"Hardware: {processes} process{'es' if processes > 1 else ''}" + (f" ({engine})" if engine else "")
+                 + "; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    try:
+        started = dt.datetime.fromisoformat(run["started"])
+        ended = dt.datetime.fromisoformat(run["ended"])
+    except (KeyError, TypeError, ValueError):
+        return items
+    resumed = f"; resumed from {Path(run['resumed_from']).name}, first started {run.get('first_started')}" \
+        if run.get("resumed_from") else ""
+    items.append(f"Wall time: {_duration((ended - started).total_seconds())} ({run['started']} → {run['ended']}"
+                 f"{resumed})")
+    return items
+
+
+def prompt_section(files: RunFiles) -> list[str]:
+    name = files.meta.get("prompt_format") or files.section("data").get("prompt_format")
+    if not name:
+        return []
+    cot = bool(files.meta.get("cot"))
+    lines = ["## Prompt format", "",
+             f"Trained in the `{name}` format" + (", rationale first: the model writes its reasoning, then the "
+                                                 "answer." if cot else ".")]
+    if files.meta.get("stop_strings"):
+        lines[-1] += f" Generation stops at {', '.join(f'`{s}`' for s in files.meta['stop_strings'])}."
+    if name == "chat_template":
+        lines += ["", "The text is the tokenizer's own chat template (`tokenizer.apply_chat_template`)."]
+        return lines + [""]
+    segments = ((Segment("user", "[instruction]"), Segment("rationale", "[reasoning]"), Segment("answer", "[answer]"))
+                if cot else (Segment("user", "[instruction]"), Segment("assistant", "[response]")))
+    try:
+        pieces = get_format(name).render(Conversation(segments), SimpleNamespace(eos_token=files.eos_token or ""))
+    except (LmforgeError, AttributeError, TypeError):
+        return lines + [""]
+    example = "".join(text for text, _ in pieces)
+    return lines + ["", "The saved tokenizer's chat template renders the same text. One example:", "", "```text",
+                    example.rstrip("\n"), "```", ""]
+
+
+def evaluation_section(rows: list[EvalRow]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["## Evaluation", "", "| evaluation | task | shots | metric | value |", "|---|---|---:|---|---:|"]
+    for row in rows:
+        value = format_value(row.metric, row.value)
+        if row.stderr is not None:
+            value += f" ± {format_value(row.metric, row.stderr)}"
+        shots = "" if row.shots is None else str(row.shots)
+        lines.append(f"| {row.source} | {row.task} | {shots} | {row.metric} | {value} |")
+    return lines + [""]
+
+
+def usage_section(files: RunFiles, export: dict[str, Any] | None) -> list[str]:
+    """Loading and prompting: plain transformers, or peft for an adapter."""
+    model_id = title(files)
+    name = files.meta.get("prompt_format") or files.section("data").get("prompt_format")
+    bos = "" if name == "chat_template" else "(tokenizer.bos_token or \"\") + "  # chat templates add their own
+    if _is_adapter(files, export):
+        load = ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
+                f'path = "{model_id}"  # this folder or its hub repository',
+                "# loads the base model named in adapter_config.json, then this adapter",
+                "model = AutoPeftModelForCausalLM.from_pretrained(path)"]
+    else:
+        bits = _quantize_bits(export.get("quantize")) if export else None
+        arguments = ('path, device_map="auto")  # bitsandbytes weights: needs bitsandbytes and a CUDA GPU'
+                     if bits else "path)")
+        load = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+                f'path = "{model_id}"  # this folder or its hub repository',
+                f"model = AutoModelForCausalLM.from_pretrained({arguments}"]
+    code = [*load, "tokenizer = AutoTokenizer.from_pretrained(path)",
+            'messages = [{"role": "user", "content": "What is 12 plus 7?"}]',
+            "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+            f'inputs = tokenizer({bos}prompt, return_tensors="pt", add_special_tokens=False).to(model.device)',
+            "output = model.generate(**inputs, max_new_tokens=256)",
+            'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
+    return ["## How to use", "", "```python", *code, "```", "",
+            "Or with lmforge: `lmforge generate PATH --prompt \"What is 12 plus 7?\"`.", ""]
+
+
+def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
+    adapter = files.section("model", "adapter")
+    items = []
+    if export.get("source"):
+        items.append(f"Exported from the run `{export['source']}`")
+    if adapter:
+        items.append("The adapter merged into the base weights: a plain transformers model, no peft needed"
+                     if export.get("merged") else "The adapter alone (load it with peft on its base model)")
+    if export.get("dtype"):
+        items.append(f"Weights saved in {export['dtype']}")
+    bits = _quantize_bits(export.get("quantize"))
+    if bits:
+        kind = "8-bit (LLM.int8())" if bits == 8 else "4-bit NF4"
+        items.append(f"Quantized to {kind} with bitsandbytes; the quantization config is saved in config.json, "
+                     "so `from_pretrained` loads it as it is (needs bitsandbytes and a CUDA GPU)")
+    elif export.get("quantize"):
+        items.append(f"Quantized: {export['quantize']}")
+    known = {"source", "merged", "dtype", "quantize"}
+    items += [f"{key}: {value}" for key, value in export.items() if key not in known]
+    return ["## Export", "", *(f"- {item}" for item in items), ""]
+
+
+def config_section(files: RunFiles) -> list[str]:
+    path = files.run_dir / "config.yaml"
+    if not path.is_file():
+        return []
+    return ["## Training config", "", "<details><summary>config.yaml (the resolved config of the run)</summary>", "",
+            "```yaml", path.read_text(encoding="utf-8").rstrip("\n"), "```", "", "</details>", ""]
+
+
+# ------------------------------------------------------------------------ the card
+
+
+def model_card(run_dir: Path, export: dict[str, Any] | None = None) -> str:
+    """The README.md text of a finished run (or of an export of it, described by `export`,
+    e.g. {"merged": True, "dtype": "bf16", "quantize": "8bit", "source": "runs/x"})."""
+    files = read_run_files(Path(run_dir))
+    rows = evaluation_rows(files)
+    matter = yaml.safe_dump(front_matter(files, export, rows), sort_keys=False, allow_unicode=True)
+    body = [f"# {title(files)}", "", summary(files, export), ""]
+    if export:
+        body += export_section(files, export)
+    body += data_section(files) + procedure_section(files) + prompt_section(files) + evaluation_section(rows)
+    if (files.run_dir / CURVE_FILE).is_file():
+        body += ["## Loss curve", "", f"![loss curve]({CURVE_FILE})", ""]
+    body += usage_section(files, export) + config_section(files)
+    return f"---\n{matter}---\n\n" + "\n".join(body)
+
+
+def _replace_atomic(target: Path, write) -> None:
+    temporary = target.with_name(target.name + ".tmp")
+    write(temporary)
+    os.replace(temporary, target)
+
+
+def write_model_card(run_dir: Path, target_dir: Path, export: dict[str, Any] | None = None) -> Path:
+    """Write `target_dir/README.md` (atomically) and copy the loss curve beside it, so the
+    card's image link works inside model/ and export folders."""
+    run_dir, target_dir = Path(run_dir), Path(target_dir)
+    text = model_card(run_dir, export)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    curve = run_dir / CURVE_FILE
+    if curve.is_file() and curve.resolve() != (target_dir / CURVE_FILE).resolve():
+        _replace_atomic(target_dir / CURVE_FILE, lambda tmp: shutil.copyfile(curve, tmp))
+    card = target_dir / CARD_FILE
+    _replace_atomic(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return card
