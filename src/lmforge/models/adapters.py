@@ -113,20 +113,24 @@ def added_token_rows(model: nn.Module, new_ids: list[int], modules_to_save: list
     return rows
 
 
-CPU_4BIT_BLOCK = 32
+CPU_4BIT_ROWS = 32
 """bitsandbytes repacks 4-bit weights for its AVX512-BF16 CPU inference kernel in blocks
-of 32 output rows (functional._convert_weight_packed_for_cpu)."""
+of 32 output rows, with one scale per quantization block of each row
+(functional._convert_weight_packed_for_cpu)."""
 
 
 def check_cpu_4bit_shapes(model: nn.Module) -> None:
-    """Fail at load, not at the first evaluation, when a 4-bit layer's output size does
-    not fit bitsandbytes' CPU inference kernel on this machine."""
+    """Fail at load, not at the first evaluation, when a 4-bit layer's shape does not fit
+    bitsandbytes' CPU inference kernel on this machine."""
     for name, module in model.named_modules():
-        if getattr(module, "support_avx512bf16_for_cpu", False) and module.weight.device.type == "cpu" \
-                and module.out_features % CPU_4BIT_BLOCK:
-            raise LmforgeError(f"model.quantization: bitsandbytes' 4-bit CPU kernel needs output sizes divisible by "
-                               f"{CPU_4BIT_BLOCK}, but {name} has {module.out_features} (for a freshly built model "
-                               "set model.size.intermediate_size / hidden_size accordingly, or use bits: 8)")
+        if not (getattr(module, "support_avx512bf16_for_cpu", False) and module.weight.device.type == "cpu"):
+            continue
+        blocksize = getattr(module.weight.quant_state, "blocksize", 64)
+        if module.out_features % CPU_4BIT_ROWS or module.in_features % blocksize:
+            raise LmforgeError(
+                f"model.quantization: bitsandbytes' 4-bit CPU kernel needs output sizes divisible by {CPU_4BIT_ROWS} "
+                f"and input sizes by {blocksize}, but {name} is {module.in_features} -> {module.out_features} "
+                "(for a freshly built model size model.size accordingly, or use bits: 8)")
 
 
 def attach_adapter(model: nn.Module, spec: dict[str, Any], new_ids: list[int], gradient_checkpointing: bool):
