@@ -181,3 +181,15 @@ def _one_4bit_layer():
     import bitsandbytes as bnb
 
     return [bnb.nn.Linear4bit(32, 32)]
+
+
+def test_the_model_cards_usage_code_runs(lora_run, monkeypatch):
+    """The card's 'How to use' block, run as written (path set to the model folder): it
+    loads the fresh base, grows it for the added tokens, and generates."""
+    card = (lora_run / "model" / "README.md").read_text()
+    code = card.split("## How to use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("max_new_tokens=256", "max_new_tokens=4")
+    monkeypatch.chdir(lora_run)
+    namespace: dict = {}
+    exec(compile(code.replace('path = "run"', 'path = "model"'), "README.md", "exec"), namespace)
+    assert namespace["output"].shape[1] > namespace["inputs"]["input_ids"].shape[1]

@@ -110,14 +110,15 @@ def test_adapter_run_names_its_hub_base_and_loads_with_peft(run, tmp_path):
     assert "- Adapter: LoRA, r 16, alpha 32 (update scale alpha/r = 2), dropout 0.05, on q_proj, v_proj" in body
     assert "- Trained in full and saved with the adapter: lm_head" in body
     assert "- Base quantization (QLoRA): 4-bit NF4, double quantization, bf16 compute (bitsandbytes)" in body
-    assert "AutoPeftModelForCausalLM.from_pretrained(path)" in body
+    assert 'base = AutoModelForCausalLM.from_pretrained("EleutherAI/pythia-70m")' in body
+    assert "model = PeftModel.from_pretrained(base, path)" in body
 
     edit_config(run_dir, lambda config: config["model"]["adapter"].update(rslora=True))
     # rank-stabilized: alpha / sqrt(r) = 32 / 4 = 8
     assert "(update scale alpha/sqrt(r) = 8 (rank-stabilized))" in model_card(run_dir)
 
     merged, body = parse(model_card(run_dir, {"merged": True, "dtype": "bf16", "source": str(run_dir)}))
-    assert merged["library_name"] == "transformers" and "AutoPeftModelForCausalLM" not in body
+    assert merged["library_name"] == "transformers" and "PeftModel" not in body
     assert "- The adapter merged into the base weights: a plain transformers model, no peft needed" in body
 
 
@@ -133,7 +134,7 @@ def test_export_card_says_what_the_export_is_and_links_its_curve(run, tmp_path):
     assert "This folder is an export of that run" in body
     assert f"- Exported from the run `{run}`" in body and "- Weights saved in bf16" in body
     assert "- Quantized to 8-bit (LLM.int8()) with bitsandbytes" in body
-    assert 'from_pretrained(path, device_map="auto")' in body
+    assert "model = AutoModelForCausalLM.from_pretrained(path)  # bitsandbytes weights" in body
 
 
 def test_eval_records_join_model_index_and_the_table(run, tmp_path):

@@ -544,18 +544,23 @@ def usage_section(files: RunFiles, export: dict[str, Any] | None) -> list[str]:
     name = files.meta.get("prompt_format") or files.section("data").get("prompt_format")
     bos = "" if name == "chat_template" else "(tokenizer.bos_token or \"\") + "  # chat templates add their own
     if _is_adapter(files, export):
-        load = ["from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer", "",
+        base = files.section("model").get("name_or_path")
+        base_line = f'base = AutoModelForCausalLM.from_pretrained("{base}")' if base else \
+            'base = AutoModelForCausalLM.from_pretrained(f"{path}/base")  # the freshly built base, saved alongside'
+        load = ["from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
                 f'path = "{model_id}"  # this folder or its hub repository',
-                "# loads the base model named in adapter_config.json, then this adapter",
-                "model = AutoPeftModelForCausalLM.from_pretrained(path)"]
+                "tokenizer = AutoTokenizer.from_pretrained(path)", base_line,
+                "# tokens added in training: grow the base; their rows come from the adapter",
+                "base.resize_token_embeddings(len(tokenizer), mean_resizing=False)",
+                "model = PeftModel.from_pretrained(base, path)"]
     else:
         bits = _quantize_bits(export.get("quantize")) if export else None
-        arguments = ('path, device_map="auto")  # bitsandbytes weights: needs bitsandbytes and a CUDA GPU'
-                     if bits else "path)")
+        arguments = 'path)  # bitsandbytes weights: needs the bitsandbytes package' if bits else "path)"
         load = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
                 f'path = "{model_id}"  # this folder or its hub repository',
-                f"model = AutoModelForCausalLM.from_pretrained({arguments}"]
-    code = [*load, "tokenizer = AutoTokenizer.from_pretrained(path)",
+                f"model = AutoModelForCausalLM.from_pretrained({arguments}",
+                "tokenizer = AutoTokenizer.from_pretrained(path)"]
+    code = [*load,
             'messages = [{"role": "user", "content": "What is 12 plus 7?"}]',
             "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
             f'inputs = tokenizer({bos}prompt, return_tensors="pt", add_special_tokens=False).to(model.device)',
@@ -579,7 +584,7 @@ def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
     if bits:
         kind = "8-bit (LLM.int8())" if bits == 8 else "4-bit NF4"
         items.append(f"Quantized to {kind} with bitsandbytes; the quantization config is saved in config.json, "
-                     "so `from_pretrained` loads it as it is (needs bitsandbytes and a CUDA GPU)")
+                     "so `from_pretrained` loads it as it is (needs the bitsandbytes package; its 0.45+ builds run on CPU too)")
     elif export.get("quantize"):
         items.append(f"Quantized: {export['quantize']}")
     known = {"source", "merged", "dtype", "quantize"}

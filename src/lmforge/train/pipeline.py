@@ -37,6 +37,7 @@ from lmforge.models.tokens import add_special_tokens
 from lmforge.objectives import build_objective
 from lmforge.objectives.forward import NoiseSeeds
 from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
+from lmforge.report.model_card import write_model_card
 from lmforge.report.plots import plot_loss_curve
 from lmforge.train import rundir
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
@@ -463,4 +464,5 @@ def run_training(
     metrics["skipped_updates"] = guard.skipped
     if main:
         rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
+        write_model_card(run_dir, model_dir)
     return TrainResult(run_dir, model_dir, metrics, data.tokenized)
