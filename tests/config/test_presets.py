@@ -63,7 +63,8 @@ def test_tiny_section_trains(preset, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)  # presets name example files relative to the repository
     assert main(["train", os.path.relpath(preset, REPO), "defaults", "tiny",
                  "--set", f"run.output_dir={tmp_path / 'run'}", "--set", "train.epochs=0.3"]) == 0
-    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    weights = ("model.safetensors", "adapter_model.safetensors")  # an adapter preset saves the adapter
+    assert any((tmp_path / "run" / "model" / name).is_file() for name in weights)
 
 
 def test_remask_cot_preset_reproduces_seed_004():
@@ -110,3 +111,30 @@ def test_memphis_tiny_sections_run_sft_then_bootstrap(tmp_path, monkeypatch):
                  "--set", "data.datasets=[{path: examples/data/arithmetic-cot-test.jsonl, max_train_set: 8}]",
                  "--set", "bootstrap.verifier=tests.e2e.test_bootstrap:parity_verifier"]) == 0
     assert (boot_dir / "round-1" / "stats.json").is_file()
+
+
+def test_minisymposium_preset_reproduces_seed_002():
+    config = load_config(REPO / "presets" / "minisymposium.yaml", ["defaults"])
+    assert config.model.name_or_path == "mistralai/Mistral-7B-v0.1"  # "based on Mistral 7b"
+    quant = config.model.quantization  # QLoRA: 4-bit NF4 base, double quantization
+    assert (quant.bits, quant.type, quant.double_quant) == (4, "nf4", True)
+    assert config.model.adapter.type == "lora"
+    assert config.model.adapter.alpha / config.model.adapter.r == 1.0  # lr 1e-7 is the effective rate
+    assert (config.train.optimizer.name, config.train.optimizer.lr) == ("adamw", 1e-7)
+    assert (config.train.schedule.name, config.train.schedule.decay) == ("sigmoid", "none")
+    assert config.train.epochs == 600
+    assert config.data.prompt_format in config.data.format_augmentation
+    assert set(config.data.format_augmentation) == {"instruction", "alpaca", "qa"}  # pseudo-markdown, no ChatML
+
+
+@pytest.mark.parametrize("sections, epochs_per_save", [(["defaults"], 10), (["defaults", "tiny"], 2)])
+def test_minisymposium_saves_every_n_epochs_and_keeps_them_all(sections, epochs_per_save):
+    config = load_config(REPO / "presets" / "minisymposium.yaml", sections)
+    (dataset,) = config.data.datasets
+    assert dataset.val_split == 0.0  # every hand-written chat is trained on
+    records = sum(1 for line in (REPO / dataset.path).read_text().splitlines() if line.strip())
+    assert records % config.train.global_batch_size == 0  # no short last step: an epoch is a whole number of steps
+    steps_per_epoch = records // config.train.global_batch_size
+    assert config.train.save_every == epochs_per_save * steps_per_epoch
+    checkpoints = config.train.epochs / epochs_per_save
+    assert checkpoints == int(checkpoints) and config.train.save_total_limit >= checkpoints
