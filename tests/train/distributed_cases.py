@@ -2,7 +2,8 @@
 in-process) and by `torchrun --nproc_per_node 2 tests/train/distributed_cases.py CASES.json`.
 
 A case is a JSON object: name, output_dir, objective (mapping), neftune_alpha, fsdp
-(mapping or null), deepspeed (inline DeepSpeed mapping or null), builder ("sft" or
+(mapping or null), deepspeed (inline DeepSpeed mapping or null), adapter (model.adapter
+mapping or null), builder ("sft" or
 "rank"), resume, kill_after_step (SIGKILL every process right after the checkpoint of
 that step is on disk).
 """
@@ -33,7 +34,8 @@ def case_config(case: dict[str, Any]) -> Config:
     return Config.model_validate({
         "run": {"output_dir": case["output_dir"], "seed": 7},
         "model": {"tokenizer": str(REPO / "examples" / "tokenizer"),
-                  "size": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "max_position_embeddings": 256}},
+                  "size": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "max_position_embeddings": 256},
+                  "adapter": case.get("adapter")},
         "data": {"datasets": [{"path": str(REPO / "examples" / "data" / "arithmetic-cot.jsonl"),
                                "val_split": 0.0, "max_train_set": 40}],
                  "prompt_format": "remask", "max_length": 128, "dedup": {"near": False}},

@@ -36,6 +36,7 @@ OBJECTIVES = {
     "remask": {"objective": {"name": "remask_cot", "p_in": 0.4, "p_label": 0.1, "p_answer_only": 0.1}},
     "rank": {"objective": {"name": "rank", "weight": 5.0}, "builder": "rank"},
     "neftune": {"objective": {"name": "ce"}, "neftune_alpha": 5.0},
+    "lora": {"objective": {"name": "remask_cot"}, "neftune_alpha": 5.0, "adapter": {"r": 4, "alpha": 8, "dropout": 0.0}},  # dropout draws differ per process
 }
 
 
@@ -49,7 +50,8 @@ def torchrun(cases: list[dict], tmp_path: Path, name: str) -> subprocess.Complet
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(model_dir) / "model.safetensors"))
+    adapter = Path(model_dir) / "adapter_model.safetensors"
+    return load_file(str(adapter if adapter.is_file() else Path(model_dir) / "model.safetensors"))
 
 
 def assert_same_weights(actual_dir: Path, expected_dir: Path) -> None:
@@ -73,7 +75,9 @@ def two_process_runs(tmp_path_factory):
     launch = torchrun([*cases, killed], root, "first")
     assert launch.returncode != 0, "the last case kills its processes"
     for case in cases:
-        assert (root / case["name"] / "model" / "model.safetensors").is_file(), launch.stderr[-3000:]
+        model_dir = root / case["name"] / "model"
+        assert any((model_dir / name).is_file() for name in ("model.safetensors", "adapter_model.safetensors")), \
+            launch.stderr[-3000:]
     interrupted = rundir.read_run(root / "killed")
     assert interrupted["status"] == "running" and not (root / "killed" / "model").exists()
     assert rundir.latest_checkpoint(root / "killed").name == f"checkpoint-{SAVE_EVERY}"

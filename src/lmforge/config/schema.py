@@ -506,6 +506,15 @@ class Config(Strict):
     train: TrainConfig = TrainConfig()
     bootstrap: BootstrapConfig = BootstrapConfig()
 
+    @model_validator(mode="after")
+    def _adapters_shard_with_ddp(self) -> "Config":
+        if self.model.adapter is not None and self.train.fsdp is not None:
+            # PyTorch's fully_shard fails on peft's wrapped layers (checked with torch 2.13 /
+            # peft 0.21); an adapter's gradients and optimizer state are small anyway
+            raise ValueError("model.adapter: adapters train with DDP or train.deepspeed, not train.fsdp; "
+                             "remove train.fsdp")
+        return self
+
     @property
     def output_path(self) -> Path:
         return Path(self.run.output_dir)
