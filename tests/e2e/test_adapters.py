@@ -120,7 +120,10 @@ def test_sweep_and_eval_take_adapter_checkpoints(lora_run, user_files, capsys):
     assert [row["step"] for row in report["rows"]] == [2, 4]
     best = lora_run / "best"
     assert (best / "adapter_config.json").is_file()
-    assert load_checkpoint(best).model is not None  # the run's base/ beside it
+    moved = lora_run.parent / "moved-best"
+    best.rename(moved)  # a self-contained model directory: it holds its fresh base
+    assert (moved / "base" / "model.safetensors").is_file()
+    assert load_checkpoint(moved).model is not None
     output = lora_run.parent / "eval.json"
     assert main(["eval", str(lora_run / "checkpoint-2"), "--task", str(user_files / "test.jsonl"), "--limit", "2",
                  "--max-new-tokens", "8", "--output", str(output)]) == 0

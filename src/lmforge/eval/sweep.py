@@ -22,6 +22,7 @@ from lmforge.eval.checkpoint import MODEL_META_FILE, TOKENIZER_FILES, checkpoint
 from lmforge.eval.evaluate import EvalOptions
 from lmforge.eval.runner import check_tasks, evaluate_loaded
 from lmforge.eval.tasks import LOWER_IS_BETTER, Task
+from lmforge.models.adapters import BASE_DIR, is_adapter_dir
 from lmforge.report.plots import plot_metric_vs_step
 from lmforge.train.rundir import write_json_atomic
 
@@ -91,6 +92,9 @@ def copy_best(checkpoint: Path, run_dir: Path) -> Path:
         for path in source.tokenizer_dir.iterdir():
             if path.name in TOKENIZER_FILES or path.name.startswith(("special_tokens", "chat_template")):
                 shutil.copy2(path, staging / path.name)
+    fresh_base = run_dir / BASE_DIR
+    if is_adapter_dir(checkpoint) and fresh_base.is_dir():  # a freshly built base travels with its adapter
+        shutil.copytree(fresh_base, staging / BASE_DIR)
     if source.meta and not (staging / MODEL_META_FILE).is_file():
         (staging / MODEL_META_FILE).write_text(json.dumps(source.meta, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
