@@ -3,7 +3,8 @@ adapter merged in), optionally in another dtype or quantized by bitsandbytes so 
 `AutoModelForCausalLM.from_pretrained` loads it as is (seed 004 ships such an 8-bit copy),
 with the tokenizer, lmforge.json and a model card.
 
-The directory is written to OUTPUT.tmp/ and moved into place only when complete.
+The directory is written to OUTPUT.tmp/ and moved into place only when complete;
+--overwrite replaces only a previous export, never another directory.
 """
 
 from __future__ import annotations
@@ -64,9 +65,23 @@ def check_request(request: ExportRequest, model_dir: Path) -> bool:
     output = request.output
     if output.resolve() == request.run_dir.resolve() or request.run_dir.resolve() in output.resolve().parents:
         raise LmforgeError(f"--output: {output} lies inside the run directory; choose a directory outside it")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not request.overwrite:
-        raise LmforgeError(f"--output: {output} exists and is not empty; pass --overwrite to replace it")
+    if output.exists() and not output.is_dir():
+        raise LmforgeError(f"--output: {output} is a file; choose a directory")
+    if output.exists() and any(output.iterdir()):
+        if not request.overwrite:
+            raise LmforgeError(f"--output: {output} exists and is not empty; pass --overwrite to replace it")
+        if not _is_export(output):  # --overwrite deletes it: only what an export wrote
+            raise LmforgeError(f"--output: {output} is not an lmforge export (no {META_FILE} with an export "
+                               "record); --overwrite replaces only a previous export, choose another directory")
     return adapter
+
+
+def _is_export(directory: Path) -> bool:
+    try:
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "export" in meta
 
 
 def _trained_dtype(run_dir: Path) -> str:
@@ -115,6 +130,7 @@ def export_run(request: ExportRequest) -> Path:
     output = request.output
     staging = output.with_name(output.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)  # the quantized path's scratch directory lies beside it
     description: dict[str, Any] = {"source": str(request.run_dir), "merged": adapter and request.merge,
                                    "adapter": adapter and not request.merge, "dtype": dtype,
                                    "quantize": request.quantize}
