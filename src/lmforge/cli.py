@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight dtype (default: the run's model.dtype)")
     export.add_argument("--quantize", choices=["8bit", "4bit"], default=None,
                         help="a bitsandbytes-quantized copy that from_pretrained loads as is (needs lmforge[qlora])")
-    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --output directory")
+    export.add_argument("--overwrite", action="store_true", help="replace a previous export in --output")
     export.set_defaults(handler=cmd_export)
 
     estimate = commands.add_parser("estimate", help="per-GPU memory of training the config under DDP, ZeRO-2, "
