@@ -235,7 +235,7 @@ def test_unknown_key_without_a_close_name_lists_the_valid_keys(tmp_path):
         run:
           zzzzzz: 1
     """)
-    assert error_of(path) == f"{path}:4: unknown key 'run.zzzzzz' (valid keys: output_dir, seed)"
+    assert error_of(path) == f"{path}:4: unknown key 'run.zzzzzz' (valid keys: output_dir, seed, card)"
 
 
 def test_unknown_key_from_set_names_the_override(tmp_path):

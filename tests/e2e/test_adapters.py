@@ -146,9 +146,9 @@ def test_bootstrap_keeps_training_the_adapter(tmp_path, user_files, lora_run):
         trained = load_file(model_dir / "adapter_model.safetensors")
         assert trained.keys() == start.keys()
         assert any(not torch.equal(trained[k], start[k]) for k in start)
-        # every round's adapter sits on the first run's fresh base
+        # every round's adapter sits on the fresh base that travels with the starting model
         assert json.loads((model_dir / "lmforge.json").read_text())["adapter"]["base"] == \
-            str((lora_run / "base").resolve())
+            str(lora_run / "model" / "base")
 
 
 def test_an_adapter_model_refuses_a_second_adapter(tmp_path, user_files, lora_run, capsys):
