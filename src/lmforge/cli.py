@@ -4,6 +4,7 @@ function. User errors print one line and exit with code 2 (traceback with --debu
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -303,6 +304,10 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "abl
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not args.debug:
+        # bitsandbytes (imported by peft) warns on every start that the optional `kernels`
+        # package, which fetches CPU kernels from the hub, is missing
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     # a subcommand's own handler first: `config import-oa` has one, `config show` does not
     handler = (getattr(args, "handler", None) or {"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command)
                or COMMANDS[args.command])
