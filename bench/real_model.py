@@ -15,6 +15,12 @@ after the first. Evaluation runs in the parent, so it is not counted in any vari
 
     python bench/real_model.py [--steps 10 --eval-limit 50 --variants full,lora,qlora]
                                [--cache DIR] [--output results.json]
+
+OMP_WAIT_POLICY defaults to PASSIVE here (the environment's value wins): where other work
+shares the cores, OpenMP threads that spin while they wait lose whole time slices, and a
+training step or generation got 10-30x slower on this 2-CPU machine. Passive waiting makes
+each small operation pay a thread wake-up instead, which weighs more on LoRA's many small
+matmuls than on full finetuning: compare step-time ratios on a quiet machine, over repeats.
 """
 
 from __future__ import annotations
@@ -42,10 +48,7 @@ VARIANTS = {
     "qlora": {"adapter": ADAPTER, "quantization": QUANTIZATION},
 }
 LOG_PREFIX = "[bench]"
-# OpenMP threads that spin while they wait lose whole time slices when other processes share
-# the cores, which made CPU generation several times slower here; passive waiting costs
-# little on an idle machine. Set before torch is imported; the training processes inherit it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see the docstring; before torch is imported, children inherit it
 
 
 def log(message: str) -> None:
