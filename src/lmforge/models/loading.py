@@ -67,6 +67,9 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
+        # read the file instead of mapping it: the unquantized tensors (embeddings, norms)
+        # would stay views into the mapping, keeping the whole full-precision file resident
+        kwargs["disable_mmap"] = True
     try:
         return AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError) as exc:
