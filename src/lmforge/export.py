@@ -39,11 +39,7 @@ class ExportRequest:
 
 
 def _finished_model_dir(run_dir: Path) -> Path:
-    run = rundir.read_run(run_dir)
-    if run is None:
-        raise LmforgeError(f"{run_dir}: not an lmforge run directory (no {rundir.RUN_FILE})")
-    if run.get("status") != "finished":
-        raise LmforgeError(f"{run_dir}: the run is {run.get('status')}; only a finished run can be exported")
+    rundir.read_finished_run(run_dir, "an export")
     return run_dir / rundir.MODEL_DIR
 
 

@@ -249,7 +249,7 @@ def test_an_unfinished_run_is_refused(lora_run, tmp_path, capsys, status):
     record = json.loads((run / "run.json").read_text())
     (run / "run.json").write_text(json.dumps({**record, "status": status}))
     message = _refused(capsys, [str(run), "--output", str(tmp_path / "out")])
-    assert f"the run is {status}; only a finished run can be exported" in message
+    assert f"the run is {status}; an export needs a finished run" in message
     assert not (tmp_path / "out").exists()
 
 

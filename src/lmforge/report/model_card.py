@@ -95,12 +95,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def read_run_files(run_dir: Path) -> RunFiles:
     """The card's inputs; a one-line error unless `run_dir` holds a finished run."""
-    run = rundir.read_run(run_dir)
-    if run is None:
-        raise LmforgeError(f"{run_dir}: not an lmforge run directory (no {rundir.RUN_FILE})")
-    if run.get("status") != "finished":
-        raise LmforgeError(f"{run_dir}: the run is {run.get('status')}; a model card needs a finished run")
-    files = RunFiles(run_dir, run)
+    files = RunFiles(run_dir, rundir.read_finished_run(run_dir, "a model card"))
     if (run_dir / "config.yaml").is_file():
         files.config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
     model_dir = run_dir / rundir.MODEL_DIR

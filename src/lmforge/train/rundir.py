@@ -45,6 +45,16 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def read_finished_run(run_dir: Path, needed_by: str) -> dict[str, Any]:
+    """run.json of a finished run; otherwise a one-line error saying what needs one."""
+    run = read_run(run_dir)
+    if run is None:
+        raise LmforgeError(f"{run_dir}: not an lmforge run directory (no {RUN_FILE})")
+    if run.get("status") != "finished":
+        raise LmforgeError(f"{run_dir}: the run is {run.get('status')}; {needed_by} needs a finished run")
+    return run
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     checkpoints = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
     return max(checkpoints, key=lambda p: int(p.name.split("-")[-1]), default=None)
