@@ -354,6 +354,9 @@ SEED_001 = ["presets/oasst-sft.yaml", "defaults", "redpajama-3b"]
      "model.name_or_path: 'nowhere/unknown-model-7b' is not a local directory"),
     (["presets/oasst-sft.yaml", "defaults", "tiny", "--set", "model.architecture=gpt2"],
      "model.architecture: lmforge estimate has no activation formula for model_type 'gpt2'"),
+    # not a full-finetuning figure for an adapter run: it would overstate its memory
+    (["presets/minisymposium.yaml", "defaults"],
+     "model.adapter: lmforge estimate models full finetuning only; adapters and quantized bases are not modelled"),
 ])
 def test_cli_bad_inputs_exit_2_with_one_line(capsys, args, message):
     assert main(["estimate", *args]) == 2

@@ -52,6 +52,11 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
     if gpus < 1:
         raise LmforgeError(f"--gpus {gpus}: need at least one GPU")
     model, train = config.model, config.train
+    if model.adapter is not None or model.quantization is not None:
+        # a full-finetuning figure for an adapter run would overstate its memory several times
+        key = "model.adapter" if model.adapter is not None else "model.quantization"
+        raise LmforgeError(f"{key}: lmforge estimate models full finetuning only; adapters and quantized bases "
+                           "are not modelled yet")
     source = ModelSource(model.name_or_path, model.architecture, model.size.model_dump(), model.tokenizer,
                          model.trust_remote_code, model.dtype, model.freeze_embeddings)
     from lmforge.train.pipeline import needed_special_tokens  # the tokens training would add
