@@ -14,12 +14,13 @@ from lmforge.models import gguf
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _looks_local(name: str) -> bool:
+def looks_local(name: str) -> bool:
+    """A path rather than a hub name ('org/model')."""
     return name.startswith((".", "/", "~")) or Path(name).exists() or name.count("/") > 1
 
 
 def _check_path(name: str, what: str, key: str) -> None:
-    if _looks_local(name) and not Path(name).expanduser().is_dir():
+    if looks_local(name) and not Path(name).expanduser().is_dir():
         raise LmforgeError(f"{key}: {what} directory '{name}' does not exist")
 
 

@@ -33,7 +33,7 @@ from lmforge.data.formats import get_format
 from lmforge.errors import LmforgeError
 from lmforge.eval.results import format_value
 from lmforge.eval.tasks import NAMED
-from lmforge.models.loading import _looks_local
+from lmforge.models.loading import looks_local
 from lmforge.report.plots import read_metrics
 from lmforge.train import rundir
 
@@ -145,7 +145,7 @@ def _duration(seconds: float) -> str:
 
 def hub_base_model(name_or_path: str | None) -> str | None:
     """The base model as a hub id (owner/name), or None for a fresh model or a local one."""
-    if not name_or_path or _looks_local(name_or_path) or name_or_path.endswith(".gguf"):
+    if not name_or_path or looks_local(name_or_path) or name_or_path.endswith(".gguf"):
         return None
     return name_or_path
 
