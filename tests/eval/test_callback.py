@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import yaml
+from transformers import TrainerCallback
 
 from tests.eval.conftest import cli_error, run_cli, write_config
 
@@ -38,3 +39,25 @@ def test_a_bad_eval_task_fails_before_training(tmp_path, user_files, task_files,
     assert not (tmp_path / "run" / "checkpoint-2").exists()
     config = _config(tmp_path, user_files, [{"task": str(task_files["arc"]), "every": 0}])
     assert "train.eval_tasks" in cli_error(capsys, ["train", str(config), "--overwrite"])
+
+
+class RecordingIntegration(TrainerCallback):
+    """Stands in for TensorBoard / wandb / mlflow: the Trainer puts these callbacks first."""
+
+    seen: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        RecordingIntegration.seen.append(dict(logs or {}))
+
+
+def test_task_scores_reach_the_logging_integrations(tmp_path, user_files, task_files, capsys, monkeypatch):
+    import transformers.trainer
+
+    monkeypatch.setattr(transformers.trainer, "get_reporting_integration_callbacks",
+                        lambda report_to: [RecordingIntegration])
+    RecordingIntegration.seen = []
+    config = _config(tmp_path, user_files, [{"task": str(task_files["arc"]), "every": 2, "shots": 1}])
+    code, _, err = run_cli(capsys, ["train", str(config)])
+    assert code == 0, err
+    logged = [row for row in RecordingIntegration.seen if "eval_arc_acc_norm" in row]
+    assert len(logged) == 2 and all("loss" in row for row in logged)

@@ -450,6 +450,11 @@ def run_training(
         guard=guard,
         no_decay_params=partial,
     )
+    if task_evals:
+        # first of all callbacks: the logging integrations (TensorBoard, wandb, mlflow) come
+        # before ours and must see the scores it adds to the training log
+        trainer.callback_handler.callbacks.remove(task_evals)
+        trainer.callback_handler.callbacks.insert(0, task_evals)
     try:
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         metrics = trainer.evaluate() if data.val is not None else {}
