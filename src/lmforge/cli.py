@@ -302,6 +302,13 @@ COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "abl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lmforge.eval.cli import COMPARE_COMMAND
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    words = [word for word in argv if word != "--debug"]
+    if words[:2] == ["eval", "compare"]:  # `eval` takes a model directory; `eval compare` files
+        at = argv.index("eval")
+        argv[at:at + 2] = [COMPARE_COMMAND]
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not args.debug:

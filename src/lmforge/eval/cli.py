@@ -40,6 +40,15 @@ def add_eval_commands(commands) -> None:
     evaluate.add_argument("--output", default=None, help="results JSON (default: eval_results/<model>-<tasks>.json)")
     evaluate.set_defaults(handler=cmd_eval)
 
+    # `lmforge eval compare FILE ...`: main() routes it here (eval's own first argument is a model)
+    compare = commands.add_parser(COMPARE_COMMAND, prog="lmforge eval compare",
+                                  help="(as `lmforge eval compare`) results files side by side: a table of tasks x "
+                                       "models with standard errors, and a PNG bar chart")
+    compare.add_argument("results", nargs="+", help="results JSON files of lmforge eval (two or more)")
+    compare.add_argument("--output", default="eval_results/compare.png",
+                         help="bar chart PNG; the table is written beside it as .md (default: eval_results/compare.png)")
+    compare.set_defaults(handler=cmd_compare)
+
     sweep = commands.add_parser("sweep", help="evaluate every checkpoint of a run and pick the best")
     sweep.add_argument("run_dir")
     _task_args(sweep)
@@ -47,6 +56,18 @@ def add_eval_commands(commands) -> None:
                                                       "primary metric)")
     sweep.add_argument("--copy-best", action="store_true", help="copy the best checkpoint to RUN_DIR/best")
     sweep.set_defaults(handler=cmd_sweep)
+
+
+COMPARE_COMMAND = "eval-compare"
+
+
+def cmd_compare(args) -> int:
+    from lmforge.eval.compare import run_compare
+
+    table, png = run_compare(args.results, Path(args.output))
+    print(table, end="")
+    print(f"[lmforge] bar chart in {png}, table in {png.with_suffix('.md')}")
+    return 0
 
 
 def _options(args):

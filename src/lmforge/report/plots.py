@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -90,6 +91,30 @@ def plot_metric_vs_step(series: dict[str, list[tuple[int, float]]], ylabel: str,
 def _save_with_legend(fig, ax, png_path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path
+
+
+def plot_grouped_bars(groups: list[str], bars: dict[str, list[tuple[float, float | None]]], png_path: Path) -> Path:
+    """One panel per group (a task's metric, each on its own scale), one bar per series (a
+    model) with its standard error; a missing value (NaN) leaves its bar out."""
+    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.0, 2.2 + 1.1 * len(bars)) * len(groups) ** 0.8, 4),
+                             dpi=120, squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (ax, group) in enumerate(zip(axes[0], groups)):
+        for position, (label, cells) in enumerate(bars.items()):
+            value, stderr = cells[index]
+            if math.isnan(value):
+                continue
+            error = stderr if stderr is not None and math.isfinite(stderr) else 0.0
+            ax.bar(position, value, yerr=error or None, capsize=5, color=colors[position % len(colors)], label=label)
+            ax.annotate(f"{value:.3g}", (position, value + error), ha="center", va="bottom", xytext=(0, 3),
+                        textcoords="offset points", fontsize=8)  # above the error bar
+        ax.set_xticks(range(len(bars)), list(bars), rotation=30, ha="right", fontsize=8)
+        ax.set_title(group, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
