@@ -5,7 +5,10 @@ exact match must agree, item by item."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +17,7 @@ from lmforge.eval import harness
 from lmforge.eval.evaluate import EvalOptions
 from lmforge.eval.runner import run_eval
 from lmforge.eval.tasks import load_task
-from tests.eval.conftest import TEST, cli_error
+from tests.eval.conftest import TEST, TRAIN, cli_error
 
 pytest.importorskip("lm_eval")
 
@@ -82,3 +85,116 @@ def test_failed_harness_run_is_a_one_line_error(random_model_dir, task_files, tm
 def test_harness_bridge_refuses_qa(random_model_dir, task_files, tmp_path):
     with pytest.raises(LmforgeError, match="the harness bridge covers"):
         harness.run_harness(random_model_dir, [load_task(str(task_files["squad"]))], OPTIONS, tmp_path / "h.json")
+
+
+# ------------------------------------------------ the harness's own few-shot prompts
+
+def _native_task(directory, name, shipped, files, **overrides):
+    """A task YAML of the shipped harness config `shipped` (tasks/gsm8k/gsm8k.yaml, ...) over
+    local files: everything else (prompt, delimiters, until, splits, metrics) as shipped."""
+    import lm_eval
+    import yaml
+
+    config = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks" / shipped).read_text())
+    config.pop("tag", None)
+    config.pop("dataset_name", None)
+    config.update(task=name, dataset_path="json", dataset_kwargs={"data_files": {k: str(v) for k, v in files.items()}},
+                  **overrides)
+    (directory / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return name
+
+
+def _write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _short_gsm(rows):
+    firsts = [r["question"].split(". ")[0] for r in rows]
+    return [{"question": f"{first}. How many?", "answer": f"{first.split()[2]} = {first.split()[2]}.\n#### "
+             f"{first.split()[2]}"} for first in firsts]
+
+
+def _arc_rows(rows):
+    return [{"id": f"q{i}", "question": r["question"],
+             "choices": {"text": [str(int(r["answer"]) + 1), r["answer"], "none"], "label": ["A", "B", "C"]},
+             "answerKey": "B" if i % 3 else "A"} for i, r in enumerate(rows)]
+
+
+def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
+    """The real harness, building its own 5-shot GSM8K and 25-shot ARC prompts from its
+    shipped task configs over the same local files, against lmforge's defaults: the same
+    prompts byte for byte and the same per-item results. Both pool cases: a separate
+    few-shot split (as shipped) and the evaluated split itself (n+1 drawn, itself removed)."""
+    from lmforge.eval.answers import harness_match
+    from lmforge.eval.checkpoint import resolve
+    from lmforge.eval.fewshot import PLAIN_UNTIL, make_style
+    from lmforge.models.loading import load_tokenizer
+
+    import lm_eval
+    import yaml
+    from lm_eval.models.huggingface import HFLM
+
+    shipped_gsm8k = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/gsm8k/gsm8k.yaml").read_text())
+    assert tuple(shipped_gsm8k["generation_kwargs"]["until"]) == PLAIN_UNTIL
+    assert "max_gen_toks" not in shipped_gsm8k["generation_kwargs"]
+    assert HFLM.max_gen_toks.fget(None) == EvalOptions().max_new_tokens == 256  # the default generation limit
+    data, tasks_dir = tmp_path / "data", tmp_path / "tasks"
+    data.mkdir(), tasks_dir.mkdir()
+    # Short problems ("Emma has 7 stamps. How many?") and a 64-token limit (set in the YAML as
+    # max_gen_toks): 5-shot prompts (~280 tokens) + 64 fit the model's 512 positions. Longer
+    # ones the harness left-truncates to max_length - max_gen_toks tokens, which lmforge's
+    # generation does not do yet; the default limits (256) are checked above.
+    gsm = _short_gsm(TEST)
+    files = {"gsm_train": _write_rows(data / "gsm_train.jsonl", _short_gsm(TRAIN[:40])),
+             "gsm_split": _write_rows(data / "gsm_split.jsonl", gsm),
+             "gsm_self": _write_rows(data / "gsm_self.jsonl", gsm),
+             "arc_train": _write_rows(data / "arc_train.jsonl", _arc_rows(TRAIN[:40])),
+             "arc_split": _write_rows(data / "arc_split.jsonl", _arc_rows(TRAIN[100:112])),
+             "arc_self": _write_rows(data / "arc_self.jsonl", _arc_rows(TRAIN[100:130]))}
+    generation = {**shipped_gsm8k["generation_kwargs"], "max_gen_toks": 64}
+    names = [
+        _native_task(tasks_dir, "gsm_split", "gsm8k/gsm8k.yaml",
+                     {"train": files["gsm_train"], "test": files["gsm_split"]}, generation_kwargs=generation),
+        _native_task(tasks_dir, "gsm_self", "gsm8k/gsm8k.yaml", {"test": files["gsm_self"]}, training_split=None,
+                     fewshot_split="test", generation_kwargs=generation),
+        _native_task(tasks_dir, "arc_split", "arc/arc_easy.yaml", {"train": files["arc_train"], "validation":
+                     files["arc_split"], "test": files["arc_split"]}, num_fewshot=25),
+        _native_task(tasks_dir, "arc_self", "arc/arc_easy.yaml", {"test": files["arc_self"]}, training_split=None,
+                     validation_split=None, fewshot_split="test", num_fewshot=25),
+    ]
+    source = resolve(gsm8k_model_dir)
+    command = harness.harness_command(source, names, tasks_dir, tmp_path / "out", EvalOptions(batch_size=8), 512)
+    env = {**os.environ, **harness.OFFLINE_ENV, "HF_DATASETS_CACHE": str(tmp_path / "hf")}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def theirs(name, filt="none"):
+        path = next((tmp_path / "out").rglob(f"samples_{name}_*.jsonl"))
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return sorted((r for r in rows if r["filter"] == filt), key=lambda r: r["doc_id"])
+
+    def ours(name, shots, fewshot=None):
+        options = EvalOptions(shots=shots, batch_size=8, max_new_tokens=64)  # defaults: harness sampler, seed 1234
+        run_eval(gsm8k_model_dir, [load_task(str(files[name]), fewshot=fewshot and str(files[fewshot]))], options,
+                 tmp_path / f"{name}.json")
+        return [json.loads(line) for line in (tmp_path / f"{name}.samples.jsonl").read_text().splitlines()]
+
+    bos = make_style("plain", load_tokenizer(str(source.tokenizer_dir)), source.meta).bos
+    counts = {}
+    for name, fewshot in (("gsm_split", "gsm_train"), ("gsm_self", None)):
+        mine, strict, flexible = ours(name, 5, fewshot), theirs(name, "strict-match"), theirs(name, "flexible-extract")
+        counts[name] = (sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, strict)),
+                        sum(s["resps"][0][0] == m["output"]
+                            and s["exact_match"] == harness_match(m["strict"], m["gold"])
+                            and f["exact_match"] == harness_match(m["flexible"], m["gold"])
+                            for m, s, f in zip(mine, strict, flexible)), len(mine), len(strict))
+    for name, fewshot in (("arc_split", "arc_train"), ("arc_self", None)):
+        mine, its = ours(name, 25, fewshot), theirs(name)
+        counts[name] = (sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, its)),
+                        sum(s["acc"] == float(m["acc"] == m["gold"])
+                            and s["acc_norm"] == float(m["acc_norm"] == m["gold"]) for m, s in zip(mine, its)),
+                        len(mine), len(its))
+    print("prompts identical, results identical, lmforge items, harness items:", counts)
+    assert all(same_prompts == same_results == n == n_harness for same_prompts, same_results, n, n_harness
+               in counts.values()), counts

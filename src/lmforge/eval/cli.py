@@ -19,6 +19,11 @@ def _task_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fewshot-file", default=None,
                         help="few-shot pool (default: the task file itself, leaving out the evaluated record)")
     parser.add_argument("--seed", type=int, default=1234, help="few-shot sampling seed (default 1234)")
+    parser.add_argument("--fewshot-sampler", default="harness", metavar="harness|per-item|first_n",
+                        help="how few-shot examples are drawn: harness (default, every format: lm-evaluation-"
+                             "harness's draws, so plain prompts are its prompts byte for byte and other formats "
+                             "show the same examples), per-item (each item seeded by (seed, index), independent "
+                             "of the other items), first_n (the pool's first N, as MMLU)")
     parser.add_argument("--format", default=None,
                         help="prompt format: plain (harness style), remask, openassistant, chat_template "
                              "(default: the model's own format, else plain)")
@@ -72,7 +77,7 @@ def cmd_compare(args) -> int:
 
 def _options(args):
     from lmforge.eval.evaluate import EvalOptions
-    from lmforge.eval.fewshot import check_style
+    from lmforge.eval.fewshot import check_sampler, check_style
 
     for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
         if value < 1:
@@ -81,8 +86,10 @@ def _options(args):
         raise LmforgeError(f"--limit {args.limit}: must be at least 1")
     if args.format is not None:
         check_style(args.format)
-    return EvalOptions(shots=args.shots, seed=args.seed, style=args.format, batch_size=args.batch_size,
-                       max_new_tokens=args.max_new_tokens, show_progress=sys.stderr.isatty())
+    check_sampler(args.fewshot_sampler)
+    return EvalOptions(shots=args.shots, seed=args.seed, fewshot_sampler=args.fewshot_sampler, style=args.format,
+                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                       show_progress=sys.stderr.isatty())
 
 
 def _tasks(args):

@@ -9,7 +9,7 @@ from typing import Any
 from lmforge.errors import LmforgeError
 from lmforge.eval import loglik, metrics
 from lmforge.eval.answers import extract_flexible, extract_strict_answer, harness_match
-from lmforge.eval.fewshot import PLAIN, PromptStyle, default_style, draw_shots, make_style
+from lmforge.eval.fewshot import HARNESS, PLAIN, PromptStyle, default_style, draw_shots, make_style
 from lmforge.eval.generate import generate, stop_token_ids
 from lmforge.eval.tasks import Task
 
@@ -19,6 +19,8 @@ class EvalOptions:
     shots: int = 0
     seed: int = 1234
     """Few-shot seed (the harness's default fewshot seed is 1234 too)."""
+    fewshot_sampler: str = HARNESS
+    """How examples are drawn (fewshot.py): `harness` (its draws, for every style) or `per-item`."""
     style: str | None = None
     """Prompt format; None: the model's own (lmforge models), else plain."""
     batch_size: int = 16
@@ -37,7 +39,7 @@ def evaluate_task(model, tokenizer, meta: dict, task: Task, options: EvalOptions
     style = make_style(options.style or default_style(meta), tokenizer, meta)
     if task.kind == "perplexity":
         return _perplexity(model, tokenizer, meta, task, style, options)
-    shots = draw_shots(task, options.shots, options.seed)
+    shots = draw_shots(task, options.shots, options.seed, options.fewshot_sampler)
     contexts = [style.context(s, item) for s, item in zip(shots, task.items)]
     if task.kind == "multiple_choice":
         return _multiple_choice(model, tokenizer, task, style, contexts, options)

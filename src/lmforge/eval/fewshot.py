@@ -9,14 +9,27 @@ with continuations joined by one space; the other styles are lmforge's prompt fo
 (remask, openassistant, chat_template), where every example is a finished user/assistant
 exchange and the query ends with the format's generation prompt.
 
-Sampling is per item: item i draws its examples with its own generator seeded by
-(seed, i), so a prompt never depends on batching, order or `--limit`.
+Samplers (`--fewshot-sampler`):
+
+- `harness` (the default, whatever the style): lm-evaluation-harness 0.4.x's
+  `ContextSampler` (lm_eval/api/samplers.py). One `random.Random(seed)` per task, seed
+  1234 unless set (evaluator.py `set_fewshot_seed`), advanced item after item in file
+  order; each item takes `rnd.sample(pool, k)`. When the pool is the evaluated file itself
+  (the harness's `fewshot_split == test_split`), it draws k+1 and drops the records equal to
+  the item, keeping the first k (if equal copies leave fewer than k, it draws k again from
+  the pool without them). The draws do not depend on the style, so `--formats` compares
+  formats on the same examples, and the harness's `--apply_chat_template` runs draw them
+  too; a plain prompt is byte for byte the harness's. `--limit N` keeps the first N draws.
+- `per-item`: item i draws with its own generator seeded by (seed, i), so a prompt never
+  depends on the other items (reordering a file leaves each item's prompt as it was).
+- `first_n`: the harness's `FirstNSampler` (MMLU's canonical examples): the pool's first k
+  records, less the item's own.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lmforge.data.conversation import Segment
 from lmforge.data.formats import FORMATS, get_format
@@ -26,24 +39,64 @@ from lmforge.eval.tasks import Item, Task
 PLAIN = "plain"
 STYLES = (PLAIN, *FORMATS)
 SHOT_DELIMITER = "\n\n"
+PLAIN_UNTIL = ("Question:", "</s>", "<|im_end|>")
+"""The harness GSM8K task's `until` (tasks/gsm8k/gsm8k.yaml); the generation limit is
+EvalOptions.max_new_tokens, 256 as the harness's `max_gen_toks` default."""
+HARNESS, PER_ITEM, FIRST_N = "harness", "per-item", "first_n"
+SAMPLERS = (HARNESS, PER_ITEM, FIRST_N)
 TARGET_DELIMITER = " "
 
 
-def draw_shots(task: Task, k: int, seed: int) -> list[list[Item]]:
-    """k pool examples for every item of `task` (never the item itself)."""
+def draw_shots(task: Task, k: int, seed: int, sampler: str = HARNESS) -> list[list[Item]]:
+    """k pool examples for every item of `task` (never the item itself), drawn by `sampler`."""
     if k < 0:
         raise LmforgeError(f"--shots {k}: must be 0 or more")
+    check_sampler(sampler)
     if k == 0:
         return [[] for _ in task.items]
+    # the harness's test: is the few-shot split the evaluated one? (then an item's own record is left out)
+    same_split = task.pool_source == task.source
+    available = len(task.pool) - (1 if same_split else 0)
+    if k > available:
+        detail = f" ({len(task.pool)} records, less the one evaluated)" if same_split else ""
+        raise LmforgeError(f"--shots {k}: the few-shot pool {task.pool_source} has only {available} examples{detail}")
+    if sampler == PER_ITEM:
+        return [random.Random(seed * 1_000_003 + index).sample(_others(task, item, same_split, k), k)
+                for index, item in enumerate(task.items)]
+    if sampler == FIRST_N:
+        return [_others(task, item, same_split, k)[:k] for item in task.items]
+    rnd = random.Random(seed)  # one generator for the whole task, as the harness's sampler
     shots = []
-    for index, item in enumerate(task.items):
-        candidates = [example for example in task.pool if example is not item]
-        if k > len(candidates):
-            detail = f" ({len(task.pool)} records, less the one evaluated)" if len(candidates) < len(task.pool) else ""
-            raise LmforgeError(f"--shots {k}: the few-shot pool {task.pool_source} has only {len(candidates)} "
-                               f"examples{detail}")
-        shots.append(random.Random(seed * 1_000_003 + index).sample(candidates, k))
+    for item in task.items:
+        if not same_split:
+            shots.append(rnd.sample(task.pool, k))
+            continue
+        drawn = [x for x in rnd.sample(task.pool, k + 1) if not _same_record(x, item)][:k]
+        if len(drawn) < k:  # equal copies of the item were drawn (samplers.py: the resample)
+            drawn = rnd.sample(_others(task, item, True, k), k)
+        shots.append(drawn)
     return shots
+
+
+def _same_record(a: Item, b: Item) -> bool:
+    """The harness compares documents by value (`x != doc`); an Item's `where` (file:line)
+    is not part of the record."""
+    return replace(a, where="") == replace(b, where="")
+
+
+def _others(task: Task, item: Item, same_split: bool, k: int) -> list[Item]:
+    """The pool less the item's own record (and its equal copies) when the pool is the evaluated file."""
+    others = [x for x in task.pool if not _same_record(x, item)] if same_split else list(task.pool)
+    if len(others) < k:
+        raise LmforgeError(f"--shots {k}: {item.where} has copies in the few-shot pool {task.pool_source}; "
+                           f"only {len(others)} other examples are left")
+    return others
+
+
+def check_sampler(name: str) -> str:
+    if name not in SAMPLERS:
+        raise LmforgeError(f"--fewshot-sampler {name}: unknown sampler; valid: {', '.join(SAMPLERS)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -83,7 +136,7 @@ class PromptStyle:
     def stop_strings(self, kind: str) -> list[str]:
         """Text that ends a generated answer (special stop tokens are handled as ids)."""
         if self.name == PLAIN:
-            return ["Question:"] if kind == "generate" else ["\n"]
+            return list(PLAIN_UNTIL) if kind == "generate" else ["\n"]
         return list(get_format(self.name).stop_strings(self.tokenizer))
 
 

@@ -82,8 +82,8 @@ def _rows_and_config(task: Task, contexts: list[str], delimiter: str, stops: lis
 def write_task(task: Task, tokenizer, meta: dict, options: EvalOptions, directory: Path) -> str:
     """Write `<task>.jsonl` and `<task>.yaml` into `directory`; returns the harness task name."""
     style = make_style(options.style or default_style(meta), tokenizer, meta)
-    contexts = [style.context(s, item) for s, item in zip(draw_shots(task, options.shots, options.seed), task.items)] \
-        if task.kind != "perplexity" else []
+    shots = draw_shots(task, options.shots, options.seed, options.fewshot_sampler) if task.kind != "perplexity" else []
+    contexts = [style.context(s, item) for s, item in zip(shots, task.items)]
     stops = style.stop_strings(task.kind)
     rows, kind_config = _rows_and_config(task, contexts, style.target_delimiter, stops, options)
     name = f"lmforge_{task.name}".replace("-", "_").replace(".", "_")

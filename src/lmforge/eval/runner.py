@@ -42,7 +42,7 @@ def check_tasks(tasks: list[Task], options: EvalOptions) -> None:
         if task.kind == "perplexity" and options.shots:
             raise LmforgeError(f"--shots {options.shots}: {task.source} is a perplexity task, which takes no "
                                "few-shot examples")
-        draw_shots(task, options.shots, options.seed)
+        draw_shots(task, options.shots, options.seed, options.fewshot_sampler)
 
 
 def run_eval(model_dir: str | Path, tasks: list[Task], options: EvalOptions, output: Path | None) -> dict[str, Any]:
