@@ -17,7 +17,7 @@ from lmforge.eval import harness
 from lmforge.eval.evaluate import EvalOptions
 from lmforge.eval.runner import run_eval
 from lmforge.eval.tasks import load_task
-from tests.eval.conftest import TEST, TRAIN, cli_error
+from tests.eval.conftest import TEST, TRAIN, cli_error, gsm8k_answer
 
 pytest.importorskip("lm_eval")
 
@@ -115,6 +115,13 @@ def _short_gsm(rows):
              f"{first.split()[2]}"} for first in firsts]
 
 
+LONG_SHOTS = 16
+
+
+def _full_gsm(rows):
+    return [{"question": r["question"], "answer": gsm8k_answer(r)} for r in rows]
+
+
 def _arc_rows(rows):
     return [{"id": f"q{i}", "question": r["question"],
              "choices": {"text": [str(int(r["answer"]) + 1), r["answer"], "none"], "label": ["A", "B", "C"]},
@@ -142,13 +149,15 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
     data, tasks_dir = tmp_path / "data", tmp_path / "tasks"
     data.mkdir(), tasks_dir.mkdir()
     # Short problems ("Emma has 7 stamps. How many?") and a 64-token limit (set in the YAML as
-    # max_gen_toks): 5-shot prompts (~280 tokens) + 64 fit the model's 512 positions. Longer
-    # ones the harness left-truncates to max_length - max_gen_toks tokens, which lmforge's
-    # generation does not do yet; the default limits (256) are checked above.
+    # max_gen_toks): 5-shot prompts (~280 tokens) + 64 fit the model's 512 positions. The
+    # full problems with rationales at 16 shots (gsm_long: prompts of ~700-800 tokens) do not:
+    # both keep each prompt's last 512 - 64 tokens. The default limits (256) are checked above.
     gsm = _short_gsm(TEST)
     files = {"gsm_train": _write_rows(data / "gsm_train.jsonl", _short_gsm(TRAIN[:40])),
              "gsm_split": _write_rows(data / "gsm_split.jsonl", gsm),
              "gsm_self": _write_rows(data / "gsm_self.jsonl", gsm),
+             "gsm_long_train": _write_rows(data / "gsm_long_train.jsonl", _full_gsm(TRAIN[:40])),
+             "gsm_long": _write_rows(data / "gsm_long.jsonl", _full_gsm(TEST[:12])),
              "arc_train": _write_rows(data / "arc_train.jsonl", _arc_rows(TRAIN[:40])),
              "arc_split": _write_rows(data / "arc_split.jsonl", _arc_rows(TRAIN[100:112])),
              "arc_self": _write_rows(data / "arc_self.jsonl", _arc_rows(TRAIN[100:130]))}
@@ -158,6 +167,9 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
                      {"train": files["gsm_train"], "test": files["gsm_split"]}, generation_kwargs=generation),
         _native_task(tasks_dir, "gsm_self", "gsm8k/gsm8k.yaml", {"test": files["gsm_self"]}, training_split=None,
                      fewshot_split="test", generation_kwargs=generation),
+        _native_task(tasks_dir, "gsm_long", "gsm8k/gsm8k.yaml",
+                     {"train": files["gsm_long_train"], "test": files["gsm_long"]}, generation_kwargs=generation,
+                     num_fewshot=LONG_SHOTS),
         _native_task(tasks_dir, "arc_split", "arc/arc_easy.yaml", {"train": files["arc_train"], "validation":
                      files["arc_split"], "test": files["arc_split"]}, num_fewshot=25),
         _native_task(tasks_dir, "arc_self", "arc/arc_easy.yaml", {"test": files["arc_self"]}, training_split=None,
@@ -182,8 +194,9 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
 
     bos = make_style("plain", load_tokenizer(str(source.tokenizer_dir)), source.meta).bos
     counts = {}
-    for name, fewshot in (("gsm_split", "gsm_train"), ("gsm_self", None)):
-        mine, strict, flexible = ours(name, 5, fewshot), theirs(name, "strict-match"), theirs(name, "flexible-extract")
+    for name, fewshot in (("gsm_split", "gsm_train"), ("gsm_self", None), ("gsm_long", "gsm_long_train")):
+        shots = LONG_SHOTS if name == "gsm_long" else 5
+        mine, strict, flexible = ours(name, shots, fewshot), theirs(name, "strict-match"), theirs(name, "flexible-extract")
         counts[name] = (sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, strict)),
                         sum(s["resps"][0][0] == m["output"]
                             and s["exact_match"] == harness_match(m["strict"], m["gold"])

@@ -125,9 +125,13 @@ def _generate(model, tokenizer, meta: dict, task: Task, style: PromptStyle, cont
     stop_strings = style.stop_strings(task.kind)
     token_stops = [s for s in stop_strings if s in tokenizer.get_vocab()]
     stop_ids = stop_token_ids(tokenizer, [tokenizer.eos_token, *token_stops])
+    # the harness keeps a prompt's last (model length - generation limit) tokens; when the
+    # limit alone fills the model's positions (it refuses that), prompts stay whole
+    room = loglik.model_max_length(model) - options.max_new_tokens
     return generate(model, tokenizer, contexts, stop_ids, max_new_tokens=options.max_new_tokens,
                     batch_size=options.batch_size, add_bos=False, show_progress=options.show_progress,
-                    stop_strings=[s for s in stop_strings if s not in token_stops], skip_special_tokens=False)
+                    stop_strings=[s for s in stop_strings if s not in token_stops], skip_special_tokens=False,
+                    max_prompt_tokens=room if room > 0 else None)
 
 
 def _without_special_tokens(text: str, tokenizer) -> str:

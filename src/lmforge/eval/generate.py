@@ -84,10 +84,12 @@ def generate(
     show_progress: bool = False,
     stop_strings: list[str] = (),
     skip_special_tokens: bool = False,
+    max_prompt_tokens: int | None = None,
 ) -> list[str]:
     """Continuations of `prompts`, cut before the first stop token and then before the first
     of each stop string; decoded with special tokens unless `skip_special_tokens` (the
-    harness skips them)."""
+    harness skips them). A prompt longer than `max_prompt_tokens` keeps its last tokens,
+    as lm-evaluation-harness cuts contexts to the model's length less the generation limit."""
     was_training = model.training
     model.eval()
     padding_side = tokenizer.padding_side
@@ -101,6 +103,9 @@ def generate(
                 if add_bos and tokenizer.bos_token:
                     chunk = [tokenizer.bos_token + p for p in chunk]
                 encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+                if max_prompt_tokens is not None and encoded["input_ids"].shape[1] > max_prompt_tokens:
+                    # padding is on the left: the last columns hold every row's last tokens
+                    encoded = {key: value[:, -max_prompt_tokens:] for key, value in encoded.items()}
                 sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
                 width = encoded["input_ids"].shape[1]
                 criteria = StoppingCriteriaList([StopOnStrings(tokenizer, list(stop_strings), width)] if stop_strings else [])
