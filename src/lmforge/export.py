@@ -92,16 +92,14 @@ def _full_model(model_dir: Path, adapter: bool, dtype: str):
     """The run's full model in `dtype`: its weights, or its adapter merged into the
     unquantized base (a QLoRA adapter is merged into the base it was quantized from)."""
     from lmforge.eval.checkpoint import resolve
-    from lmforge.models.adapters import adapter_base, load_adapter, resize_for
+    from lmforge.models.adapters import load_adapter_model
     from lmforge.models.loading import load_model, load_tokenizer
 
     source = resolve(model_dir)
     tokenizer = load_tokenizer(str(source.tokenizer_dir), key=str(source.tokenizer_dir))
     if not adapter:
         return load_model(str(model_dir), dtype), tokenizer
-    base = load_model(adapter_base(model_dir), dtype)
-    resize_for(base, len(tokenizer))
-    return load_adapter(base, model_dir, trainable=False).merge_and_unload(), tokenizer
+    return load_adapter_model(model_dir, len(tokenizer), dtype).merge_and_unload(), tokenizer
 
 
 def _quantized(full_model, quantize: str, dtype: str, scratch: Path):

@@ -14,7 +14,7 @@ import yaml
 
 from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
-from lmforge.models.adapters import is_adapter_dir
+from lmforge.models.adapters import is_adapter_dir, load_adapter_model
 from lmforge.train import rundir
 
 MODEL_META_FILE = "lmforge.json"  # written by train.pipeline.save_final_model
@@ -109,8 +109,12 @@ def load_checkpoint(path: str | Path, dtype: str = "float32") -> LoadedModel:
     source = resolve(path)
     hf_logging.disable_progress_bar()  # a weight-loading bar per checkpoint drowns the evaluation's own
     tokenizer = load_tokenizer(str(source.tokenizer_dir), key=str(source.tokenizer_dir))
-    if is_adapter_dir(source.weights_dir):  # its base is grown to the tokenizer's size
-        return LoadedModel(load_adapter_model(source, len(tokenizer), dtype), tokenizer, source.meta, source)
+    if is_adapter_dir(source.weights_dir):
+        # the base quantized as in training, when it was; an unquantized one gets the
+        # adapter merged in, so generation runs at full speed
+        quantization = _run_quantization(source)
+        model = load_adapter_model(source.weights_dir, len(tokenizer), dtype, quantization=quantization)
+        return LoadedModel(model if quantization else model.merge_and_unload(), tokenizer, source.meta, source)
     model = load_model(str(source.weights_dir), dtype)
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise LmforgeError(f"{source.weights_dir}: the tokenizer in {source.tokenizer_dir} has {len(tokenizer)} "
@@ -128,20 +132,6 @@ def _run_quantization(source: ModelSource) -> dict[str, Any] | None:
     if source.step is not None and config.is_file():
         return ((yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("model") or {}).get("quantization")
     return None
-
-
-def load_adapter_model(source: ModelSource, vocabulary: int, dtype: str = "float32"):
-    """The adapter's base (quantized as in training, when it was) with the adapter on top;
-    an unquantized base gets the adapter merged in, so generation runs at full speed."""
-    from lmforge.models.adapters import adapter_base, load_adapter, quantization_config, resize_for
-    from lmforge.models.loading import load_model
-
-    quantization = _run_quantization(source)
-    base = load_model(adapter_base(source.weights_dir), dtype,
-                      quantization_config=quantization_config(quantization) if quantization else None)
-    resize_for(base, vocabulary)
-    model = load_adapter(base, source.weights_dir, trainable=False)
-    return model if quantization else model.merge_and_unload()
 
 
 def weights_sha256(directory: Path) -> dict[str, str]:

@@ -203,6 +203,20 @@ def resize_for(model: nn.Module, vocabulary: int) -> None:
         model.resize_token_embeddings(vocabulary, mean_resizing=False)
 
 
+def load_adapter_model(directory: Path, vocabulary: int, dtype: str = "float32", *, trainable: bool = False,
+                       quantization: dict[str, Any] | None = None, trust_remote_code: bool = False,
+                       attn_implementation: str | None = None):
+    """The adapter in `directory` on its base: the base loaded (quantized by the
+    model.quantization mapping `quantization`, when given) and grown to the trained
+    tokenizer's `vocabulary`, then the adapter loaded onto it."""
+    from lmforge.models.loading import load_model
+
+    base = load_model(adapter_base(directory), dtype, trust_remote_code, attn_implementation,
+                      quantization_config(quantization) if quantization else None)
+    resize_for(base, vocabulary)
+    return load_adapter(base, directory, trainable)
+
+
 def load_adapter(base: nn.Module, directory: Path, trainable: bool):
     from peft import PeftModel
 

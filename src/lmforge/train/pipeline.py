@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
-
 import torch
+from datasets import Dataset
 from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
@@ -28,8 +27,8 @@ from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
 from lmforge.eval.callback import build_task_eval_callback
 from lmforge.models.adapters import (
-    BASE_DIR, adapter_base, adapter_settings, attach_adapter, base_model, is_adapter_dir, load_adapter, quantization_config,
-    resize_for, trainable_summary,
+    BASE_DIR, adapter_base, adapter_settings, attach_adapter, base_model, is_adapter_dir, load_adapter_model,
+    quantization_config, trainable_summary,
 )
 from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
@@ -42,7 +41,10 @@ from lmforge.report.plots import plot_loss_curve
 from lmforge.train import rundir
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
 from lmforge.train.deepspeed import (
-    deepspeed_training_arguments, load_deepspeed_config, require_deepspeed, resolve_deepspeed_config,
+    deepspeed_training_arguments,
+    load_deepspeed_config,
+    require_deepspeed,
+    resolve_deepspeed_config,
 )
 from lmforge.train.distributed import check_devices, has_accelerator, on_main, process_state, world_size
 from lmforge.train.trainer import LmforgeTrainer
@@ -124,20 +126,18 @@ def _load_base(config: Config, tokenizer, seed: int):
     """The model to train, before special tokens are added: pretrained (maybe quantized),
     freshly built, or an lmforge adapter model whose adapter keeps training."""
     model_cfg = config.model
-    quantization = quantization_config(model_cfg.quantization.model_dump()) if model_cfg.quantization else None
+    quantization = model_cfg.quantization.model_dump() if model_cfg.quantization else None
     source = model_cfg.name_or_path
     if is_adapter_dir(source):
         if model_cfg.adapter is not None:
             raise LmforgeError(f"model.adapter: {source} already holds an adapter, which keeps training; remove "
                                "model.adapter (or lmforge export --merge it to train a new adapter on the result)")
-        directory = Path(source)
-        base = load_model(adapter_base(directory), model_cfg.dtype, model_cfg.trust_remote_code,
-                          model_cfg.attn_implementation, quantization)
-        resize_for(base, len(tokenizer))
-        return load_adapter(base, directory, trainable=True)
+        return load_adapter_model(Path(source), len(tokenizer), model_cfg.dtype, trainable=True,
+                                  quantization=quantization, trust_remote_code=model_cfg.trust_remote_code,
+                                  attn_implementation=model_cfg.attn_implementation)
     if source:
         return load_model(source, model_cfg.dtype, model_cfg.trust_remote_code, model_cfg.attn_implementation,
-                          quantization)
+                          quantization_config(quantization) if quantization else None)
     return build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
                        model_cfg.attn_implementation)
 
