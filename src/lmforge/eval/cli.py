@@ -146,7 +146,8 @@ def keep_in_run(model_dir: str | Path, output: Path, record: dict) -> None:
     """A run's own evaluations are kept in RUN_DIR/eval/ too, and its model card
     (model/README.md) is written again so that it lists them."""
     from lmforge.eval import results
-    from lmforge.report.model_card import EVAL_DIR, write_model_card
+    from lmforge.report.card_inputs import EVAL_DIR
+    from lmforge.report.model_card import write_model_card
     from lmforge.train import rundir
 
     run_dir = run_dir_of(model_dir)

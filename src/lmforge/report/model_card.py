@@ -11,17 +11,15 @@ run directory alone:
 YAML front matter (license, base_model, datasets, tags, model-index) then the training
 procedure in the manner of the seed cards: data, objective, optimizer, schedule, batch and
 sequence, hardware and wall time, an evaluation table and the loss curve. Every file but
-run.json is optional: a missing one leaves its section out.
+run.json is optional: a missing one leaves its section out. Reading the files and the facts
+the front matter and body share are in report/card_inputs.py; this module renders.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,17 +30,14 @@ from lmforge.data.conversation import Conversation, Segment
 from lmforge.data.formats import get_format
 from lmforge.errors import LmforgeError
 from lmforge.eval.results import format_value
-from lmforge.eval.tasks import NAMED
-from lmforge.models.loading import looks_local
-from lmforge.report.plots import read_metrics
-from lmforge.train import rundir
+from lmforge.models.adapters import update_scale
+from lmforge.report.card_inputs import (
+    HUB_DATASET, EvalRow, RunFiles, dataset_entries, dataset_id, dataset_ids, evaluation_rows, hub_base_model,
+    is_adapter_artifact, model_index, quantize_bits, read_run_files, title,
+)
 
 CARD_FILE = "README.md"
 CURVE_FILE = "loss_curve.png"
-EVAL_DIR = "eval"
-META_FILE = "lmforge.json"  # written by train.pipeline.save_final_model
-HUB_DATASET = "not a local file"  # run.json's data_sha256 of a dataset read from the hub
-TASK = {"type": "text-generation", "name": "Text Generation"}
 
 OBJECTIVE_NAMES = {"ce": "cross-entropy (standard SFT)", "mixce": "MixCE", "masked_thought": "Masked Thought",
                    "remask": "ReMask", "remask_cot": "ReMask-CoT", "rank": "cross-entropy + PRO rank loss"}
@@ -52,64 +47,6 @@ OBJECTIVE_SETTINGS = {  # (label, shown as a percentage)
     "p_answer_only": ("Answer-only (full rationale label masking) probability", True),
     "weight": ("Regularization weight", False), "fused": ("Masked and full pass in one forward", False),
 }
-
-
-@dataclass
-class RunFiles:
-    """What a card is made of, read once from the run directory."""
-
-    run_dir: Path
-    run: dict[str, Any]
-    config: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    evals: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    eos_token: str | None = None
-
-    def section(self, *keys: str) -> dict[str, Any]:
-        """config.yaml's mapping at a key path ({} when absent or null)."""
-        node: Any = self.config
-        for key in keys:
-            node = node.get(key) if isinstance(node, dict) else None
-        return node if isinstance(node, dict) else {}
-
-
-@dataclass
-class EvalRow:
-    source: str
-    task: str
-    shots: int | None
-    metric: str
-    value: float
-    stderr: float | None = None
-    dataset: dict[str, Any] | None = None
-    """model-index dataset entry; None: a row for the table only (not this model's weights)."""
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LmforgeError(f"{path}: not valid JSON ({exc})") from None
-
-
-def read_run_files(run_dir: Path) -> RunFiles:
-    """The card's inputs; a one-line error unless `run_dir` holds a finished run."""
-    files = RunFiles(run_dir, rundir.read_finished_run(run_dir, "a model card"))
-    if (run_dir / "config.yaml").is_file():
-        files.config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    model_dir = run_dir / rundir.MODEL_DIR
-    if (model_dir / META_FILE).is_file():
-        files.meta = _read_json(model_dir / META_FILE)
-    if (model_dir / "tokenizer_config.json").is_file():
-        eos = _read_json(model_dir / "tokenizer_config.json").get("eos_token")
-        files.eos_token = eos.get("content") if isinstance(eos, dict) else eos
-    files.metrics = read_metrics(run_dir / "metrics.jsonl")
-    for path in sorted((run_dir / EVAL_DIR).glob("*.json")):
-        record = _read_json(path)
-        if isinstance(record.get("tasks"), list):  # a results record (not e.g. a robustness report)
-            files.evals.append((path.name, record))
-    return files
 
 
 # ------------------------------------------------------------------------ small helpers
@@ -143,116 +80,6 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
-def hub_base_model(name_or_path: str | None) -> str | None:
-    """The base model as a hub id (owner/name), or None for a fresh model or a local one."""
-    if not name_or_path or looks_local(name_or_path) or name_or_path.endswith(".gguf"):
-        return None
-    return name_or_path
-
-
-def _dataset_entries(files: RunFiles) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(config entry, run.json report) per dataset, matched by name (a report's name
-    defaults to the file name, as data.pipeline names it); either may be {}."""
-    entries = files.section("data").get("datasets") or []
-    reports = {r.get("name") or Path(r.get("path", "")).name: r for r in files.run.get("data") or []}
-    pairs = [(entry, reports.pop(entry.get("name") or Path(entry.get("path", "")).name, {})) for entry in entries]
-    return pairs + [({}, report) for report in reports.values()]
-
-
-def _dataset_id(entry: dict[str, Any], report: dict[str, Any], hashes: dict[str, str]) -> str:
-    """A hub dataset's id; a local file's name (its path says nothing on the hub)."""
-    path = entry.get("path") or report.get("path") or ""
-    if hashes.get(path) == HUB_DATASET:
-        return path
-    return entry.get("name") or report.get("name") or Path(path).name
-
-
-def dataset_ids(files: RunFiles) -> list[str]:
-    """The front matter's `datasets`: hub ids, or the names of local files."""
-    hashes = files.run.get("data_sha256") or {}
-    return [_dataset_id(entry, report, hashes) for entry, report in _dataset_entries(files)]
-
-
-def _quantize_bits(value: Any) -> int | None:
-    digits = "".join(ch for ch in str(value) if ch.isdigit())
-    return int(digits) if digits in ("4", "8") else None
-
-
-def _is_adapter(files: RunFiles, export: dict[str, Any] | None) -> bool:
-    """The artifact is a peft adapter (not merged into its base)."""
-    return bool(files.section("model", "adapter")) and not (export or {}).get("merged")
-
-
-def title(files: RunFiles) -> str:
-    """run.card.model_name, else the run directory's name."""
-    return files.section("run", "card").get("model_name") or files.run_dir.resolve().name
-
-
-# ------------------------------------------------------------------------ evaluation
-
-
-def evaluation_rows(files: RunFiles) -> list[EvalRow]:
-    """Every score the run holds: the final validation loss, the tasks evaluated during
-    training (their last scores), and each `lmforge eval` record in RUN_DIR/eval/."""
-    rows: list[EvalRow] = []
-    final = files.run.get("final_metrics") or {}
-    validation = {"name": "validation split of the training data", "type": "+".join(dataset_ids(files)) or "data",
-                  "split": "validation"}
-    for key, metric in (("eval_loss", "loss"), ("eval_perplexity", "perplexity")):
-        if isinstance(final.get(key), (int, float)):
-            rows.append(EvalRow("validation split, end of training", "validation", None, metric, final[key],
-                                dataset=validation))
-    for entry in files.section("train").get("eval_tasks") or []:
-        name = Path(str(entry.get("task", ""))).stem
-        prefix = f"eval_{name}_"
-        logged = [row for row in files.metrics if any(k.startswith(prefix) for k in row)]
-        if logged:
-            last = logged[-1]
-            rows += [EvalRow(f"during training, step {last.get('step')}", name, entry.get("shots"),
-                             key[len(prefix):], value) for key, value in last.items()
-                     if key.startswith(prefix) and isinstance(value, (int, float))]
-    for file_name, record in files.evals:
-        step = (record.get("model") or {}).get("step")
-        source = f"lmforge eval ({file_name}" + (f", checkpoint step {step})" if step is not None else ")")
-        for task in record["tasks"]:
-            dataset = None if step is not None else _task_dataset(task)
-            metrics = task.get("metrics") or {}
-            for metric, value in metrics.items():
-                if metric.endswith("_stderr") or metric in ("n", "tokens"):  # shown beside / not scores
-                    continue
-                stderr = metrics.get(f"{metric}_stderr")
-                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                    rows.append(EvalRow(source, task.get("name", "?"), task.get("shots"), metric, value,
-                                        stderr if isinstance(stderr, float) and math.isfinite(stderr) else None,
-                                        dataset))
-    return rows
-
-
-def _task_dataset(task: dict[str, Any]) -> dict[str, Any]:
-    name = task.get("name", "?")
-    known = NAMED.get(task.get("source", ""))
-    dataset: dict[str, Any] = {"name": name, "type": known[0] if known else name}
-    if known:
-        dataset.update({"config": known[1], "split": known[2]} if known[1] else {"split": known[2]})
-    if task.get("shots"):
-        dataset["args"] = {"num_few_shot": task["shots"]}
-    return dataset
-
-
-def model_index(files: RunFiles, rows: list[EvalRow]) -> list[dict[str, Any]]:
-    """The official `model-index` entry: one result per (evaluation, task) of this model."""
-    results: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        if row.dataset is None:
-            continue
-        result = results.setdefault((row.source, row.task), {"task": dict(TASK), "dataset": row.dataset,
-                                                             "metrics": []})
-        shots = f", {row.shots}-shot" if row.shots else ""
-        result["metrics"].append({"type": row.metric, "value": round(float(row.value), 4),
-                                  "name": f"{row.metric} ({row.task}{shots})"})
-    return [{"name": title(files), "results": list(results.values())}] if results else []
-
-
 # ------------------------------------------------------------------------ front matter
 
 
@@ -265,7 +92,7 @@ def tags(files: RunFiles, export: dict[str, Any] | None) -> list[str]:
         found.append(adapter.get("type", "lora"))
         if quantization:
             found.append("qlora")
-    bits = _quantize_bits(export.get("quantize")) if export else quantization.get("bits") if adapter else None
+    bits = quantize_bits(export.get("quantize")) if export else quantization.get("bits") if adapter else None
     if bits:
         found += [f"{bits}-bit", "bitsandbytes"]
     found += files.section("run", "card").get("tags") or []
@@ -280,7 +107,7 @@ def front_matter(files: RunFiles, export: dict[str, Any] | None, rows: list[Eval
     base = hub_base_model(files.section("model").get("name_or_path"))
     if base:
         matter["base_model"] = base
-    matter["library_name"] = "peft" if _is_adapter(files, export) else "transformers"
+    matter["library_name"] = "peft" if is_adapter_artifact(files, export) else "transformers"
     if dataset_ids(files):
         matter["datasets"] = dataset_ids(files)
     matter["tags"] = tags(files, export)
@@ -323,13 +150,13 @@ def summary(files: RunFiles, export: dict[str, Any] | None) -> str:
 
 def data_section(files: RunFiles) -> list[str]:
     """Each dataset with its counts and removals (run.json's reports), then the filters."""
-    pairs = _dataset_entries(files)
+    pairs = dataset_entries(files)
     if not pairs:
         return []
     hashes = files.run.get("data_sha256") or {}
     lines = ["## Training data", ""]
     for entry, report in pairs:
-        name = _dataset_id(entry, report, hashes)
+        name = dataset_id(entry, report, hashes)
         fmt = report.get("format") or entry.get("format", "auto")
         digest = hashes.get(entry.get("path") or report.get("path"))
         head = f"- **{name}** (`{fmt}` format" + (", detected" if report.get("detected") else "")
@@ -449,8 +276,8 @@ def _adapter_items(model: dict[str, Any]) -> list[str]:
     items = []
     if adapter:
         r, alpha = adapter.get("r", 16), adapter.get("alpha", 32.0)
-        scale = (f"alpha/sqrt(r) = {alpha / math.sqrt(r):.4g} (rank-stabilized)" if adapter.get("rslora")
-                 else f"alpha/r = {alpha / r:.4g}")
+        value = update_scale({"r": r, "alpha": alpha, "rslora": bool(adapter.get("rslora"))})
+        scale = f"alpha/sqrt(r) = {value:.4g} (rank-stabilized)" if adapter.get("rslora") else f"alpha/r = {value:.4g}"
         targets = adapter.get("target_modules", "all-linear")
         targets = ", ".join(targets) if isinstance(targets, list) else f"{targets} layers"
         items.append(f"Adapter: {'DoRA' if adapter.get('type') == 'dora' else 'LoRA'}, r {r}, alpha {_num(alpha)} "
@@ -538,7 +365,7 @@ def usage_section(files: RunFiles, export: dict[str, Any] | None) -> list[str]:
     model_id = title(files)
     name = files.meta.get("prompt_format") or files.section("data").get("prompt_format")
     bos = "" if name == "chat_template" else "(tokenizer.bos_token or \"\") + "  # chat templates add their own
-    if _is_adapter(files, export):
+    if is_adapter_artifact(files, export):
         base = files.section("model").get("name_or_path")
         base_line = f'base = AutoModelForCausalLM.from_pretrained("{base}")' if base else \
             'base = AutoModelForCausalLM.from_pretrained(f"{path}/base")  # the freshly built base, saved alongside'
@@ -549,7 +376,7 @@ def usage_section(files: RunFiles, export: dict[str, Any] | None) -> list[str]:
                 "base.resize_token_embeddings(len(tokenizer), mean_resizing=False)",
                 "model = PeftModel.from_pretrained(base, path)"]
     else:
-        bits = _quantize_bits(export.get("quantize")) if export else None
+        bits = quantize_bits(export.get("quantize")) if export else None
         arguments = 'path)  # bitsandbytes weights: needs the bitsandbytes package' if bits else "path)"
         load = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
                 f'path = "{model_id}"  # this folder or its hub repository',
@@ -575,7 +402,7 @@ def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
                      if export.get("merged") else "The adapter alone (load it with peft on its base model)")
     if export.get("dtype"):
         items.append(f"Weights saved in {export['dtype']}")
-    bits = _quantize_bits(export.get("quantize"))
+    bits = quantize_bits(export.get("quantize"))
     if bits:
         kind = "8-bit (LLM.int8())" if bits == 8 else "4-bit NF4"
         items.append(f"Quantized to {kind} with bitsandbytes; the quantization config is saved in config.json, "
