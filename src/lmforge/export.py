@@ -81,11 +81,7 @@ def _is_export(directory: Path) -> bool:
 
 
 def _trained_dtype(run_dir: Path) -> str:
-    import yaml
-
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) if \
-        (run_dir / "config.yaml").is_file() else {}
-    return ((config or {}).get("model") or {}).get("dtype") or "float32"
+    return (rundir.read_config(run_dir).get("model") or {}).get("dtype") or "float32"
 
 
 def _full_model(model_dir: Path, adapter: bool, dtype: str):

@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
 from lmforge.models.adapters import is_adapter_dir, load_adapter_model
@@ -64,13 +62,8 @@ def _run_meta(run_dir: Path) -> dict[str, Any]:
     final = _read_meta(run_dir / rundir.MODEL_DIR)
     if final is not None:
         return final
-    config = run_dir / "config.yaml"
-    if config.is_file():
-        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        prompt_format = (data.get("data") or {}).get("prompt_format")
-        if prompt_format:
-            return {"prompt_format": prompt_format}
-    return {}
+    prompt_format = (rundir.read_config(run_dir).get("data") or {}).get("prompt_format")
+    return {"prompt_format": prompt_format} if prompt_format else {}
 
 
 def resolve(path: str | Path) -> ModelSource:
@@ -128,9 +121,8 @@ def _run_quantization(source: ModelSource) -> dict[str, Any] | None:
     adapter = source.meta.get("adapter")
     if adapter is not None:
         return adapter.get("quantization")
-    config = source.weights_dir.parent / "config.yaml"
-    if source.step is not None and config.is_file():
-        return ((yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("model") or {}).get("quantization")
+    if source.step is not None:
+        return (rundir.read_config(source.weights_dir.parent).get("model") or {}).get("quantization")
     return None
 
 

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lmforge.errors import LmforgeError
 from lmforge.eval.tasks import NAMED
 from lmforge.models.loading import looks_local
@@ -67,8 +65,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def read_run_files(run_dir: Path) -> RunFiles:
     """The card's inputs; a one-line error unless `run_dir` holds a finished run."""
     files = RunFiles(run_dir, rundir.read_finished_run(run_dir, "a model card"))
-    if (run_dir / "config.yaml").is_file():
-        files.config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    files.config = rundir.read_config(run_dir)
     model_dir = run_dir / rundir.MODEL_DIR
     if (model_dir / META_FILE).is_file():
         files.meta = _read_json(model_dir / META_FILE)

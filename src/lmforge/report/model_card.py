@@ -35,6 +35,7 @@ from lmforge.report.card_inputs import (
     HUB_DATASET, EvalRow, RunFiles, dataset_entries, dataset_id, dataset_ids, evaluation_rows, hub_base_model,
     is_adapter_artifact, model_index, quantize_bits, read_run_files, title,
 )
+from lmforge.train import rundir
 
 CARD_FILE = "README.md"
 CURVE_FILE = "loss_curve.png"
@@ -415,7 +416,7 @@ def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
 
 
 def config_section(files: RunFiles) -> list[str]:
-    path = files.run_dir / "config.yaml"
+    path = files.run_dir / rundir.CONFIG_FILE
     if not path.is_file():
         return []
     return ["## Training config", "", "<details><summary>config.yaml (the resolved config of the run)</summary>", "",

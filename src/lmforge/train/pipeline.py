@@ -422,7 +422,7 @@ def run_training(
 
     record = None
     if main:
-        (run_dir / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+        (run_dir / rundir.CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
         previous = rundir.read_run(run_dir) if resume else None
         record = rundir.start_run(
             run_dir, data.file_hashes,

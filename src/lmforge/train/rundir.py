@@ -28,6 +28,7 @@ from typing import Any
 from lmforge.errors import LmforgeError
 
 RUN_FILE = "run.json"
+CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
 _LIBRARIES = ("lmforge", "torch", "transformers", "datasets", "accelerate", "pytorch_optimizer", "pydantic", "tokenizers")
 
@@ -43,6 +44,14 @@ def read_run(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's saved config.yaml as a mapping ({} when the run has none)."""
+    import yaml
+
+    path = run_dir / CONFIG_FILE
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
 
 
 def read_finished_run(run_dir: Path, needed_by: str) -> dict[str, Any]:
