@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.errors import LmforgeError
-from lmforge.train import rundir
+from lmforge import rundir
 
 EXPORT_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 QUANTIZE = {"8bit": {"bits": 8}, "4bit": {"bits": 4, "type": "nf4", "double_quant": True}}

@@ -17,7 +17,7 @@ from lmforge.cli import main
 from lmforge.config import load_config
 from lmforge.eval.checkpoint import load_checkpoint
 from lmforge.train.pipeline import run_training
-from lmforge.train.rundir import read_run
+from lmforge.rundir import read_run
 from tests.e2e.conftest import write_config
 from tests.e2e.test_resume import Interrupt
 

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 from lmforge.config import load_config
 from lmforge.errors import LmforgeError
 from lmforge.train.pipeline import run_training
-from lmforge.train.rundir import read_run
+from lmforge.rundir import read_run
 from tests.e2e.conftest import write_config
 
 

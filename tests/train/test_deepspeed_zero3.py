@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("deepspeed")
 
-from lmforge.train import rundir
+from lmforge import rundir
 from tests.train.distributed_cases import MAX_STEPS, SAVE_EVERY, run_case
 from tests.train.test_distributed import assert_same_weights, torchrun
 

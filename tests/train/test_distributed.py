@@ -24,7 +24,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lmforge.train import rundir
+from lmforge import rundir
 from tests.train.distributed_cases import MAX_STEPS, SAVE_EVERY, run_case
 
 CASES_SCRIPT = Path(__file__).with_name("distributed_cases.py")

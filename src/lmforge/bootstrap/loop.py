@@ -37,7 +37,7 @@ from lmforge.data.tokenize import wants_bos
 from lmforge.errors import LmforgeError
 from lmforge.eval.generate import load_model_dir, stop_token_ids
 from lmforge.models.adapters import is_adapter_dir
-from lmforge.train import rundir
+from lmforge import rundir
 from lmforge.train.pipeline import PreparedData, run_training
 
 STATE_FILE = "bootstrap.json"

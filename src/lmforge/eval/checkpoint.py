@@ -13,7 +13,7 @@ from typing import Any
 from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
 from lmforge.models.adapters import is_adapter_dir, load_adapter_model
-from lmforge.train import rundir
+from lmforge import rundir
 
 MODEL_META_FILE = "lmforge.json"  # written by train.pipeline.save_final_model
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")

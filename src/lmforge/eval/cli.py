@@ -133,7 +133,7 @@ def cmd_eval(args) -> int:
 def run_dir_of(model_dir: str | Path) -> Path | None:
     """The run directory when `model_dir` is a run or its model/ (not a checkpoint-N/:
     its scores are not the final model's)."""
-    from lmforge.train import rundir
+    from lmforge import rundir
 
     path = Path(model_dir).resolve()
     for candidate in (path, path.parent if path.name == rundir.MODEL_DIR else None):
@@ -148,7 +148,7 @@ def keep_in_run(model_dir: str | Path, output: Path, record: dict) -> None:
     from lmforge.eval import results
     from lmforge.report.card_inputs import EVAL_DIR
     from lmforge.report.model_card import write_model_card
-    from lmforge.train import rundir
+    from lmforge import rundir
 
     run_dir = run_dir_of(model_dir)
     if run_dir is None:

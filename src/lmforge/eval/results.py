@@ -14,7 +14,7 @@ from typing import Any
 from lmforge.eval.checkpoint import ModelSource, weights_sha256
 from lmforge.eval.evaluate import EvalOptions, TaskResult
 from lmforge.eval.tasks import Task
-from lmforge.train.rundir import library_versions, write_json_atomic
+from lmforge.rundir import library_versions, write_json_atomic
 
 EVAL_LIBRARIES = ("sacrebleu", "lm_eval")
 

@@ -24,7 +24,7 @@ from lmforge.eval.runner import check_tasks, evaluate_loaded
 from lmforge.eval.tasks import LOWER_IS_BETTER, Task
 from lmforge.models.adapters import BASE_DIR, is_adapter_dir
 from lmforge.report.plots import plot_metric_vs_step
-from lmforge.train.rundir import write_json_atomic
+from lmforge.rundir import write_json_atomic
 
 SWEEP_DIR = "sweep"
 BEST_DIR = "best"

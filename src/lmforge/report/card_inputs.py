@@ -15,7 +15,7 @@ from lmforge.errors import LmforgeError
 from lmforge.eval.tasks import NAMED
 from lmforge.models.loading import looks_local
 from lmforge.report.plots import read_metrics
-from lmforge.train import rundir
+from lmforge import rundir
 
 EVAL_DIR = "eval"
 META_FILE = "lmforge.json"  # written by train.pipeline.save_final_model

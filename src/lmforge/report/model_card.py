@@ -35,7 +35,7 @@ from lmforge.report.card_inputs import (
     HUB_DATASET, EvalRow, RunFiles, dataset_entries, dataset_id, dataset_ids, evaluation_rows, hub_base_model,
     is_adapter_artifact, model_index, quantize_bits, read_run_files, title,
 )
-from lmforge.train import rundir
+from lmforge import rundir
 
 CARD_FILE = "README.md"
 CURVE_FILE = "loss_curve.png"

@@ -38,7 +38,7 @@ from lmforge.objectives.forward import NoiseSeeds
 from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
 from lmforge.report.model_card import write_model_card
 from lmforge.report.plots import plot_loss_curve
-from lmforge.train import rundir
+from lmforge import rundir
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
 from lmforge.train.deepspeed import (
     deepspeed_training_arguments,
