@@ -1,21 +1,18 @@
-"""Answer extraction and verification. Verifiers are plain functions
+"""Verification of generated responses against gold answers. Verifiers are plain functions
 `(response_text, gold_answer) -> Verdict`; a user can name their own as `module:function`.
-Model output is only ever parsed as text: never executed, never `eval`-ed.
+The answer rules themselves (extraction and comparison) are the named rules of
+`lmforge.eval.answers`, the ones the evaluator uses. Model output is only ever parsed as
+text: never executed, never `eval`-ed.
 """
 
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 
 from lmforge.errors import LmforgeError
-from lmforge.eval.answers import ANSWER_TAG
-
-_GSM8K = re.compile(r"####\s*(\S+)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+from lmforge.eval.answers import ANSWER_TAG, HARNESS_STRICT, RULES, extract_tagged_answer, numeric_match
 
 
 @dataclass(frozen=True)
@@ -26,84 +23,70 @@ class Verdict:
     answer: str | None
 
 
-def split_response(text: str, fallbacks: tuple[str, ...] = ()) -> tuple[str, str | None]:
-    """(rationale, answer) of a generated response.
+def check_fallbacks(fallbacks: tuple[str, ...] | list[str]) -> None:
+    """Every fallback must name an extraction rule of `lmforge.eval.answers.RULES`."""
+    for name in fallbacks:
+        if name not in RULES:
+            raise LmforgeError(f"bootstrap.answer_fallbacks: unknown answer rule '{name}'; "
+                               f"valid: {', '.join(RULES)}")
 
-    The answer is the `<|answer|>` segment; with fallbacks "gsm8k" (`#### n`) and/or
-    "last_number", a response without the tag may still yield one.
+
+def _rationale(rule: str, text: str) -> str:
+    # `harness_strict` answers after a `#### ` marker, which the rationale stops before; the
+    # other fallback rules find the answer inside the prose, which is all rationale.
+    if rule == "harness_strict":
+        return text[: HARNESS_STRICT.search(text).start()]
+    return text
+
+
+def split_response(text: str, fallbacks: tuple[str, ...] = ()) -> tuple[str, str | None]:
+    """(rationale, answer) of a generated response: the rationale is what precedes the answer.
+
+    The answer is rule `answer_segment` (what follows the last `<|answer|>` tag, as the
+    evaluator reads it; the ReMask format has one tag per response), and the rationale is
+    what precedes that tag. A response without the tag may still yield an answer from the
+    `fallbacks`, names of rules of `lmforge.eval.answers.RULES`, tried in the order given:
+    with `harness_strict` the rationale is what precedes its `#### `, with the others
+    (`flexible`, `last_number`, `the_answer_is`) the whole response.
 
     >>> split_response("3 + 4 = 7.\\n<|answer|>\\n7\\n")
     ('3 + 4 = 7.', '7')
-    >>> split_response("3 + 4 = 7.\\n#### 7", fallbacks=("gsm8k",))
+    >>> split_response("3 + 4 = 7.\\n#### 7", fallbacks=("harness_strict",))
     ('3 + 4 = 7.', '7')
     >>> split_response("so it is 7 apples", fallbacks=("last_number",))
     ('so it is 7 apples', '7')
     >>> split_response("no answer here")
     ('no answer here', None)
     """
+    check_fallbacks(fallbacks)
     if ANSWER_TAG in text:
-        rationale, answer = text.split(ANSWER_TAG, 1)
-        return rationale.strip(), answer.strip() or None
-    if "gsm8k" in fallbacks:
-        match = _GSM8K.search(text)
-        if match:
-            return text[: match.start()].strip(), match.group(1).strip()
-    if "last_number" in fallbacks:
-        numbers = _NUMBER.findall(text)
-        if numbers:
-            return text.strip(), numbers[-1]
+        answer = extract_tagged_answer(text)
+        return text.rsplit(ANSWER_TAG, 1)[0].strip(), answer or None
+    for rule in fallbacks:
+        answer = RULES[rule](text)
+        if answer:
+            return _rationale(rule, text).strip(), answer
     return text.strip(), None
 
 
-def parse_number(text: str) -> Fraction | None:
-    """Exact value of a numeric answer: thousands commas, trailing zeros, fractions,
-    negatives, a trailing period or a leading `$`.
-
-    >>> parse_number("1,080") == parse_number("1080.00")
-    True
-    >>> parse_number("-3/4") == Fraction(-3, 4), parse_number("$5."), parse_number("five")
-    (True, Fraction(5, 1), None)
-    """
-    cleaned = text.strip().removeprefix("$").rstrip(".").replace(",", "").strip()
-    if not re.fullmatch(r"-?(\d+(\.\d*)?|\.\d+)(/\d+)?", cleaned):
-        return None
-    try:
-        if "/" in cleaned:
-            numerator, denominator = cleaned.split("/")
-            return Fraction(numerator) / Fraction(denominator)
-        return Fraction(cleaned)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def answers_match(predicted: str, gold: str) -> bool:
-    """Numeric equality when both parse as numbers, else whitespace/case-normalised text.
-
-    >>> answers_match("12.0", "12"), answers_match("1,000", "1000"), answers_match("Paris", " paris ")
-    (True, True, True)
-    >>> answers_match("13", "12")
-    False
-    """
-    a, b = parse_number(predicted), parse_number(gold)
-    if a is not None and b is not None:
-        return a == b
-    return " ".join(predicted.lower().split()) == " ".join(gold.lower().split())
-
-
 def numeric_verifier(fallbacks: tuple[str, ...] = ()) -> Callable[[str, str], Verdict]:
-    """The default verifier: a rationale and an answer must both be present."""
+    """The default verifier: a rationale and an answer must both be present; the answer is
+    compared with rule `numeric_match`."""
+    check_fallbacks(fallbacks)
 
     def verify(response: str, gold: str) -> Verdict:
         rationale, answer = split_response(response, fallbacks)
         if not rationale or answer is None:
             return Verdict(False, False, answer)
-        return Verdict(True, answers_match(answer, gold), answer)
+        return Verdict(True, numeric_match(answer, gold), answer)
 
     return verify
 
 
 def math_verify_verifier(fallbacks: tuple[str, ...] = ()) -> Callable[[str, str], Verdict]:
-    """Symbolic equivalence with the `math-verify` package (optional extra)."""
+    """Rule `numeric_match`, else symbolic equivalence with the `math-verify` package
+    (optional extra)."""
+    check_fallbacks(fallbacks)
     try:
         from math_verify import parse, verify as symbolic_equal
     except ImportError as exc:
@@ -114,7 +97,7 @@ def math_verify_verifier(fallbacks: tuple[str, ...] = ()) -> Callable[[str, str]
         rationale, answer = split_response(response, fallbacks)
         if not rationale or answer is None:
             return Verdict(False, False, answer)
-        return Verdict(True, answers_match(answer, gold) or bool(symbolic_equal(parse(gold), parse(answer))), answer)
+        return Verdict(True, numeric_match(answer, gold) or bool(symbolic_equal(parse(gold), parse(answer))), answer)
 
     return verify
 
@@ -124,7 +107,8 @@ BUILTIN = {"numeric": numeric_verifier, "math_verify": math_verify_verifier}
 
 def load_verifier(name: str, fallbacks: tuple[str, ...] = ()) -> Callable[[str, str], Verdict]:
     """A built-in verifier name, or `module:function` returning a Verdict (or a bool,
-    counted as valid)."""
+    counted as valid). `fallbacks` are checked whichever it is."""
+    check_fallbacks(fallbacks)
     if name in BUILTIN:
         return BUILTIN[name](fallbacks)
     module_name, sep, function_name = name.partition(":")

@@ -477,7 +477,10 @@ class BootstrapConfig(Strict):
     """Sequences per generate call (questions per call = this // samples)."""
     verifier: str = "numeric"
     """numeric, math_verify, or module:function."""
-    answer_fallbacks: list[Literal["gsm8k", "last_number"]] = Field(default_factory=list)
+    answer_fallbacks: list[str] = Field(default_factory=list)
+    """Answer rules tried, in this order, on a response without the `<|answer|>` tag: names
+    from lmforge.eval.answers.RULES (e.g. harness_strict, last_number), checked when the
+    verifier is built."""
     max_empty_rounds: int = Field(2, gt=0)
 
 
