@@ -1,6 +1,7 @@
 """`lmforge ablate`: train several objectives from the same starting model and data over
 several seeds, and report seed 004's table: strict exact match on held-out problems
-(mean ± sd over seeds) and validation loss, as markdown, JSON and a bar chart.
+(mean ± sd over seeds; `lmforge eval`'s exact_match_strict, 0 shots, each model in its own
+prompt format) and validation loss, as markdown, JSON and a bar chart.
 
     ABLATION_DIR (= the config's run.output_dir)/
       init_model/                  the shared starting model (special + mask tokens added)
@@ -17,11 +18,10 @@ from pathlib import Path
 
 from lmforge.config import Config
 from lmforge.config.schema import OBJECTIVE_CONFIGS
-from lmforge.data.formats import get_format
-from lmforge.data.pipeline import DatasetReport, DatasetSpec, load_conversations
 from lmforge.errors import LmforgeError
-from lmforge.eval.exact_match import evaluate_exact_match
+from lmforge.eval.evaluate import EvalOptions, evaluate_task
 from lmforge.eval.generate import load_model_dir
+from lmforge.eval.tasks import load_task
 from lmforge.report.plots import plot_ablation
 from lmforge.train.pipeline import prepare_model_and_tokenizer, run_training
 
@@ -29,6 +29,8 @@ from lmforge.train.pipeline import prepare_model_and_tokenizer, run_training
 # with a rationale, plain ReMask on the others.
 VARIANTS = {"sft": "ce", "ce": "ce", "mixce": "mixce", "masked_thought": "masked_thought",
             "remask": "remask_cot", "remask_cot": "remask_cot", "remask_plain": "remask"}
+MAX_NEW_TOKENS = 96
+"""Generation limit when scoring the held-out problems."""
 LABELS = {"sft": "SFT", "ce": "SFT", "mixce": "MixCE", "masked_thought": "Masked Thought", "remask": "ReMask",
           "remask_cot": "ReMask-CoT", "remask_plain": "ReMask (no CoT rules)"}
 
@@ -91,11 +93,12 @@ def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, 
     if directory.exists() and any(directory.iterdir()) and not overwrite:
         raise LmforgeError(f"{directory}: ablation directory is not empty; pass --overwrite or change run.output_dir")
     directory.mkdir(parents=True, exist_ok=True)
-    problems = load_conversations(DatasetSpec(test_path, "auto"), DatasetReport(test_path))
-    if not any(p.final_answer() is not None for p in problems):
-        raise LmforgeError(f"--test {test_path}: no held-out problem has an answer to check")
+    task = load_task(test_path)
+    if task.kind != "generate":
+        raise LmforgeError(f"--test {test_path}: held-out problems must be CoT ({{question, rationale, answer}}) or "
+                           f"GSM8K ({{question, answer}}) records, not {task.kind} records")
     init_model = prepare_starting_model(base, directory)
-    prompt_format = get_format(base.data.prompt_format)
+    options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64)
 
     results = {variant: VariantResult(variant) for variant in variants}
     for variant in variants:
@@ -104,16 +107,16 @@ def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, 
             config = variant_config(base, variant, base.run.seed + k, init_model, run_dir)
             print(f"[lmforge] ablation: {variant}, seed {k + 1}/{seeds}")
             trained = run_training(config, overwrite=overwrite)
-            model, tokenizer, _ = load_model_dir(trained.model_dir)
-            accuracy = evaluate_exact_match(model, tokenizer, prompt_format, problems).accuracy
+            model, tokenizer, meta = load_model_dir(trained.model_dir)
+            accuracy = evaluate_task(model, tokenizer, meta, task, options).metrics[task.primary_metric]
             results[variant].accuracies.append(accuracy)
             if "eval_loss" in trained.metrics:
                 results[variant].val_losses.append(trained.metrics["eval_loss"])
 
     table = [results[v].summary() for v in variants]
-    payload = {"variants": table, "seeds": seeds, "test_file": test_path, "test_problems": len(problems)}
+    payload = {"variants": table, "seeds": seeds, "test_file": test_path, "test_problems": len(task.items)}
     (directory / "ablation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    (directory / "ablation.md").write_text(ablation_markdown(table, len(problems), seeds), encoding="utf-8")
+    (directory / "ablation.md").write_text(ablation_markdown(table, len(task.items), seeds), encoding="utf-8")
     plot_ablation(table, directory / "ablation.png")
     return payload
 

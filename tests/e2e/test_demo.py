@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
+
+import pytest
 
 from lmforge.cli import main
 
 
-def test_demo_pipeline_smoke(tmp_path, capsys):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def smoke_demo(tmp_path_factory) -> Path:
+    """`lmforge demo --size smoke`: its output directory (inputs/, run/)."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
     assert main(["demo", "--size", "smoke", "--output-dir", str(out)]) == 0
+    return out
+
+
+def test_demo_pipeline_smoke(smoke_demo):
+    out = smoke_demo
     run = out / "run"
     summary = (run / "summary.md").read_text()
     assert "| untrained | 0.0% (0/16) |" in summary  # random init never writes '<|answer|>\nN'
@@ -21,6 +32,31 @@ def test_demo_pipeline_smoke(tmp_path, capsys):
     test = {json.loads(line)["question"] for line in (out / "inputs" / "test.jsonl").read_text().splitlines()}
     assert not test & {json.loads(line)["question"] for line in train}  # held out
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+
+def test_demo_accuracy_is_lmforge_evals(smoke_demo, tmp_path, capsys):
+    """The demo scores with `lmforge eval`'s evaluator: its after-SFT accuracy and each
+    item's correctness are what `lmforge eval MODEL --task TEST --max-new-tokens 96` reports."""
+    run, test = smoke_demo / "run", smoke_demo / "inputs" / "test.jsonl"
+    output = tmp_path / "eval.json"
+    capsys.readouterr()
+    code = main(["eval", str(run / "model"), "--task", str(test), "--max-new-tokens", "96", "--batch-size", "64",
+                 "--output", str(output)])
+    assert code == 0, capsys.readouterr().err
+    (task,) = json.loads(output.read_text())["tasks"]
+    assert task["prompt_format"] == "remask" and task["shots"] == 0
+    evaluated = [json.loads(line) for line in output.with_suffix(".samples.jsonl").read_text().splitlines()]
+
+    summary = (run / "summary.md").read_text()
+    percent, correct, total = re.search(r"\| after SFT \| ([0-9.]+)% \((\d+)/(\d+)\) \|", summary).groups()
+    assert int(total) == len(evaluated) == 16
+    assert int(correct) / int(total) == task["metrics"]["exact_match_strict"]
+    assert float(percent) == round(100 * task["metrics"]["exact_match_strict"], 1)
+
+    demo = [json.loads(line) for line in (run / "test_predictions.jsonl").read_text().splitlines()]
+    keys = ("where", "context", "gold", "output", "strict", "correct_strict")
+    assert [{k: d[k] for k in keys} for d in demo] == [{k: e[k] for k in keys} for e in evaluated]
+    assert sum(d["correct_strict"] for d in demo) == int(correct)
 
 
 def test_demo_refuses_a_non_empty_output_dir(tmp_path, capsys):

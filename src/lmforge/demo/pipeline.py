@@ -1,11 +1,13 @@
 """`lmforge demo`: no download. Generate arithmetic word problems, train a small BPE
 tokenizer and a tiny Llama on them with lmforge's own `train` pipeline, and report strict
-exact-match accuracy of the generated final answer on held-out problems before and after.
+exact-match accuracy of the generated final answer on held-out problems before and after,
+scored by `lmforge eval`'s evaluator (the same number `lmforge eval MODEL --task TEST.jsonl
+--max-new-tokens 96` reports as exact_match_strict).
 
     DEMO_DIR/
       inputs/   train.jsonl, test.jsonl, demo.yaml (the config used), init_model/
       run/      the training run (config.yaml, metrics.jsonl, loss_curve.png, model/),
-                plus summary.md and test_predictions.jsonl
+                plus summary.md and test_predictions.jsonl (the evaluator's per-item samples)
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from rich.table import Table
 from lmforge.config import dump_config
 from lmforge.config.loader import RawConfig, validate
 from lmforge.data.formats import get_format
-from lmforge.data.pipeline import DatasetReport, DatasetSpec, load_conversations
 from lmforge.demo.arithmetic import Difficulty, make_splits
 from lmforge.demo.tokenizer import train_bpe_tokenizer
 from lmforge.errors import LmforgeError
-from lmforge.eval.exact_match import ExactMatchResult, evaluate_exact_match
+from lmforge.eval.evaluate import EvalOptions, evaluate_task
 from lmforge.eval.generate import load_model_dir
+from lmforge.eval.tasks import load_task
 from lmforge.models.loading import build_model
 from lmforge.train.pipeline import run_training
 
@@ -63,6 +65,9 @@ SIZES = {
 
 
 DIFFICULTY = Difficulty(max_operand=10, max_value=30)
+PROMPT_FORMAT = "remask"
+MAX_NEW_TOKENS = 96
+"""Generation limit when scoring held-out problems (a demo rationale is ~40 tokens)."""
 
 
 def demo_config(demo_dir: Path, size: DemoSize, seed: int) -> RawConfig:
@@ -71,7 +76,7 @@ def demo_config(demo_dir: Path, size: DemoSize, seed: int) -> RawConfig:
         "run": {"output_dir": str(demo_dir / "run"), "seed": seed},
         "model": {"name_or_path": str(inputs / "init_model")},
         "data": {"datasets": [{"path": str(inputs / "train.jsonl"), "format": "cot", "val_split": 0.02}],
-                 "prompt_format": "remask", "max_length": 128, "overlength": "drop"},
+                 "prompt_format": PROMPT_FORMAT, "max_length": 128, "overlength": "drop"},
         "train": {
             "objective": {"name": "ce"},
             "optimizer": {"name": "adamw", "lr": size.lr, "weight_decay": 0.01, "betas": [0.9, 0.98]},
@@ -101,7 +106,7 @@ def _prepare_inputs(demo_dir: Path, size: DemoSize, seed: int) -> None:
     train, test = make_splits(size.n_train, size.n_test, seed, DIFFICULTY)
     _write_jsonl(inputs / "train.jsonl", train)
     _write_jsonl(inputs / "test.jsonl", test)
-    remask = get_format("remask")
+    remask = get_format(PROMPT_FORMAT)
     texts = (f"{p['question']}\n{p['rationale']}\n{p['answer']}" for p in train)
     tokenizer = train_bpe_tokenizer(texts, size.vocab_size, extra_special_tokens=remask.special_tokens(None))
     model = build_model("llama", {"hidden_size": size.hidden_size, "num_layers": size.num_layers,
@@ -111,15 +116,35 @@ def _prepare_inputs(demo_dir: Path, size: DemoSize, seed: int) -> None:
     tokenizer.save_pretrained(inputs / "init_model")
 
 
-def _accuracy(model_dir: Path, test_path: Path) -> ExactMatchResult:
-    model, tokenizer, _ = load_model_dir(model_dir)
-    problems = load_conversations(DatasetSpec(str(test_path), "cot"), DatasetReport(str(test_path)))
-    return evaluate_exact_match(model, tokenizer, get_format("remask"), problems, show_progress=True)
+@dataclass(frozen=True)
+class Score:
+    """Strict exact match on the held-out file: `accuracy` is evaluate_task's
+    exact_match_strict, `samples` its per-item samples (gold, strict, correct_strict, output, ...)."""
+
+    accuracy: float
+    correct: int
+    total: int
+    samples: list[dict]
 
 
-def _summary(size_name: str, before: ExactMatchResult, after: ExactMatchResult, seconds: dict[str, float],
+def _accuracy(model_dir: Path, test_path: Path) -> Score:
+    """Held-out accuracy through `lmforge eval`'s evaluator: 0 shots, the model's own prompt
+    format (from its lmforge.json)."""
+    model, tokenizer, meta = load_model_dir(model_dir)
+    if not meta.get("prompt_format"):
+        # the untrained starting model has no lmforge.json yet: prompt it as it will be trained
+        # (`lmforge eval` would prompt such a directory in the plain style)
+        meta = {"prompt_format": PROMPT_FORMAT, "cot": True}
+    task = load_task(str(test_path))
+    result = evaluate_task(model, tokenizer, meta, task,
+                           EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64, show_progress=True))
+    correct = sum(bool(s["correct_strict"]) for s in result.samples)
+    return Score(result.metrics["exact_match_strict"], correct, len(result.samples), result.samples)
+
+
+def _summary(size_name: str, before: Score, after: Score, seconds: dict[str, float],
              metrics: dict) -> str:
-    rows = "\n".join(f"| {s['gold']} | `{(s['predicted'] or '').strip()}` | {'yes' if s['correct'] else 'no'} |"
+    rows = "\n".join(f"| {s['gold']} | `{(s['strict'] or '').strip()}` | {'yes' if s['correct_strict'] else 'no'} |"
                      for s in after.samples[:8])
     return f"""# lmforge demo ({size_name})
 
@@ -153,7 +178,7 @@ def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int)
         "model": {"name_or_path": str(model_dir)},
         "data": {"datasets": [{"path": str(demo_dir / "inputs" / "train.jsonl"),
                                "max_train_set": size.bootstrap_questions}],
-                 "prompt_format": "remask", "max_length": 128},
+                 "prompt_format": PROMPT_FORMAT, "max_length": 128},
         "train": {"objective": {"name": "rank", "weight": 5.0},
                   "optimizer": {"name": "adamw", "lr": size.lr / 10, "weight_decay": 0.0},
                   "schedule": {"name": "cosine", "warmup_ratio": 0.1},
