@@ -14,7 +14,7 @@ import pytest
 
 from lmforge.errors import LmforgeError
 from lmforge.eval import harness
-from lmforge.eval.evaluate import EvalOptions
+from lmforge.eval.evaluate import DEFAULT_MAX_NEW_TOKENS, EvalOptions
 from lmforge.eval.runner import run_eval
 from lmforge.eval.tasks import load_task
 from tests.eval.conftest import TEST, TRAIN, cli_error, gsm8k_answer
@@ -145,7 +145,8 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
     shipped_gsm8k = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/gsm8k/gsm8k.yaml").read_text())
     assert tuple(shipped_gsm8k["generation_kwargs"]["until"]) == PLAIN_UNTIL
     assert "max_gen_toks" not in shipped_gsm8k["generation_kwargs"]
-    assert HFLM.max_gen_toks.fget(None) == EvalOptions().max_new_tokens == 256  # the default generation limit
+    # the default generation limit of a task without its own
+    assert HFLM.max_gen_toks.fget(None) == DEFAULT_MAX_NEW_TOKENS == 256 and EvalOptions().max_new_tokens is None
     data, tasks_dir = tmp_path / "data", tmp_path / "tasks"
     data.mkdir(), tasks_dir.mkdir()
     # Short problems ("Emma has 7 stamps. How many?") and a 64-token limit (set in the YAML as

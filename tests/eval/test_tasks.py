@@ -34,7 +34,7 @@ def test_gsm8k_answer_splits_into_rationale_and_final_answer(task_files):
 @pytest.mark.parametrize("rows, message", [
     ([{"prompt": "x", "completion": "y"}], "cannot tell the task type from the fields (completion, prompt)"),
     ([{"question": "q", "answerKey": "Z", "choices": {"text": ["a", "b"], "label": ["A", "B"]}}],
-     "answerKey 'Z' is not one of the labels"),
+     "answerKey 'Z' is not among the choice labels"),
     ([{"translation": {"de": "a", "fr": "b"}}], "say the direction with --langs"),
 ])
 def test_bad_task_records_are_one_line_errors(tmp_path, write_jsonl, rows, message):
@@ -70,7 +70,7 @@ def test_more_shots_than_the_pool_holds_is_an_error(task_files):
 def test_separate_fewshot_file_is_the_pool(task_files):
     task = load_task(str(task_files["cot"]), fewshot=str(task_files["gsm8k"]))
     assert len(draw_shots(task, 12, seed=0)[0]) == 12
-    with pytest.raises(LmforgeError, match="few-shot file holds multiple_choice records but the task is generate"):
+    with pytest.raises(LmforgeError, match=r"few-shot file holds multiple_choice records \(arc\) but the task is generate \(cot\)"):
         load_task(str(task_files["cot"]), fewshot=str(task_files["arc"]))
 
 

@@ -396,10 +396,13 @@ class EvalTaskEntry(Strict):
     """Prompt format: plain or a data.prompt_format name (default: the one being trained)."""
     seed: int = 1234
     """Few-shot sampling seed."""
+    fewshot_sampler: Literal["harness", "per-item", "first_n"] | None = None
+    """How few-shot examples are drawn (lmforge eval --fewshot-sampler); default: the task's own."""
     fewshot_file: str | None = None
     limit: int | None = Field(None, gt=0)
     batch_size: int = Field(16, gt=0)
-    max_new_tokens: int = Field(256, gt=0)
+    max_new_tokens: int | None = Field(None, gt=0)
+    """Generation limit; default: the task's own (BBH 1024), else 256."""
     langs: str | None = None
 
 

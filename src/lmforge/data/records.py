@@ -251,12 +251,72 @@ def from_arc(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) 
     if len(labels) > len(_LETTERS):
         raise LmforgeError(f"{where}: arc record has {len(labels)} choices; at most {len(_LETTERS)} are supported")
     texts = [text_field(t, "choices.text", where) for t in choices["text"]]
+    return _lettered_choice(text_field(record["question"], "question", where), texts, labels.index(key), where, options)
+
+
+def _lettered_choice(question: str, texts: list[str], gold: int, where: str, options: Options,
+                     **metadata: Any) -> Conversation:
+    """A multiple-choice question with lettered choices; the response is the gold letter
+    and its text (options.arc_answer: both | letter | text)."""
     lines = "\n".join(f"{_LETTERS[i]}. {text}" for i, text in enumerate(texts))
-    gold = labels.index(key)
     style = options.get("arc_answer", "both")
     answer = {"letter": _LETTERS[gold], "text": texts[gold]}.get(style, f"{_LETTERS[gold]}. {texts[gold]}")
-    question = text_field(record["question"], "question", where)
-    return _chat(f"{question}\n\n{lines}", answer, where, gold_index=gold)
+    return _chat(f"{question}\n\n{lines}", answer, where, gold_index=gold, **metadata)
+
+
+def from_mmlu(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """MMLU (cais/mmlu): `question`, `choices` (a list of strings), `answer` (the gold
+    index; a letter "A".."J" is accepted too), `subject` (optional: few-shot examples and
+    scores are per subject)."""
+    require(record, ("question", "choices", "answer"), "mmlu", where)
+    texts = [text_field(t, "choices", where) for t in _list_field(record["choices"], "choices", where)]
+    if not 2 <= len(texts) <= len(_LETTERS):
+        raise LmforgeError(f"{where}: mmlu field 'choices' must hold 2..{len(_LETTERS)} choices, it holds {len(texts)}")
+    answer = record["answer"]
+    if isinstance(answer, str) and len(answer) == 1 and answer in _LETTERS[: len(texts)]:
+        answer = _LETTERS.index(answer)
+    if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(texts):
+        raise LmforgeError(f"{where}: mmlu field 'answer' must be the index of the right choice (0..{len(texts) - 1}) "
+                           f"or its letter, got {answer!r}")
+    subject = record.get("subject")
+    if subject is not None and not isinstance(subject, str):
+        raise LmforgeError(f"{where}: mmlu field 'subject' must be a string, got {type(subject).__name__}")
+    return _lettered_choice(text_field(record["question"], "question", where), texts, answer, where, options,
+                            subject=subject or "")
+
+
+def from_bbh(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """BIG-Bench Hard (lukaemon/bbh, SaylorTwift/bbh): `input` -> user, `target` -> answer.
+    In the test splits the target is the bare answer; in chain-of-thought few-shot files it
+    is the reasoning ending "So the answer is X."."""
+    require(record, ("input", "target"), "bbh", where)
+    return _chat(text_field(record["input"], "input", where), text_field(record["target"], "target", where), where)
+
+
+def from_humaneval(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """HumanEval (openai/openai_humaneval): `prompt` (signature and docstring) -> user,
+    `canonical_solution` (the function body) -> assistant; `task_id`, `test` (defines
+    `check(candidate)`) and `entry_point` ride along in metadata. Read as data only: nothing
+    here runs code."""
+    require(record, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), "humaneval", where)
+    fields = {name: text_field(record[name], name, where) for name in ("task_id", "test", "entry_point")}
+    if not fields["entry_point"].isidentifier():
+        raise LmforgeError(f"{where}: humaneval field 'entry_point' must be a function name, got {fields['entry_point']!r}")
+    return _chat(text_field(record["prompt"], "prompt", where),
+                 text_field(record["canonical_solution"], "canonical_solution", where), where, **fields)
+
+
+def from_squad(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
+    """SQuAD: `context`, `question`, `answers` ({"text": [...], "answer_start": [...]} or a
+    list of strings; empty in SQuAD v2's unanswerable questions). The first answer is the
+    response; all of them ride along in metadata['answers']."""
+    require(record, ("context", "question", "answers"), "squad", where)
+    answers = record["answers"]
+    texts = answers.get("text") if isinstance(answers, dict) else answers
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise LmforgeError(f"{where}: squad field 'answers' must be {{\"text\": [...]}} or a list of strings")
+    context, question = text_field(record["context"], "context", where), text_field(record["question"], "question", where)
+    return _chat(f"{context}\n\nQuestion: {question}", texts[0] if texts else "", where, answers=tuple(texts))
 
 
 # --------------------------------------------------------------------------- other tasks

@@ -67,9 +67,13 @@ def build_task_eval_callback(entries: list[dict[str, Any]], tokenizer, meta: dic
             except LmforgeError as exc:
                 raise LmforgeError(f"train.eval_tasks[{index}].format: {exc}") from None
         options = EvalOptions(shots=entry["shots"], seed=entry["seed"], style=entry["format"],
-                              batch_size=entry["batch_size"], max_new_tokens=entry["max_new_tokens"])
+                              fewshot_sampler=entry.get("fewshot_sampler"), batch_size=entry["batch_size"],
+                              max_new_tokens=entry.get("max_new_tokens"))
         task = load_task(entry["task"], fewshot=entry["fewshot_file"], limit=entry["limit"],
                          **({"langs": entry["langs"]} if entry.get("langs") else {}))
-        check_tasks([task], options)
+        try:
+            check_tasks([task], options)
+        except LmforgeError as exc:
+            raise LmforgeError(f"train.eval_tasks[{index}]: {exc}") from None
         scheduled.append(ScheduledTask(task, options, entry["every"]))
     return TaskEvalCallback(scheduled, tokenizer, meta) if scheduled else None

@@ -14,21 +14,29 @@ from lmforge.errors import LmforgeError
 def _task_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", dest="tasks", action="append", required=True, metavar="NAME|FILE",
                         help="a task data file (.jsonl/.json/...; its type is told from the fields) or a known "
-                             "name (gsm8k, arc_challenge, arc_easy, squad); repeatable")
+                             "name (gsm8k, arc_challenge, arc_easy, squad, mmlu, humaneval); repeatable")
     parser.add_argument("--shots", type=int, default=0, help="few-shot examples per prompt (default 0)")
     parser.add_argument("--fewshot-file", default=None,
                         help="few-shot pool (default: the task file itself, leaving out the evaluated record)")
     parser.add_argument("--seed", type=int, default=1234, help="few-shot sampling seed (default 1234)")
-    parser.add_argument("--fewshot-sampler", default="harness", metavar="harness|per-item|first_n",
-                        help="how few-shot examples are drawn: harness (default, every format: lm-evaluation-"
-                             "harness's draws, so plain prompts are its prompts byte for byte and other formats "
-                             "show the same examples), per-item (each item seeded by (seed, index), independent "
-                             "of the other items), first_n (the pool's first N, as MMLU)")
+    parser.add_argument("--fewshot-sampler", default=None, metavar="harness|per-item|first_n",
+                        help="how few-shot examples are drawn (default: the task's own, as its lm-evaluation-harness "
+                             "config: first_n for MMLU and BBH, harness otherwise): harness (the harness's seeded "
+                             "draws, so plain prompts are its prompts byte for byte and other formats show the same "
+                             "examples), per-item (each item seeded by (seed, index), independent of the other "
+                             "items), first_n (the pool's first N)")
     parser.add_argument("--format", default=None,
                         help="prompt format: plain (harness style), remask, openassistant, chat_template "
                              "(default: the model's own format, else plain)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="generation limit per answer")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="generation limit per answer (default: the task's own, BBH and HumanEval 1024, else 256)")
+    parser.add_argument("--allow-code-execution", action="store_true",
+                        help="let code tasks (HumanEval) run model-written programs, each in a sandboxed subprocess "
+                             "(time, memory and file limits, no network, a scratch directory); nothing runs without it")
+    parser.add_argument("--samples", type=int, default=1,
+                        help="code tasks: completions per problem (1: greedy; more: sampled, for pass@k)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="code tasks: sampling temperature when --samples > 1")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N records of each task")
     parser.add_argument("--langs", default=None, metavar="SRC-TGT", help="translation direction, e.g. de-en")
 
@@ -79,17 +87,22 @@ def _options(args):
     from lmforge.eval.evaluate import EvalOptions
     from lmforge.eval.fewshot import check_sampler, check_style
 
-    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens)):
-        if value < 1:
+    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
+                        ("--samples", args.samples)):
+        if value is not None and value < 1:
             raise LmforgeError(f"{flag} {value}: must be at least 1")
+    if args.temperature <= 0:
+        raise LmforgeError(f"--temperature {args.temperature}: must be positive")
     if args.limit is not None and args.limit < 1:
         raise LmforgeError(f"--limit {args.limit}: must be at least 1")
     if args.format is not None:
         check_style(args.format)
-    check_sampler(args.fewshot_sampler)
+    if args.fewshot_sampler is not None:
+        check_sampler(args.fewshot_sampler)
     return EvalOptions(shots=args.shots, seed=args.seed, fewshot_sampler=args.fewshot_sampler, style=args.format,
                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                       show_progress=sys.stderr.isatty())
+                       show_progress=sys.stderr.isatty(), allow_code_execution=args.allow_code_execution,
+                       samples=args.samples, temperature=args.temperature)
 
 
 def _tasks(args):

@@ -3,15 +3,21 @@ turn the outputs into metrics and per-item samples. One function per task kind."
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from lmforge.errors import LmforgeError
 from lmforge.eval import loglik, metrics
-from lmforge.eval.answers import extract_flexible, extract_strict_answer, harness_match
-from lmforge.eval.fewshot import HARNESS, PLAIN, PromptStyle, default_style, draw_shots, make_style
+from lmforge.eval.answers import RULES, extract_flexible, extract_strict_answer, harness_match
+from lmforge.eval.fewshot import PLAIN, PromptStyle, default_style, draw_shots, make_style
 from lmforge.eval.generate import generate, stop_token_ids
 from lmforge.eval.tasks import Task
+
+DEFAULT_MAX_NEW_TOKENS = 256
+"""lm-evaluation-harness's `max_gen_toks` default, for tasks that set no limit of their own."""
+CODE_TIMEOUT_S = 10.0
+"""Wall-clock limit of one HumanEval program (tests included)."""
 
 
 @dataclass(frozen=True)
@@ -19,13 +25,22 @@ class EvalOptions:
     shots: int = 0
     seed: int = 1234
     """Few-shot seed (the harness's default fewshot seed is 1234 too)."""
-    fewshot_sampler: str = HARNESS
-    """How examples are drawn (fewshot.py): `harness` (its draws, for every style) or `per-item`."""
+    fewshot_sampler: str | None = None
+    """How examples are drawn (fewshot.py): `harness`, `per-item` or `first_n`; None: the
+    task's own (first_n for MMLU and BBH, as their harness configs; harness otherwise)."""
     style: str | None = None
     """Prompt format; None: the model's own (lmforge models), else plain."""
     batch_size: int = 16
-    max_new_tokens: int = 256
+    max_new_tokens: int | None = None
+    """Generation limit; None: the task's own (BBH, HumanEval: 1024), else 256."""
     show_progress: bool = False
+    allow_code_execution: bool = False
+    """Code tasks (HumanEval) run model-written programs, sandboxed (eval/sandbox.py), only
+    when this is set (the CLI's --allow-code-execution)."""
+    samples: int = 1
+    """Code tasks: completions per problem (greedy when 1, else sampled at `temperature`);
+    pass@k is reported for every k in (1, 10, 100) up to this."""
+    temperature: float = 0.8
 
 
 @dataclass
@@ -33,22 +48,39 @@ class TaskResult:
     metrics: dict[str, float]
     samples: list[dict[str, Any]] = field(default_factory=list)
     style: str = PLAIN
+    groups: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Scores per group (MMLU: per subject)."""
+
+
+def generation_limit(task: Task, options: EvalOptions) -> int:
+    return options.max_new_tokens or task.layout.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+
+
+def check_code_execution(task: Task, options: EvalOptions) -> None:
+    if task.kind == "code" and not options.allow_code_execution:
+        raise LmforgeError(f"{task.source}: {task.name} scores model-written programs by running them; pass "
+                           "--allow-code-execution to run each in a sandboxed subprocess (see the README), "
+                           "or leave the task out")
 
 
 def evaluate_task(model, tokenizer, meta: dict, task: Task, options: EvalOptions) -> TaskResult:
+    check_code_execution(task, options)
     style = make_style(options.style or default_style(meta), tokenizer, meta)
     if task.kind == "perplexity":
         return _perplexity(model, tokenizer, meta, task, style, options)
     shots = draw_shots(task, options.shots, options.seed, options.fewshot_sampler)
-    contexts = [style.context(s, item) for s, item in zip(shots, task.items)]
+    contexts = [style.context(s, item, task.layout) for s, item in zip(shots, task.items)]
     if task.kind == "multiple_choice":
         return _multiple_choice(model, tokenizer, task, style, contexts, options)
-    raw = _generate(model, tokenizer, meta, task, style, contexts, options)
+    if task.kind == "code":
+        return _code(model, tokenizer, task, style, contexts, options)
+    raw = _generate(model, tokenizer, task, style, contexts, options)
     outputs = [_without_special_tokens(text, tokenizer) for text in raw]
     if task.kind == "generate":
         result = _exact_match(task, contexts, outputs, raw)
     else:
-        result = {"translation": _translation, "qa": _qa}[task.kind](task, contexts, outputs)
+        result = {"answer_phrase": _answer_phrase, "translation": _translation, "qa": _qa}[task.kind](
+            task, contexts, outputs)
     result.style = style.name
     return result
 
@@ -58,8 +90,8 @@ def evaluate_task(model, tokenizer, meta: dict, task: Task, options: EvalOptions
 
 def _multiple_choice(model, tokenizer, task: Task, style: PromptStyle, contexts: list[str],
                      options: EvalOptions) -> TaskResult:
-    requests = [(context, style.target_delimiter + choice) for item, context in zip(task.items, contexts)
-                for choice in item.choices]
+    delimiter = style.target_delimiter(task.layout)
+    requests = [(context, delimiter + choice) for item, context in zip(task.items, contexts) for choice in item.choices]
     max_length = loglik.model_max_length(model)
     rows = [loglik.pair_row(*loglik.encode_pair(tokenizer, c, x), max_length) for c, x in requests]
     scored = iter(loglik.score_rows(model, rows, tokenizer.pad_token_id, options.batch_size, options.show_progress,
@@ -71,8 +103,23 @@ def _multiple_choice(model, tokenizer, task: Task, style: PromptStyle, contexts:
         picked = metrics.choice_predictions(lls, item.choices)
         for name, index in picked.items():
             per_metric[name].append(float(index == item.gold))
-        samples.append({"where": item.where, "context": context, "logliks": lls, "gold": item.gold, **picked})
-    return TaskResult(_means(per_metric), samples, style.name)
+        samples.append({"where": item.where, "context": context, "logliks": lls, "gold": item.gold, **picked,
+                        **({"group": item.group} if item.group else {})})
+    result = TaskResult(_means(per_metric), samples, style.name)
+    if any(item.group for item in task.items):
+        result.groups = _by_group(task, per_metric)
+        # MMLU reports both: `acc`, over all questions (the harness's group score weighs
+        # subjects by size), and `acc_macro`, the mean of the subjects' accuracies
+        result.metrics["acc_macro"] = metrics.mean([g["acc"] for g in result.groups.values()])
+    return result
+
+
+def _by_group(task: Task, per_metric: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    groups: dict[str, dict[str, list[float]]] = {}
+    for index, item in enumerate(task.items):
+        for name, values in per_metric.items():
+            groups.setdefault(item.group, {}).setdefault(name, []).append(values[index])
+    return {group: _means(values) for group, values in groups.items()}
 
 
 def _perplexity(model, tokenizer, meta: dict, task: Task, style: PromptStyle, options: EvalOptions) -> TaskResult:
@@ -120,18 +167,19 @@ def _perplexity(model, tokenizer, meta: dict, task: Task, style: PromptStyle, op
 # ------------------------------------------------------------------------ generation
 
 
-def _generate(model, tokenizer, meta: dict, task: Task, style: PromptStyle, contexts: list[str],
-              options: EvalOptions) -> list[str]:
-    stop_strings = style.stop_strings(task.kind)
+def _generate(model, tokenizer, task: Task, style: PromptStyle, contexts: list[str], options: EvalOptions,
+              **sampling: Any) -> list[str]:
+    stop_strings = style.stop_strings(task.layout)
     token_stops = [s for s in stop_strings if s in tokenizer.get_vocab()]
     stop_ids = stop_token_ids(tokenizer, [tokenizer.eos_token, *token_stops])
+    limit = generation_limit(task, options)
     # the harness keeps a prompt's last (model length - generation limit) tokens; when the
     # limit alone fills the model's positions (it refuses that), prompts stay whole
-    room = loglik.model_max_length(model) - options.max_new_tokens
-    return generate(model, tokenizer, contexts, stop_ids, max_new_tokens=options.max_new_tokens,
+    room = loglik.model_max_length(model) - limit
+    return generate(model, tokenizer, contexts, stop_ids, max_new_tokens=limit,
                     batch_size=options.batch_size, add_bos=False, show_progress=options.show_progress,
                     stop_strings=[s for s in stop_strings if s not in token_stops], skip_special_tokens=False,
-                    max_prompt_tokens=room if room > 0 else None)
+                    max_prompt_tokens=room if room > 0 else None, **sampling)
 
 
 def _without_special_tokens(text: str, tokenizer) -> str:
@@ -154,6 +202,65 @@ def _exact_match(task: Task, contexts: list[str], outputs: list[str], raw: list[
                         "flexible": flexible, "gold": item.gold,
                         "correct_strict": bool(per_metric["exact_match_strict"][-1])})
     return TaskResult(_means(per_metric), samples)
+
+
+def _answer_phrase(task: Task, contexts: list[str], outputs: list[str]) -> TaskResult:
+    """BBH: the answer after "the answer is" (the harness's get-answer filter), compared
+    with the target exactly, as the harness's exact_match without options does."""
+    per_metric: dict[str, list[float]] = {"exact_match": []}
+    samples = []
+    for item, context, output in zip(task.items, contexts, outputs):
+        answer = RULES["the_answer_is"](output)
+        per_metric["exact_match"].append(float(answer is not None and answer == item.gold))
+        samples.append({"where": item.where, "context": context, "output": output, "answer": answer,
+                        "gold": item.gold, "correct": bool(per_metric["exact_match"][-1])})
+    return TaskResult(_means(per_metric), samples)
+
+
+PASS_AT = (1, 10, 100)
+
+
+def _code(model, tokenizer, task: Task, style: PromptStyle, contexts: list[str], options: EvalOptions) -> TaskResult:
+    """HumanEval: `samples` completions per problem, each run with the problem's tests in
+    the sandbox; pass@k by the unbiased estimator for every k in PASS_AT up to `samples`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lmforge.eval.sandbox import check_candidate, pass_at_k
+
+    n = options.samples
+    if n < 1:
+        raise LmforgeError(f"--samples {n}: must be at least 1")
+    sampling = {"do_sample": True, "temperature": options.temperature, "seed": options.seed} if n > 1 else {}
+    repeated = [context for context in contexts for _ in range(n)]
+    completions = [_without_special_tokens(text, tokenizer)
+                   for text in _generate(model, tokenizer, task, style, repeated, options, **sampling)]
+    programs = [(item, _program_head(item, completion, style), completion)
+                for index, item in enumerate(task.items) for completion in completions[index * n:(index + 1) * n]]
+    # the programs are subprocesses: threads only wait on them
+    with ThreadPoolExecutor(max_workers=max(1, min(8, (os.cpu_count() or 1)))) as pool:
+        outcomes = list(pool.map(lambda p: check_candidate(p[1], "", p[0].gold["test"], p[0].gold["entry_point"],
+                                                           allowed=True, timeout_s=CODE_TIMEOUT_S), programs))
+    ks = [k for k in PASS_AT if k <= n]
+    per_metric: dict[str, list[float]] = {f"pass@{k}": [] for k in ks}
+    samples = []
+    for index, (item, context) in enumerate(zip(task.items, contexts)):
+        mine = outcomes[index * n:(index + 1) * n]
+        passed = sum(o.passed for o in mine)
+        for k in ks:
+            per_metric[f"pass@{k}"].append(pass_at_k(n, passed, k))
+        samples.append({"where": item.where, "task_id": item.gold["task_id"], "context": context,
+                        "completions": completions[index * n:(index + 1) * n], "passed": passed, "n": n,
+                        "results": [o.reason for o in mine]})
+    return TaskResult(_means(per_metric), samples, style.name)
+
+
+def _program_head(item, completion: str, style: PromptStyle) -> str:
+    """What runs before the tests: the prompt and the completion, as the harness builds it
+    (`doc["prompt"] + completion`); a chat-style answer that writes the whole function
+    (its `def <entry_point>` included) runs alone."""
+    if style.name != PLAIN and f"def {item.gold['entry_point']}" in completion:
+        return completion
+    return item.plain + completion
 
 
 def _translation(task: Task, contexts: list[str], outputs: list[str]) -> TaskResult:

@@ -34,46 +34,63 @@ from dataclasses import dataclass, replace
 from lmforge.data.conversation import Segment
 from lmforge.data.formats import FORMATS, get_format
 from lmforge.errors import LmforgeError
-from lmforge.eval.tasks import Item, Task
+from lmforge.eval.tasks import GSM8K_LAYOUT, Item, Layout, Task
 
 PLAIN = "plain"
 STYLES = (PLAIN, *FORMATS)
-SHOT_DELIMITER = "\n\n"
-PLAIN_UNTIL = ("Question:", "</s>", "<|im_end|>")
+PLAIN_UNTIL = GSM8K_LAYOUT.until
 """The harness GSM8K task's `until` (tasks/gsm8k/gsm8k.yaml); the generation limit is
 EvalOptions.max_new_tokens, 256 as the harness's `max_gen_toks` default."""
 HARNESS, PER_ITEM, FIRST_N = "harness", "per-item", "first_n"
 SAMPLERS = (HARNESS, PER_ITEM, FIRST_N)
-TARGET_DELIMITER = " "
 
 
-def draw_shots(task: Task, k: int, seed: int, sampler: str = HARNESS) -> list[list[Item]]:
-    """k pool examples for every item of `task` (never the item itself), drawn by `sampler`."""
+def draw_shots(task: Task, k: int, seed: int, sampler: str | None = None) -> list[list[Item]]:
+    """k pool examples for every item of `task` (never the item itself), drawn by `sampler`
+    (None: the task's own, e.g. first_n for MMLU). Items with a group (MMLU's subject) draw
+    from their group's part of the pool, with a generator per group, as the harness runs
+    each subject as a task of its own."""
     if k < 0:
         raise LmforgeError(f"--shots {k}: must be 0 or more")
-    check_sampler(sampler)
+    sampler = check_sampler(sampler or task.layout.sampler)
     if k == 0:
         return [[] for _ in task.items]
+    if not any(item.group for item in task.items):
+        return _draw(task, list(enumerate(task.items)), task.pool, k, seed, sampler, "")
+    shots: dict[int, list[Item]] = {}
+    for group in dict.fromkeys(item.group for item in task.items):
+        indices = [i for i, item in enumerate(task.items) if item.group == group]
+        pool = [x for x in task.pool if x.group == group]
+        for index, drawn in zip(indices, _draw(task, [(i, task.items[i]) for i in indices], pool, k, seed, sampler, group)):
+            shots[index] = drawn
+    return [shots[i] for i in range(len(task.items))]
+
+
+def _draw(task: Task, items: list[tuple[int, Item]], pool: list[Item], k: int, seed: int, sampler: str,
+          group: str) -> list[list[Item]]:
+    """Draws for `items` (each with its index in the task) from `pool`."""
     # the harness's test: is the few-shot split the evaluated one? (then an item's own record is left out)
     same_split = task.pool_source == task.source
-    available = len(task.pool) - (1 if same_split else 0)
+    available = len(pool) - (1 if same_split else 0)
     if k > available:
-        detail = f" ({len(task.pool)} records, less the one evaluated)" if same_split else ""
-        raise LmforgeError(f"--shots {k}: the few-shot pool {task.pool_source} has only {available} examples{detail}")
+        where = f" for subject '{group}'" if group else ""
+        detail = f" ({len(pool)} records, less the one evaluated)" if same_split else ""
+        raise LmforgeError(f"--shots {k}: the few-shot pool {task.pool_source} has only {max(available, 0)} "
+                           f"examples{where}{detail}")
     if sampler == PER_ITEM:
-        return [random.Random(seed * 1_000_003 + index).sample(_others(task, item, same_split, k), k)
-                for index, item in enumerate(task.items)]
+        return [random.Random(seed * 1_000_003 + index).sample(_others(pool, item, same_split, k, task.pool_source), k)
+                for index, item in items]
     if sampler == FIRST_N:
-        return [_others(task, item, same_split, k)[:k] for item in task.items]
+        return [_others(pool, item, same_split, k, task.pool_source)[:k] for _, item in items]
     rnd = random.Random(seed)  # one generator for the whole task, as the harness's sampler
     shots = []
-    for item in task.items:
+    for _, item in items:
         if not same_split:
-            shots.append(rnd.sample(task.pool, k))
+            shots.append(rnd.sample(pool, k))
             continue
-        drawn = [x for x in rnd.sample(task.pool, k + 1) if not _same_record(x, item)][:k]
+        drawn = [x for x in rnd.sample(pool, k + 1) if not _same_record(x, item)][:k]
         if len(drawn) < k:  # equal copies of the item were drawn (samplers.py: the resample)
-            drawn = rnd.sample(_others(task, item, True, k), k)
+            drawn = rnd.sample(_others(pool, item, True, k, task.pool_source), k)
         shots.append(drawn)
     return shots
 
@@ -81,14 +98,19 @@ def draw_shots(task: Task, k: int, seed: int, sampler: str = HARNESS) -> list[li
 def _same_record(a: Item, b: Item) -> bool:
     """The harness compares documents by value (`x != doc`); an Item's `where` (file:line)
     is not part of the record."""
-    return replace(a, where="") == replace(b, where="")
+    return _value(a) == _value(b)
 
 
-def _others(task: Task, item: Item, same_split: bool, k: int) -> list[Item]:
+def _value(item: Item) -> Item:
+    conversation = item.conversation and replace(item.conversation, source="")
+    return replace(item, where="", conversation=conversation)
+
+
+def _others(pool: list[Item], item: Item, same_split: bool, k: int, pool_source: str) -> list[Item]:
     """The pool less the item's own record (and its equal copies) when the pool is the evaluated file."""
-    others = [x for x in task.pool if not _same_record(x, item)] if same_split else list(task.pool)
+    others = [x for x in pool if not _same_record(x, item)] if same_split else list(pool)
     if len(others) < k:
-        raise LmforgeError(f"--shots {k}: {item.where} has copies in the few-shot pool {task.pool_source}; "
+        raise LmforgeError(f"--shots {k}: {item.where} has copies in the few-shot pool {pool_source}; "
                            f"only {len(others)} other examples are left")
     return others
 
@@ -110,14 +132,15 @@ class PromptStyle:
     cot: bool = False
     """Chat styles: CoT items are answered rationale first (remask's <|rationale|>)."""
 
-    @property
-    def target_delimiter(self) -> str:
-        return TARGET_DELIMITER if self.name == PLAIN else ""
+    def target_delimiter(self, layout: Layout) -> str:
+        return layout.target_delimiter if self.name == PLAIN else ""
 
-    def context(self, shots: list[Item], query: Item) -> str:
+    def context(self, shots: list[Item], query: Item, layout: Layout = Layout()) -> str:
+        """The prompt of `query` after `shots`; a plain one is the harness's
+        description + (query, delimiter, target, fewshot delimiter) per shot + query."""
         if self.name == PLAIN:
-            examples = "".join(f"{s.plain}{TARGET_DELIMITER}{s.target}{SHOT_DELIMITER}" for s in shots)
-            return self.bos + examples + query.plain
+            examples = "".join(f"{s.plain}{layout.target_delimiter}{s.target}{layout.fewshot_delimiter}" for s in shots)
+            return self.bos + query.description + examples + query.plain
         prompt_format = get_format(self.name)
         segments: list[Segment] = []
         for shot in shots:
@@ -133,10 +156,11 @@ class PromptStyle:
             return shot.response
         return (Segment("assistant", shot.target),)
 
-    def stop_strings(self, kind: str) -> list[str]:
-        """Text that ends a generated answer (special stop tokens are handled as ids)."""
+    def stop_strings(self, layout: Layout) -> list[str]:
+        """Text that ends a generated answer (special stop tokens are handled as ids): the
+        task's `until` in plain prompts, the prompt format's end of turn otherwise."""
         if self.name == PLAIN:
-            return list(PLAIN_UNTIL) if kind == "generate" else ["\n"]
+            return list(layout.until)
         return list(get_format(self.name).stop_strings(self.tokenizer))
 
 

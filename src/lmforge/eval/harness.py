@@ -29,7 +29,7 @@ import yaml
 from lmforge.errors import LmforgeError
 from lmforge.eval import results
 from lmforge.eval.checkpoint import resolve
-from lmforge.eval.evaluate import EvalOptions
+from lmforge.eval.evaluate import EvalOptions, generation_limit
 from lmforge.eval.fewshot import default_style, draw_shots, make_style
 from lmforge.eval.tasks import Task
 
@@ -61,7 +61,7 @@ def _rows_and_config(task: Task, contexts: list[str], delimiter: str, stops: lis
                       "doc_to_target": "gold", "target_delimiter": delimiter,
                       "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
                                       for m in ("acc", "acc_norm", "acc_bytes")]}
-    generation = {"until": stops, "do_sample": False, "max_gen_toks": options.max_new_tokens}
+    generation = {"until": stops, "do_sample": False, "max_gen_toks": generation_limit(task, options)}
     if task.kind == "generate":
         rows = [{"query": c, "gold": i.gold} for i, c in zip(task.items, contexts)]
         return rows, {"output_type": "generate_until", "doc_to_text": "query", "doc_to_target": "gold",
@@ -83,9 +83,9 @@ def write_task(task: Task, tokenizer, meta: dict, options: EvalOptions, director
     """Write `<task>.jsonl` and `<task>.yaml` into `directory`; returns the harness task name."""
     style = make_style(options.style or default_style(meta), tokenizer, meta)
     shots = draw_shots(task, options.shots, options.seed, options.fewshot_sampler) if task.kind != "perplexity" else []
-    contexts = [style.context(s, item) for s, item in zip(shots, task.items)]
-    stops = style.stop_strings(task.kind)
-    rows, kind_config = _rows_and_config(task, contexts, style.target_delimiter, stops, options)
+    contexts = [style.context(s, item, task.layout) for s, item in zip(shots, task.items)]
+    stops = style.stop_strings(task.layout)
+    rows, kind_config = _rows_and_config(task, contexts, style.target_delimiter(task.layout), stops, options)
     name = f"lmforge_{task.name}".replace("-", "_").replace(".", "_")
     data = directory / f"{name}.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")

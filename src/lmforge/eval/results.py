@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.eval.checkpoint import ModelSource, weights_sha256
-from lmforge.eval.evaluate import EvalOptions, TaskResult
+from lmforge.eval.evaluate import EvalOptions, TaskResult, generation_limit
 from lmforge.eval.tasks import Task
 from lmforge.rundir import library_versions, write_json_atomic
 
@@ -38,6 +38,9 @@ def model_record(source: ModelSource, hashes: bool = True) -> dict[str, Any]:
             **({"sha256": weights_sha256(source.weights_dir)} if hashes else {})}
 
 
+GENERATING_KINDS = ("generate", "answer_phrase", "code", "translation", "qa")
+
+
 def task_record(task: Task, options: EvalOptions, result: TaskResult) -> dict[str, Any]:
     return {
         "name": task.name, "kind": task.kind, "source": task.source, "sha256": task.sha256, "items": len(task.items),
@@ -45,8 +48,12 @@ def task_record(task: Task, options: EvalOptions, result: TaskResult) -> dict[st
         "fewshot_source": task.pool_source if options.shots else None,
         "fewshot_sha256": task.pool_sha256 if options.shots else None,
         "prompt_format": result.style, "primary_metric": task.primary_metric,
-        "max_new_tokens": options.max_new_tokens if task.kind in ("generate", "translation", "qa") else None,
+        "fewshot_sampler": (options.fewshot_sampler or task.layout.sampler) if options.shots else None,
+        "max_new_tokens": generation_limit(task, options) if task.kind in GENERATING_KINDS else None,
+        **({"samples_per_item": options.samples, "temperature": options.temperature if options.samples > 1 else 0.0}
+           if task.kind == "code" else {}),
         "options": task.options,
+        **({"groups": result.groups} if result.groups else {}),
     }
 
 

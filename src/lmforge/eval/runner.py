@@ -10,7 +10,7 @@ from typing import Any
 from lmforge.errors import LmforgeError
 from lmforge.eval import results
 from lmforge.eval.checkpoint import LoadedModel, load_checkpoint
-from lmforge.eval.evaluate import EvalOptions, evaluate_task
+from lmforge.eval.evaluate import EvalOptions, check_code_execution, evaluate_task
 from lmforge.eval.fewshot import draw_shots
 from lmforge.eval.tasks import Task, load_task
 
@@ -39,6 +39,7 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[Task], options: EvalOptions
 def check_tasks(tasks: list[Task], options: EvalOptions) -> None:
     """Fail on few-shot problems before a model is loaded."""
     for task in tasks:
+        check_code_execution(task, options)
         if task.kind == "perplexity" and options.shots:
             raise LmforgeError(f"--shots {options.shots}: {task.source} is a perplexity task, which takes no "
                                "few-shot examples")
