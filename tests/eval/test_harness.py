@@ -128,11 +128,42 @@ def _arc_rows(rows):
              "answerKey": "B" if i % 3 else "A"} for i, r in enumerate(rows)]
 
 
+MMLU_SUBJECTS = ("high_school_mathematics", "world_religions")
+
+
+def _mmlu_rows(rows, subject):
+    """MMLU-schema records (question, subject, four choices, answer index) from the problems."""
+    out = []
+    for i, r in enumerate(rows):
+        right = int(r["answer"])
+        choices = [str(right + d) for d in (1, 0, 2, -1)] if i % 2 else [str(right), str(right + 3), "none", "7"]
+        out.append({"question": f" {r['question']} ", "subject": subject, "choices": choices,
+                    "answer": choices.index(str(right))})
+    return out
+
+
+def _mmlu_task(directory, subject, test, dev):
+    """The harness's own MMLU subject task: its shipped default template (first_n sampler,
+    dev split, lettered layout) with the description its generator writes, over local files."""
+    import lm_eval
+    import yaml
+
+    config = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/mmlu/default/_default_template_yaml").read_text())
+    config.update(task=f"mmlu_{subject}", dataset_path="json",
+                  dataset_kwargs={"data_files": {"test": str(test), "dev": str(dev)}}, num_fewshot=5,
+                  description=f"The following are multiple choice questions (with answers) about "
+                              f"{' '.join(subject.split('_'))}.\n\n")
+    (directory / f"mmlu_{subject}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return f"mmlu_{subject}"
+
+
 def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
-    """The real harness, building its own 5-shot GSM8K and 25-shot ARC prompts from its
-    shipped task configs over the same local files, against lmforge's defaults: the same
-    prompts byte for byte and the same per-item results. Both pool cases: a separate
-    few-shot split (as shipped) and the evaluated split itself (n+1 drawn, itself removed)."""
+    """The real harness, building its own 5-shot GSM8K, 25-shot ARC and 5-shot MMLU prompts
+    from its shipped task configs over the same local files, against lmforge's defaults: the
+    same prompts byte for byte and the same per-item results. Both pool cases: a separate
+    few-shot split (as shipped) and the evaluated split itself (n+1 drawn, itself removed).
+    MMLU: one lmforge task over a file of two subjects against the harness's task per
+    subject (few-shot examples from the same subject's dev split, first_n)."""
     from lmforge.eval.answers import harness_match
     from lmforge.eval.checkpoint import resolve
     from lmforge.eval.fewshot import PLAIN_UNTIL, make_style
@@ -162,6 +193,10 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
              "arc_train": _write_rows(data / "arc_train.jsonl", _arc_rows(TRAIN[:40])),
              "arc_split": _write_rows(data / "arc_split.jsonl", _arc_rows(TRAIN[100:112])),
              "arc_self": _write_rows(data / "arc_self.jsonl", _arc_rows(TRAIN[100:130]))}
+    mmlu_test = {subject: _mmlu_rows(TRAIN[130 + 10 * i:140 + 10 * i], subject) for i, subject in enumerate(MMLU_SUBJECTS)}
+    mmlu_dev = {subject: _mmlu_rows(TRAIN[160 + 7 * i:167 + 7 * i], subject) for i, subject in enumerate(MMLU_SUBJECTS)}
+    files["mmlu"] = _write_rows(data / "mmlu.jsonl", [r for s in MMLU_SUBJECTS for r in mmlu_test[s]])
+    files["mmlu_dev"] = _write_rows(data / "mmlu_dev.jsonl", [r for s in MMLU_SUBJECTS for r in mmlu_dev[s]])
     generation = {**shipped_gsm8k["generation_kwargs"], "max_gen_toks": 64}
     names = [
         _native_task(tasks_dir, "gsm_split", "gsm8k/gsm8k.yaml",
@@ -175,6 +210,8 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
                      files["arc_split"], "test": files["arc_split"]}, num_fewshot=25),
         _native_task(tasks_dir, "arc_self", "arc/arc_easy.yaml", {"test": files["arc_self"]}, training_split=None,
                      validation_split=None, fewshot_split="test", num_fewshot=25),
+        *(_mmlu_task(tasks_dir, subject, _write_rows(data / f"{subject}_test.jsonl", mmlu_test[subject]),
+                     _write_rows(data / f"{subject}_dev.jsonl", mmlu_dev[subject])) for subject in MMLU_SUBJECTS),
     ]
     source = resolve(gsm8k_model_dir)
     command = harness.harness_command(source, names, tasks_dir, tmp_path / "out", EvalOptions(batch_size=8), 512)
@@ -209,6 +246,10 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
                         sum(s["acc"] == float(m["acc"] == m["gold"])
                             and s["acc_norm"] == float(m["acc_norm"] == m["gold"]) for m, s in zip(mine, its)),
                         len(mine), len(its))
+    mine = ours("mmlu", 5, "mmlu_dev")  # the task's own sampler: first_n, per subject
+    its = [row for subject in MMLU_SUBJECTS for row in theirs(f"mmlu_{subject}")]
+    counts["mmlu"] = (sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, its)),
+                      sum(s["acc"] == float(m["acc"] == m["gold"]) for m, s in zip(mine, its)), len(mine), len(its))
     print("prompts identical, results identical, lmforge items, harness items:", counts)
     assert all(same_prompts == same_results == n == n_harness for same_prompts, same_results, n, n_harness
                in counts.values()), counts
