@@ -47,3 +47,17 @@ def test_bad_objective_values_are_config_errors(tmp_path, user_files, capsys):
         capsys.readouterr()
         assert main(["train", str(config), "--set", override]) == 2
         assert expected in capsys.readouterr().err
+
+
+def test_rank_on_pairs_data_is_refused_not_trained_as_ce(tmp_path, user_files, capsys):
+    """`lmforge train` makes one sequence per record: the rank objective would see no ranked
+    groups and train plain CE on the chosen responses. It stops before training instead."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"prompt": f"2 + {i}?", "chosen": f"{2 + i}", "rejected": [f"{3 + i}"]}) + "\n"
+                             for i in range(20)))
+    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", objective={"name": "rank", "weight": 5})
+    code = main(["train", str(config), "--set", f"data.datasets=[{{path: {pairs}, val_split: 0}}]"])
+    err = capsys.readouterr().err
+    assert code == 2 and "train.objective.name: rank trains on ranked groups of responses" in err
+    assert "(format: pairs)" in err
+    assert len(err.strip().splitlines()) == 1 and not list((tmp_path / "run").glob("checkpoint-*"))

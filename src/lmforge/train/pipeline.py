@@ -353,10 +353,31 @@ def tokenized_once(config: Config, tokenizer, prompt_format: PromptFormat) -> tu
     return load_tokenized(Path(cached)), {}
 
 
+def _named_format(spec) -> str:
+    """A dataset's format, detected from its first record when it says `auto`."""
+    if spec.format != "auto":
+        return spec.format
+    from lmforge.data.registry import detect_format
+    from lmforge.data.sources import read_records
+
+    try:
+        first = next(iter(read_records(spec.path)), None)
+        return detect_format(*first) if first is not None else "empty"
+    except LmforgeError:  # unreadable or undetectable: the data loader reports that itself
+        return spec.format
+
+
 def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
     """Conversations from data.datasets, tokenized with label masks, padded per batch;
     masking objectives add their collate-time noise to training batches, NEFTune its
     per-example seeds."""
+    if config.train.objective.name == "rank":
+        # sft_data makes one sequence per example: the rank objective would find no ranked
+        # groups in its batches and train plain CE on the chosen responses, silently
+        formats = ", ".join(sorted({_named_format(spec) for spec in dataset_specs(config.data)}))
+        raise LmforgeError(f"train.objective.name: rank trains on ranked groups of responses, which lmforge bootstrap "
+                           f"builds; lmforge train makes one sequence per record of data.datasets (format: "
+                           f"{formats}) and does not feed rejected responses to it yet")
     data, file_hashes = tokenized_once(config, tokenizer, prompt_format)
     for report in data.reports:
         dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
