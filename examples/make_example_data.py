@@ -11,6 +11,13 @@
 - tokenizer/                 a 512-token byte-level BPE trained on them (no prompt-format
                              tokens: lmforge adds those itself). The socratic chats are not
                              part of its corpus; being byte-level, it encodes them anyway
+- eval/mmlu_test.jsonl       12 multiple-choice questions over 3 subjects (cais/mmlu schema);
+  eval/mmlu_dev.jsonl        5 per subject, the few-shot (dev) split: --fewshot-file
+- eval/bbh_boolean_expressions.jsonl      8 BIG-Bench Hard style items (lukaemon/bbh schema);
+  eval/bbh_boolean_expressions_cot.jsonl  3 chain-of-thought few-shot examples ("So the answer is X.")
+- eval/humaneval.jsonl       5 small HumanEval-style problems (openai/openai_humaneval schema)
+  The eval files are written for lmforge (no text from the real datasets); `write_eval_examples`
+  writes only them.
 """
 
 from __future__ import annotations
@@ -201,6 +208,163 @@ SOCRATIC_TEST = [
 ]
 
 
+# ---------------------------------------------------------------------------- eval samples
+# Tiny benchmark files for `lmforge eval` in the public schemas of MMLU (cais/mmlu), BIG-Bench
+# Hard (lukaemon/bbh, boolean_expressions) and HumanEval (openai/openai_humaneval). Every item
+# is written for lmforge, not taken from the datasets; they only show the layouts.
+
+MMLU_SUBJECTS = ("high_school_mathematics", "astronomy", "world_religions")
+
+# subject -> (dev items: the few-shot split, test items); each (question, 4 choices, gold index)
+MMLU = {
+    "high_school_mathematics": (
+        [("What is the value of 3x + 2 when x = 4?", ["10", "12", "14", "16"], 2),
+         ("How many degrees are in the interior angles of a triangle, added together?", ["90", "180", "270", "360"], 1),
+         ("Which of these numbers is prime?", ["21", "27", "29", "33"], 2),
+         ("What is the slope of the line y = -2x + 7?", ["-2", "2", "7", "-7"], 0),
+         ("If a square has a perimeter of 20, what is its area?", ["16", "20", "25", "40"], 2)],
+        [("What is the solution of 5x - 3 = 17?", ["2", "3", "4", "5"], 2),
+         ("What is the greatest common divisor of 18 and 24?", ["3", "6", "8", "12"], 1),
+         ("A fair coin is tossed twice. What is the probability of two heads?", ["1/2", "1/3", "1/4", "1/8"], 2),
+         ("What is 2 to the power of 6?", ["12", "32", "36", "64"], 3)],
+    ),
+    "astronomy": (
+        [("Which planet is closest to the Sun?", ["Venus", "Mercury", "Mars", "Earth"], 1),
+         ("What keeps the planets in orbit around the Sun?", ["Magnetism", "Friction", "Gravity", "Solar wind"], 2),
+         ("About how long does light from the Sun take to reach the Earth?",
+          ["8 seconds", "8 minutes", "8 hours", "8 days"], 1),
+         ("What kind of object is the Moon?", ["A star", "A planet", "A comet", "A natural satellite"], 3),
+         ("Which planet is known for its large system of bright rings?", ["Saturn", "Mars", "Mercury", "Venus"], 0)],
+        [("Which is the largest planet in the Solar System?", ["Earth", "Neptune", "Jupiter", "Saturn"], 2),
+         ("What causes the phases of the Moon?",
+          ["The Earth's shadow", "The changing part of the lit side we see", "Clouds on the Moon",
+           "The Moon's own light turning on and off"], 1),
+         ("What is a light-year a unit of?", ["Time", "Brightness", "Distance", "Mass"], 2),
+         ("Which gas makes up most of the Sun?", ["Hydrogen", "Oxygen", "Carbon", "Iron"], 0)],
+    ),
+    "world_religions": (
+        [("In which city is the Kaaba found?", ["Medina", "Jerusalem", "Mecca", "Cairo"], 2),
+         ("What is the name of the Sikh scripture?", ["Guru Granth Sahib", "Tripitaka", "Avesta", "Talmud"], 0),
+         ("Which festival of lights is celebrated by Hindus in autumn?", ["Holi", "Diwali", "Vesak", "Hanukkah"], 1),
+         ("Which religion teaches the Four Noble Truths?", ["Jainism", "Shinto", "Buddhism", "Taoism"], 2),
+         ("On which day do most Christians hold their main weekly service?",
+          ["Friday", "Saturday", "Sunday", "Monday"], 2)],
+        [("What is the Jewish day of rest called?", ["Shabbat", "Passover", "Yom Kippur", "Purim"], 0),
+         ("Which text is central to Taoism?", ["The Analects", "The Tao Te Ching", "The Vedas", "The Quran"], 1),
+         ("In which country did Shinto develop?", ["China", "Korea", "India", "Japan"], 3),
+         ("What is the month of fasting in Islam called?", ["Ramadan", "Shawwal", "Muharram", "Rajab"], 0)],
+    ),
+}
+
+
+def mmlu_records(split: int) -> list[dict]:
+    """cais/mmlu rows (question, subject, choices, answer), subjects in MMLU_SUBJECTS order;
+    split 0: dev, 1: test."""
+    return [{"question": q, "subject": subject, "choices": choices, "answer": answer}
+            for subject in MMLU_SUBJECTS for q, choices, answer in MMLU[subject][split]]
+
+
+BBH_BOOLEAN_TEST = ["not False and True", "True and not True", "( True or False ) and False",
+                    "not ( False or False )", "False or not False and True", "not not True",
+                    "True and False or not False", "( not True ) or ( False and True )"]
+
+# lukaemon/bbh rows ({"input", "target"}) whose target is a chain of thought ending in the
+# harness's "So the answer is X." (bbh/cot_fewshot)
+BBH_BOOLEAN_COT = [
+    ("not True or True",
+     "\"not\" binds first: not True is False. The expression becomes False or True, and an \"or\" with one True "
+     "side is True. So the answer is True."),
+    ("True and ( False or False )",
+     "Brackets first: False or False is False. The expression becomes True and False, and an \"and\" with one "
+     "False side is False. So the answer is False."),
+    ("not ( True and False ) and True",
+     "Brackets first: True and False is False, and not False is True. The expression becomes True and True, "
+     "which is True. So the answer is True."),
+]
+
+
+def bbh_test_records() -> list[dict]:
+    # the gold value is the expression's own value (Python's not/and/or precedence is BBH's)
+    return [{"input": f"{expression} is", "target": str(eval(expression))} for expression in BBH_BOOLEAN_TEST]
+
+
+def bbh_cot_records() -> list[dict]:
+    for expression, cot in BBH_BOOLEAN_COT:
+        assert cot.endswith(f"So the answer is {eval(expression)}."), expression
+    return [{"input": f"{expression} is", "target": cot} for expression, cot in BBH_BOOLEAN_COT]
+
+
+def _doc(signature: str, summary: str, *examples: tuple[str, str]) -> str:
+    lines = "".join(f"    >>> {call}\n    {result}\n" for call, result in examples)
+    return f"{signature}\n    \"\"\" {summary}\n{lines}    \"\"\"\n"
+
+
+# (entry point, prompt, canonical solution, asserts of check(candidate))
+HUMANEVAL = [
+    ("sum_of_squares",
+     "from typing import List\n\n\n" + _doc("def sum_of_squares(numbers: List[int]) -> int:",
+                                             "Return the sum of the squares of the numbers.",
+                                             ("sum_of_squares([1, 2, 3])", "14"), ("sum_of_squares([])", "0")),
+     "    return sum(n * n for n in numbers)\n",
+     ["candidate([1, 2, 3]) == 14", "candidate([]) == 0", "candidate([-4]) == 16", "candidate([0, 5, -1]) == 26"]),
+    ("count_vowels",
+     "\n\n" + _doc("def count_vowels(text: str) -> int:",
+                   "Count the vowels (a, e, i, o, u, in either case) in text.",
+                   ("count_vowels('Banana')", "3"), ("count_vowels('xyz')", "0")),
+     "    return sum(1 for c in text.lower() if c in 'aeiou')\n",
+     ["candidate('Banana') == 3", "candidate('xyz') == 0", "candidate('') == 0", "candidate('AEIOU aeiou') == 10"]),
+    ("running_max",
+     "from typing import List\n\n\n" + _doc("def running_max(numbers: List[int]) -> List[int]:",
+                                            "For each position, the largest number seen so far.",
+                                            ("running_max([1, 3, 2, 5, 4])", "[1, 3, 3, 5, 5]")),
+     "    result = []\n    best = None\n    for n in numbers:\n        best = n if best is None else max(best, n)\n"
+     "        result.append(best)\n    return result\n",
+     ["candidate([1, 3, 2, 5, 4]) == [1, 3, 3, 5, 5]", "candidate([]) == []", "candidate([-2, -5, -1]) == [-2, -2, -1]",
+      "candidate([7]) == [7]"]),
+    ("is_word_palindrome",
+     "\n\n" + _doc("def is_word_palindrome(word: str) -> bool:",
+                   "Whether word reads the same backwards, ignoring case.",
+                   ("is_word_palindrome('Level')", "True"), ("is_word_palindrome('lemon')", "False")),
+     "    lowered = word.lower()\n    return lowered == lowered[::-1]\n",
+     ["candidate('Level') is True", "candidate('lemon') is False", "candidate('') is True", "candidate('Aa') is True",
+      "candidate('ab') is False"]),
+    ("second_largest",
+     "from typing import List, Optional\n\n\n" + _doc(
+         "def second_largest(numbers: List[int]) -> Optional[int]:",
+         "The second largest distinct number, or None when there are fewer than two.",
+         ("second_largest([4, 1, 4, 3])", "3"), ("second_largest([2, 2]) is None", "True")),
+     "    distinct = sorted(set(numbers))\n    return distinct[-2] if len(distinct) >= 2 else None\n",
+     ["candidate([4, 1, 4, 3]) == 3", "candidate([2, 2]) is None", "candidate([]) is None",
+      "candidate([-1, -7, 0]) == -1"]),
+]
+
+
+def humaneval_records() -> list[dict]:
+    rows = []
+    for index, (entry_point, prompt, solution, asserts) in enumerate(HUMANEVAL):
+        test = ("\n\nMETADATA = {\n    'author': 'lmforge',\n    'dataset': 'test'\n}\n\n\ndef check(candidate):\n"
+                + "".join(f"    assert {line}\n" for line in asserts))
+        rows.append({"task_id": f"LmforgeEval/{index}", "prompt": prompt, "canonical_solution": solution,
+                     "test": test, "entry_point": entry_point})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+
+
+def write_eval_examples(directory: Path = HERE / "eval") -> None:
+    """examples/eval/*.jsonl: tiny MMLU, BBH and HumanEval files for `lmforge eval`."""
+    directory.mkdir(exist_ok=True)
+    for name, rows in (("mmlu_test.jsonl", mmlu_records(1)), ("mmlu_dev.jsonl", mmlu_records(0)),
+                       ("bbh_boolean_expressions.jsonl", bbh_test_records()),
+                       ("bbh_boolean_expressions_cot.jsonl", bbh_cot_records()),
+                       ("humaneval.jsonl", humaneval_records())):
+        write_jsonl(directory / name, rows)
+
+
 def messages(pairs: list[tuple[str, str]]) -> list[dict]:
     return [{"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
             for user, assistant in pairs]
@@ -222,6 +386,7 @@ def main() -> None:
     texts = [f"{p['question']}\n{p['rationale']}\n{p['answer']}" for p in cot]
     texts += [m["content"] for row in chat for m in row["messages"]]
     train_bpe_tokenizer(texts, vocab_size=512).save_pretrained(HERE / "tokenizer")
+    write_eval_examples()
 
 
 if __name__ == "__main__":
