@@ -370,6 +370,21 @@ def messages(pairs: list[tuple[str, str]]) -> list[dict]:
             for user, assistant in pairs]
 
 
+def pairs_records(count: int = 160, seed: int = 2026) -> list[dict]:
+    """Preference pairs on arithmetic problems: the right solution first, then a ranking of
+    two wrong ones (a slip in the last step above a bare wrong guess)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        problem = make_problem(rng)
+        answer = int(problem["answer"])
+        slip = problem["rationale"].rsplit(" ", 1)[0] + f" {answer + rng.choice((-2, -1, 1, 2))}."
+        rows.append({"prompt": problem["question"], "chosen": f"{problem['rationale']} The answer is {answer}.",
+                     "rejected": [f"{slip} The answer is {slip.rsplit(' ', 1)[1].rstrip('.')}.",
+                                  f"The answer is {answer + rng.randint(10, 40)}."]})
+    return rows
+
+
 def main() -> None:
     cot, test = make_splits(600, 100, seed=2024)
     rng = random.Random(2025)
@@ -379,7 +394,7 @@ def main() -> None:
     (HERE / "data").mkdir(exist_ok=True)
     for name, rows in (("arithmetic-cot.jsonl", cot), ("arithmetic-cot-test.jsonl", test),
                        ("arithmetic-chat.jsonl", chat), ("socratic.jsonl", messages(SOCRATIC)),
-                       ("socratic-test.jsonl", messages(SOCRATIC_TEST))):
+                       ("socratic-test.jsonl", messages(SOCRATIC_TEST)), ("arithmetic-pairs.jsonl", pairs_records())):
         with (HERE / "data" / name).open("w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row) + "\n")

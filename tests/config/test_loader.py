@@ -279,10 +279,10 @@ def test_unknown_union_tag(tmp_path):
           tokenizer: tok
         train:
           objective:
-            name: dpo
+            name: kto
     """)
     assert error_of(path) == (
-        f"{path}:5: train.objective.name = 'dpo' is not one of: ce, mixce, masked_thought, remask, remask_cot, rank"
+        f"{path}:5: train.objective.name = 'kto' is not one of: ce, mixce, masked_thought, remask, remask_cot, rank, dpo, ipo, spin, orpo, simpo"
     )
 
 

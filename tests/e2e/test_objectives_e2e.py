@@ -39,8 +39,8 @@ def test_bad_objective_values_are_config_errors(tmp_path, user_files, capsys):
         ("train.objective={name: remask, p_in: 1.5}", "train.objective.p_in = 1.5: Input should be less than or equal to 1"),
         ("train.objective={name: remask_cot, weight: -1}", "train.objective.weight = -1"),
         ("train.objective={name: remask_cot, p_label: -0.1}", "train.objective.p_label = -0.1"),
-        ("train.objective={name: spin}", "train.objective.name = 'spin' is not one of: ce, mixce, masked_thought, "
-                                        "remask, remask_cot, rank"),
+        ("train.objective={name: kto}", "train.objective.name = 'kto' is not one of: ce, mixce, masked_thought, remask, remask_cot, rank, dpo, ipo, spin, orpo, simpo"),
+        ("train.objective={name: dpo, beta: 0}", "train.objective.beta = 0: Input should be greater than 0"),
         ("train.optimizer.name=sgd", "train.optimizer.name = 'sgd' is not one of: adamw, adalite, lilith"),
         ("train.schedule.name=step", "is not one of: cosine, linear, constant, one_cycle, sigmoid, wsd"),
     ]:
@@ -48,16 +48,3 @@ def test_bad_objective_values_are_config_errors(tmp_path, user_files, capsys):
         assert main(["train", str(config), "--set", override]) == 2
         assert expected in capsys.readouterr().err
 
-
-def test_rank_on_pairs_data_is_refused_not_trained_as_ce(tmp_path, user_files, capsys):
-    """`lmforge train` makes one sequence per record: the rank objective would see no ranked
-    groups and train plain CE on the chosen responses. It stops before training instead."""
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"prompt": f"2 + {i}?", "chosen": f"{2 + i}", "rejected": [f"{3 + i}"]}) + "\n"
-                             for i in range(20)))
-    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", objective={"name": "rank", "weight": 5})
-    code = main(["train", str(config), "--set", f"data.datasets=[{{path: {pairs}, val_split: 0}}]"])
-    err = capsys.readouterr().err
-    assert code == 2 and "train.objective.name: rank trains on ranked groups of responses" in err
-    assert "(format: pairs)" in err
-    assert len(err.strip().splitlines()) == 1 and not list((tmp_path / "run").glob("checkpoint-*"))

@@ -15,7 +15,10 @@ MASK_ID = VOCAB - 1
 OBJECTIVE_PARAMS = {
     "ce": {}, "mixce": {"ratio": 0.75}, "masked_thought": {},
     "remask": {"weight": 0.1}, "remask_cot": {"weight": 0.1}, "rank": {"weight": 5.0},
+    "dpo": {"beta": 0.1}, "ipo": {"tau": 0.1}, "spin": {"beta": 0.1}, "orpo": {"weight": 0.1},
+    "simpo": {"beta": 2.0, "gamma": 0.5},
 }
+PREFERENCE = ("dpo", "ipo", "spin", "orpo", "simpo")
 
 
 def objective_batch(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -35,6 +38,11 @@ def objective_batch(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
         batch["group"] = torch.tensor([0, 0, 1, 1, 2, 2])
         batch["order"] = torch.tensor([0, 1, 0, 1, 0, 1])
         batch["is_gold"] = torch.tensor([True, False, True, False, False, False])
+    if name in PREFERENCE:  # two prompts: chosen + two ranked rejected; one of three with a tie
+        batch["group"] = torch.tensor([0, 0, 0, 1, 1, 1])
+        batch["order"] = torch.tensor([0, 1, 2, 0, 1, 1])
+        batch["is_gold"] = torch.zeros(6, dtype=torch.bool)
+        batch["reference_logps"] = -torch.linspace(20.0, 30.0, 6, dtype=torch.float64)
     return batch
 
 

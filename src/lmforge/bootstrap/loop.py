@@ -28,6 +28,8 @@ from lmforge.bootstrap.backends import Sampling, TransformersBackend, VLLMBacken
 from lmforge.bootstrap.pairs import build_pairs
 from lmforge.bootstrap.rank_data import RankCollator, rank_dataset, rank_rows
 from lmforge.bootstrap.verify import load_verifier
+from lmforge.objectives.registry import OBJECTIVES
+from lmforge.objectives.spec import CANDIDATES
 from lmforge.config import Config
 from lmforge.data.conversation import Conversation
 from lmforge.data.formats import get_format
@@ -180,12 +182,18 @@ def _prepare_root(root: Path, config: Config, overwrite: bool) -> dict:
     return state
 
 
+def _user_text(question: Conversation) -> str:
+    return "\n".join(segment.text for segment in question.prompt_segments() if segment.role == "user")
+
+
 def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHook | None = None,
                   after_chunk: Callable[[int], None] | None = None) -> list[dict]:
     settings = config.bootstrap
-    if config.train.objective.name != "rank":
-        raise LmforgeError(f"train.objective.name: bootstrapping finetunes with the rank objective, "
-                           f"got '{config.train.objective.name}'")
+    objective = OBJECTIVES[config.train.objective.name]
+    if objective.data != CANDIDATES or objective.self_generated:
+        usable = ", ".join(n for n, s in OBJECTIVES.items() if s.data == CANDIDATES and not s.self_generated)
+        raise LmforgeError(f"train.objective.name: bootstrapping finetunes on its verified pairs with a ranking "
+                           f"objective ({usable}), got '{config.train.objective.name}'")
     if not config.model.name_or_path:
         raise LmforgeError("model.name_or_path: bootstrapping starts from a trained model directory")
     verifier = load_verifier(settings.verifier, tuple(settings.answer_fallbacks))
@@ -216,7 +224,9 @@ def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHo
                                      round_dir / "generations.jsonl", seed=config.run.seed * 1009 + round_index,
                                      chunk_size=max(1, settings.generation_batch_size // settings.samples),
                                      after_chunk=after_chunk)
-        pairs = [{"question_id": p.question_id, "chosen": p.chosen, "rejected": p.rejected}
+        # `prompt` makes the file a `pairs` dataset that lmforge train reads as it is
+        pairs = [{"question_id": p.question_id, "prompt": _user_text(questions[p.question_id]), "chosen": p.chosen,
+                  "rejected": p.rejected}
                  for g in generations for p in build_pairs(g["question_id"], g["samples"], config.run.seed)]
         pairs_path = round_dir / "pairs.jsonl"
         pairs_path.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")

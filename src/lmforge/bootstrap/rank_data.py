@@ -62,4 +62,7 @@ class RankCollator:
         batch = PadCollator(self.pad_token_id)(flat)
         batch.pop("token_roles")
         batch.update(group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.tensor(is_gold))
+        if "reference_logps" in rows[0]:  # a reference objective (train/reference.py)
+            batch["reference_logps"] = torch.tensor([v for row in rows for v in row["reference_logps"]],
+                                                    dtype=torch.float64)
         return batch

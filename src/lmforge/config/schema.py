@@ -9,22 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-def tagged_union(*members: type[BaseModel], default: str):
-    """A union chosen by each member's `name` literal; a mapping without `name` gets
-    `default` (so `optimizer: {lr: 1e-3}` means AdamW)."""
-
-    def tag(value) -> str:
-        return value.get("name", default) if isinstance(value, dict) else getattr(value, "name", default)
-
-    options = tuple(Annotated[m, Tag(m.model_fields["name"].annotation.__args__[0])] for m in members)
-    return Annotated[Union[options], Discriminator(tag)]  # noqa: UP007 (a runtime-built union)
+from lmforge.objectives.registry import OBJECTIVES
+from lmforge.strict import Probability, Strict, tagged_union  # noqa: F401 (Strict: re-exported)
 
 
 # --------------------------------------------------------------------------- model
@@ -235,62 +224,9 @@ class DataConfig(Strict):
 # --------------------------------------------------------------------------- training
 
 
-class CEObjective(Strict):
-    name: Literal["ce"] = "ce"
-
-
-class MixCEObjective(Strict):
-    name: Literal["mixce"]
-    ratio: float = Field(0.75, ge=0.0, le=1.0)
-    """eta in DESIGN §3.1; 1.0 is plain cross-entropy."""
-
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-class MaskedThoughtObjective(Strict):
-    """One pass on inputs with response tokens masked (baseline of source 004, DESIGN §3.5)."""
-
-    name: Literal["masked_thought"]
-    p_in: Probability = 0.4
-    p_label: Probability = 0.1
-    p_answer_only: Probability = 0.1
-
-
-class ReMaskObjective(Strict):
-    """Full and masked pass, CE on both plus weight x symmetric KL (DESIGN §3.3)."""
-
-    name: Literal["remask"]
-    p_in: Probability = 0.4
-    weight: float = Field(0.1, ge=0.0)
-    fused: bool = True
-    """Run both passes as one forward over the stacked batch (faster, 2x activation memory)."""
-
-
-class ReMaskCoTObjective(Strict):
-    """ReMask with the CoT rules of DESIGN §3.4 for examples with a rationale."""
-
-    name: Literal["remask_cot"]
-    p_in: Probability = 0.4
-    p_label: Probability = 0.1
-    p_answer_only: Probability = 0.1
-    weight: float = Field(0.1, ge=0.0)
-    fused: bool = True
-
-
-class RankObjective(Strict):
-    """CE on the gold response + weight x PRO rank loss over ranked generations (DESIGN §3.6)."""
-
-    name: Literal["rank"]
-    weight: float = Field(5.0, ge=0.0)
-
-
-Objective = tagged_union(CEObjective, MixCEObjective, MaskedThoughtObjective, ReMaskObjective, ReMaskCoTObjective,
-                         RankObjective, default="ce")
-OBJECTIVE_CONFIGS: dict[str, type[Strict]] = {
-    "ce": CEObjective, "mixce": MixCEObjective, "masked_thought": MaskedThoughtObjective,
-    "remask": ReMaskObjective, "remask_cot": ReMaskCoTObjective, "rank": RankObjective,
-}
+# Each objective declares its settings next to its loss (objectives/registry.py).
+Objective = tagged_union(*(spec.config for spec in OBJECTIVES.values()), default="ce")
+OBJECTIVE_CONFIGS: dict[str, type[Strict]] = {name: spec.config for name, spec in OBJECTIVES.items()}
 
 
 class AdamWConfig(Strict):
@@ -424,7 +360,7 @@ class FSDPConfig(Strict):
 
 
 class TrainConfig(Strict):
-    objective: Objective = CEObjective()
+    objective: Objective = Field(default_factory=lambda: OBJECTIVES["ce"].config())
     optimizer: OptimizerConfig = AdamWConfig()
     schedule: ScheduleConfig = CosineSchedule()
     global_batch_size: int = Field(128, gt=0)

@@ -36,3 +36,30 @@ class PadCollator:
         if "example_id" in rows[0]:  # lets objectives draw per-example noise reproducibly
             batch["example_id"] = torch.tensor([row["example_id"] for row in rows], dtype=torch.long)
         return batch
+
+
+@dataclass
+class CandidateCollator:
+    """Preference batches: each row's chosen response (order 0) and its rejected ones
+    (order 1, 2, ... in the record's ranking), flattened into sequences that carry `group`
+    (the row), `order` and `is_gold` (always False: pairs data has no separate gold
+    answer), plus `reference_logps` when the rows have them (train/reference.py)."""
+
+    pad_token_id: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        flat, group, order = [], [], []
+        for index, row in enumerate(rows):
+            sequences = [(row["input_ids"], row["labels"]),
+                         *zip(row.get("rejected_input_ids", []), row.get("rejected_labels", []))]
+            for rank, (ids, labels) in enumerate(sequences):
+                flat.append({"input_ids": ids, "labels": labels})
+                group.append(index)
+                order.append(rank)
+        batch = PadCollator(self.pad_token_id)(flat)
+        batch.pop("token_roles")
+        batch.update(group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.zeros(len(flat), dtype=torch.bool))
+        if "reference_logps" in rows[0]:
+            batch["reference_logps"] = torch.tensor([v for row in rows for v in row["reference_logps"]],
+                                                    dtype=torch.float64)
+        return batch

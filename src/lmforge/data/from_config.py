@@ -13,7 +13,9 @@ def dataset_specs(data_config) -> list[DatasetSpec]:
     return [DatasetSpec(**entry.model_dump()) for entry in data_config.datasets]
 
 
-def build_from_config(data_config, seed: int, prompt_format, tokenizer) -> TokenizedData:
+def build_from_config(data_config, seed: int, prompt_format, tokenizer, candidates: bool = False) -> TokenizedData:
+    """The training data of `data_config`; `candidates`: with each record's rejected
+    responses encoded beside the chosen one (preference objectives)."""
     return build_datasets(
         dataset_specs(data_config),
         prompt_format,
@@ -26,4 +28,5 @@ def build_from_config(data_config, seed: int, prompt_format, tokenizer) -> Token
         mix_size=data_config.mix_size,
         packing=data_config.packing,
         augment=[get_format(name) for name in data_config.format_augmentation],
+        candidates=candidates,
     )

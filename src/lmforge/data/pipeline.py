@@ -17,7 +17,7 @@ from typing import Any
 from datasets import Dataset
 
 from lmforge.data.clean import DedupSettings, Filters, Fingerprints, deduplicate, drop_reason, leak_guard
-from lmforge.data.conversation import ROLE_IDS, Conversation
+from lmforge.data.conversation import ROLE_IDS, Conversation, Segment
 from lmforge.data.formats import PromptFormat
 from lmforge.data.mixing import Stage, check_mix, mix
 from lmforge.data.packing import PackingReport, pack_rows
@@ -227,20 +227,39 @@ def tokenize_conversations(
     max_length: int,
     overlength: str,
     report: DatasetReport,
+    candidates: bool = False,
 ) -> list[dict[str, Any]]:
+    """Rows of token ids, labels and token roles. With `candidates`, a record's rejected
+    responses (`pairs`: metadata['rejected'], best first) are encoded after the same prompt
+    into `rejected_input_ids` / `rejected_labels`; when any of an example's responses does
+    not fit `max_length`, the whole example is dropped (a ranking is not cut)."""
     kept = [c for c in conversations if drop_reason(c, Filters()) != "empty_response"]
     if len(kept) < len(conversations):
         report.dropped["empty_response"] += len(conversations) - len(kept)
     encoded = [e for start in range(0, len(kept), ENCODE_BATCH)
                for e in encode_conversations(kept[start: start + ENCODE_BATCH], prompt_format, tokenizer)]
     rows = []
-    for example in encoded:
+    for conversation, example in zip(kept, encoded):
         fitted, reason = fit_length(example, max_length, overlength)
+        rejected = []
+        if fitted is not None and candidates:
+            alternatives = [Conversation((*conversation.prompt_segments(), Segment("assistant", text)),
+                                         conversation.source) for text in conversation.metadata.get("rejected", ())]
+            for alternative in encode_conversations(alternatives, prompt_format, tokenizer) if alternatives else []:
+                fitted_alternative, reason = fit_length(alternative, max_length, overlength)
+                if fitted_alternative is None:
+                    fitted = None
+                    break
+                rejected.append(fitted_alternative)
         if fitted is None:
             report.dropped[reason] += 1
             continue
         report.truncated += int(len(example.input_ids) > max_length)
-        rows.append(fitted.as_row())
+        row = fitted.as_row()
+        if candidates:
+            row["rejected_input_ids"] = [r.input_ids for r in rejected]
+            row["rejected_labels"] = [r.labels for r in rejected]
+        rows.append(row)
     return rows
 
 
@@ -275,6 +294,7 @@ def build_datasets(
     mix_size: int | None = None,
     packing: bool = False,
     augment: list[PromptFormat] = (),
+    candidates: bool = False,
 ) -> TokenizedData:
     if not specs:
         raise LmforgeError("data.datasets: no datasets given")
@@ -308,11 +328,15 @@ def build_datasets(
     train_rows: list[list[dict[str, Any]]] = []
     val_rows: list[dict[str, Any]] = []
     for index, (spec, split, report) in enumerate(zip(specs, splits, reports)):
+        if augment and candidates:
+            raise LmforgeError("data.format_augmentation: preference objectives train on each prompt's responses side "
+                               "by side in one format; leave format augmentation off")
         if augment:
             rows = augmented_rows(split.train, list(augment), random.Random(f"{seed}:{index}:augment"), tokenizer,
                                   max_length, overlength, report)
         else:
-            rows = tokenize_conversations(split.train, prompt_format, tokenizer, max_length, overlength, report)
+            rows = tokenize_conversations(split.train, prompt_format, tokenizer, max_length, overlength, report,
+                                          candidates)
         val = tokenize_conversations(split.val, prompt_format, tokenizer, max_length, overlength, report)
         for row in rows:
             row["dataset"] = index

@@ -362,5 +362,14 @@ def from_pairs(record: dict[str, Any], where: str, options: Options = NO_OPTIONS
     rejected = record["rejected"]
     rejected = [rejected] if isinstance(rejected, str) else _list_field(rejected, "rejected", where)
     rejected = tuple(text_field(r, "rejected", where) for r in rejected)
-    return _chat(text_field(record["prompt"], "prompt", where), text_field(record["chosen"], "chosen", where), where,
-                 rejected=rejected)
+    chosen = text_field(record["chosen"], "chosen", where)
+    if not rejected:
+        raise LmforgeError(f"{where}: pairs field 'rejected' is an empty list")
+    for name, text in (("chosen", chosen), *((f"rejected[{i}]", r) for i, r in enumerate(rejected))):
+        if not text.strip():
+            raise LmforgeError(f"{where}: pairs response '{name}' is empty")
+    ranking = [" ".join(text.split()) for text in (chosen, *rejected)]
+    if len(set(ranking)) < len(ranking):
+        raise LmforgeError(f"{where}: pairs responses must differ, but the ranking holds the same response twice "
+                           "(compared without whitespace differences)")
+    return _chat(text_field(record["prompt"], "prompt", where), chosen, where, rejected=rejected)

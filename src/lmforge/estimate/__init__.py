@@ -12,8 +12,8 @@ from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.estimate.memory import ENGINES, EngineEstimate, Setup, estimate_engine
 from lmforge.estimate.shape import ModelShape, ModelSource, model_shape
+from lmforge.objectives.registry import OBJECTIVES
 
-TWO_PASS_OBJECTIVES = ("remask", "remask_cot")  # objectives/__init__.py: full and masked pass, one backward
 _UNITS = {"": 10**9, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -65,7 +65,7 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
     setup = Setup(
         micro_batch=train.micro_batch_size, seq_len=config.data.max_length, weight_dtype=model.dtype,
         precision=train.precision, optimizer=train.optimizer.name,
-        passes=2 if train.objective.name in TWO_PASS_OBJECTIVES else 1,
+        passes=OBJECTIVES[train.objective.name].passes,
         gradient_checkpointing=train.gradient_checkpointing, gpus=gpus,
         lilith_ema=getattr(train.optimizer, "ema_k", 0) > 0,
         fsdp_reshard_after_forward=train.fsdp.reshard_after_forward if train.fsdp else True,

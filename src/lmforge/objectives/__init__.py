@@ -1,6 +1,7 @@
 """Objectives. A loss function is pure: (logits, labels, ..., num_items) -> (loss, metrics).
 An `Objective` runs the forward pass(es) a loss needs and calls it; the trainer only calls
-the objective. New objectives register a builder in `OBJECTIVES`.
+the objective. Every objective is listed in `registry.py` with what it declares about
+itself (`spec.py`: settings, data, reference, masking); a new one is a module and a line there.
 
 Every objective falls back to plain cross-entropy on evaluation batches (no noise, no
 masked inputs), so validation loss and perplexity mean the same thing for all of them.
@@ -91,15 +92,7 @@ def rank_objective(weight: float, neftune_alpha: float | None = None) -> Objecti
     return objective
 
 
-OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "ce": lambda p, alpha: ce_objective(alpha),
-    "mixce": lambda p, alpha: mixce_objective(p["ratio"], alpha),
-    "masked_thought": lambda p, alpha: masked_thought_objective(alpha),
-    "remask": lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
-    "remask_cot": lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
-    "rank": lambda p, alpha: rank_objective(p["weight"], alpha),
-}
-
-
 def build_objective(name: str, params: dict[str, Any], neftune_alpha: float | None = None) -> Objective:
-    return OBJECTIVES[name](params, neftune_alpha)
+    from lmforge.objectives.registry import OBJECTIVES
+
+    return OBJECTIVES[name].build(params, neftune_alpha)

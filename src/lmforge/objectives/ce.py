@@ -11,9 +11,23 @@ most of a chat batch, cost nothing beyond the model's own forward pass.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 
 from lmforge.data.tokenize import IGNORE_INDEX
+from lmforge.strict import Strict
+
+
+class CEConfig(Strict):
+    name: Literal["ce"] = "ce"
+
+
+class MixCEConfig(Strict):
+    name: Literal["mixce"]
+    ratio: float = Field(0.75, ge=0.0, le=1.0)
+    """eta in DESIGN §3.1; 1.0 is plain cross-entropy."""
 
 
 def label_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -7,17 +7,26 @@ sequence per group is the dataset's gold response (`is_gold`), trained with CE.
 - PRO (Song et al. 2023, "Preference Ranking Optimization"): with length-normalised scores
   s_1 > s_2 > ... > s_n (best first), L_rank = sum_{k<n} -log( exp(s_k) / sum_{j>=k} exp(s_j) ).
   For one (correct, incorrect) pair this is -log sigmoid(s_c - s_i).
-- DPO (Rafailov et al. 2023) and IPO (Azar et al. 2023) on (chosen, rejected) log-ratios
-  against a frozen reference; SPIN (Chen et al. 2024) is DPO with the previous iteration
-  as reference, the gold response as chosen and the model's own generation as rejected.
+
+The pairwise preference objectives (DPO, IPO, SPIN, ORPO, SimPO) have a module each.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
-import torch.nn.functional as F
+from pydantic import Field
 
 from lmforge.objectives.ce import label_positions, log_probs, normaliser, token_nll
+from lmforge.strict import Strict
+
+
+class RankConfig(Strict):
+    """CE on the gold response + weight x PRO rank loss over ranked generations (DESIGN §3.6)."""
+
+    name: Literal["rank"]
+    weight: float = Field(5.0, ge=0.0)
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,27 +53,6 @@ def pro_loss(scores: torch.Tensor, group: torch.Tensor, order: torch.Tensor) -> 
         tail_logsumexp = torch.logcumsumexp(ranked.flip(0), dim=0).flip(0)  # [n]
         total = total + (tail_logsumexp[:-1] - ranked[:-1]).sum()
     return total
-
-
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
-             reference_rejected: torch.Tensor, beta: float) -> torch.Tensor:
-    """-log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), summed over pairs. Inputs: [P] log-probs."""
-    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
-    return -F.logsigmoid(beta * margin).sum()
-
-
-def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
-             reference_rejected: torch.Tensor, tau: float) -> torch.Tensor:
-    """(h - 1/(2 tau))^2 with h the log-ratio margin, summed over pairs."""
-    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
-    return ((margin - 1.0 / (2.0 * tau)) ** 2).sum()
-
-
-def spin_loss(policy_gold: torch.Tensor, policy_generated: torch.Tensor, previous_gold: torch.Tensor,
-              previous_generated: torch.Tensor, beta: float) -> torch.Tensor:
-    """SPIN: DPO where the chosen response is the gold one, the rejected one is the model's
-    own generation, and the reference is the previous iteration's model."""
-    return dpo_loss(policy_gold, policy_generated, previous_gold, previous_generated, beta)
 
 
 def rank_loss(

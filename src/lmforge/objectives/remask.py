@@ -13,12 +13,46 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from transformers import TrainerCallback
 
 from lmforge.data.conversation import ROLE_IDS
 from lmforge.data.tokenize import IGNORE_INDEX
 from lmforge.objectives.ce import cross_entropy_loss, label_positions, log_probs, normaliser, token_nll
+from lmforge.strict import Probability, Strict
+
+
+class MaskedThoughtConfig(Strict):
+    """One pass on inputs with response tokens masked (baseline of source 004, DESIGN §3.5)."""
+
+    name: Literal["masked_thought"]
+    p_in: Probability = 0.4
+    p_label: Probability = 0.1
+    p_answer_only: Probability = 0.1
+
+
+class ReMaskConfig(Strict):
+    """Full and masked pass, CE on both plus weight x symmetric KL (DESIGN §3.3)."""
+
+    name: Literal["remask"]
+    p_in: Probability = 0.4
+    weight: float = Field(0.1, ge=0.0)
+    fused: bool = True
+    """Run both passes as one forward over the stacked batch (faster, 2x activation memory)."""
+
+
+class ReMaskCoTConfig(Strict):
+    """ReMask with the CoT rules of DESIGN §3.4 for examples with a rationale."""
+
+    name: Literal["remask_cot"]
+    p_in: Probability = 0.4
+    p_label: Probability = 0.1
+    p_answer_only: Probability = 0.1
+    weight: float = Field(0.1, ge=0.0)
+    fused: bool = True
 
 MASK_TOKEN = "<|mask|>"
 RATIONALE, ANSWER, ASSISTANT = ROLE_IDS["rationale"], ROLE_IDS["answer"], ROLE_IDS["assistant"]

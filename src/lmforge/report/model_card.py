@@ -36,17 +36,18 @@ from lmforge.report.card_inputs import (
     is_adapter_artifact, model_index, quantize_bits, read_run_files, title,
 )
 from lmforge import rundir
+from lmforge.objectives.registry import OBJECTIVES
 
 CARD_FILE = "README.md"
 CURVE_FILE = "loss_curve.png"
 
-OBJECTIVE_NAMES = {"ce": "cross-entropy (standard SFT)", "mixce": "MixCE", "masked_thought": "Masked Thought",
-                   "remask": "ReMask", "remask_cot": "ReMask-CoT", "rank": "cross-entropy + PRO rank loss"}
+OBJECTIVE_NAMES = {name: spec.title for name, spec in OBJECTIVES.items()}
 OBJECTIVE_SETTINGS = {  # (label, shown as a percentage)
     "ratio": ("MixCE ratio (eta)", False), "p_in": ("Input masking probability", True),
     "p_label": ("Label masking probability", True),
     "p_answer_only": ("Answer-only (full rationale label masking) probability", True),
     "weight": ("Regularization weight", False), "fused": ("Masked and full pass in one forward", False),
+    "beta": ("beta", False), "tau": ("tau", False), "gamma": ("Target reward margin (gamma)", False),
 }
 
 

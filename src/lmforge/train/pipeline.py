@@ -18,7 +18,7 @@ from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
 from lmforge.data.cache import clear_cache, data_fingerprint, load_tokenized, save_tokenized
-from lmforge.data.collate import PadCollator
+from lmforge.data.collate import CandidateCollator, PadCollator
 from lmforge.data.formats import PromptFormat, get_format
 from lmforge.data.from_config import build_from_config, dataset_specs
 from lmforge.data.packing import PackedCollator
@@ -34,7 +34,10 @@ from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
 from lmforge.models.tokens import add_special_tokens
 from lmforge.objectives import build_objective
+from lmforge.objectives.registry import OBJECTIVES
+from lmforge.objectives.spec import CANDIDATES
 from lmforge.objectives.forward import NoiseSeeds
+from lmforge.train.reference import add_own_generations, add_reference_logps
 from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
 from lmforge.report.model_card import write_model_card
 from lmforge.report.plots import plot_loss_curve
@@ -50,7 +53,6 @@ from lmforge.train.distributed import check_devices, has_accelerator, on_main, p
 from lmforge.train.trainer import LmforgeTrainer
 
 MODEL_META_FILE = "lmforge.json"
-NOISE_OBJECTIVES = ("remask", "remask_cot", "masked_thought")
 
 
 @dataclass
@@ -83,7 +85,7 @@ def check_integrations(report_to: list[str]) -> None:
 
 def objective_tokens(objective_name: str, tokenizer) -> list[str]:
     """Masking objectives need a mask token; add `<|mask|>` when the tokenizer has none."""
-    if objective_name in NOISE_OBJECTIVES and tokenizer.mask_token is None:
+    if OBJECTIVES[objective_name].masking and tokenizer.mask_token is None:
         return [MASK_TOKEN]
     return []
 
@@ -95,7 +97,7 @@ def mask_token_id(tokenizer) -> int:
 def build_noise(objective: dict[str, Any], tokenizer, seed: int) -> RegularizationNoise | None:
     """The collate-time corruption a masking objective trains on (None for CE/MixCE)."""
     name = objective["name"]
-    if name not in NOISE_OBJECTIVES:
+    if not OBJECTIVES[name].masking:
         return None
     return RegularizationNoise(mask_token_id(tokenizer), objective["p_in"], objective.get("p_label", 0.0),
                                objective.get("p_answer_only", 0.0), cot_rules=name != "remask", seed=seed)
@@ -330,21 +332,23 @@ def local_file_hashes(paths: list[str]) -> dict[str, str]:
     return {path: file_sha256(path) if Path(path).is_file() else "not a local file" for path in paths}
 
 
-def tokenized_once(config: Config, tokenizer, prompt_format: PromptFormat) -> tuple[TokenizedData, dict[str, str]]:
+def tokenized_once(config: Config, tokenizer, prompt_format: PromptFormat,
+                   candidates: bool = False) -> tuple[TokenizedData, dict[str, str]]:
     """The tokenized data and the data files' hashes. With several processes the main
     process builds it and caches it in the run directory by content hash; the others load
     that cache. (Their file hashes stay empty: only the main process writes run.json.)"""
     state = process_state()
     paths = [spec.path for spec in dataset_specs(config.data)]
     if state.num_processes == 1:
-        return build_from_config(config.data, config.run.seed, prompt_format, tokenizer), local_file_hashes(paths)
+        return (build_from_config(config.data, config.run.seed, prompt_format, tokenizer, candidates),
+                local_file_hashes(paths))
     built: dict[str, Any] = {}
 
     def build_and_cache() -> str:
-        built["data"] = build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
+        built["data"] = build_from_config(config.data, config.run.seed, prompt_format, tokenizer, candidates)
         built["hashes"] = local_file_hashes(paths)
-        key = data_fingerprint(config.data.model_dump(mode="json"), config.run.seed, prompt_format.name, tokenizer,
-                               built["hashes"])
+        key = data_fingerprint({**config.data.model_dump(mode="json"), "candidates": candidates}, config.run.seed,
+                               prompt_format.name, tokenizer, built["hashes"])
         return str(save_tokenized(built["data"], config.output_path, key))
 
     cached = on_main(state, build_and_cache)
@@ -353,32 +357,7 @@ def tokenized_once(config: Config, tokenizer, prompt_format: PromptFormat) -> tu
     return load_tokenized(Path(cached)), {}
 
 
-def _named_format(spec) -> str:
-    """A dataset's format, detected from its first record when it says `auto`."""
-    if spec.format != "auto":
-        return spec.format
-    from lmforge.data.registry import detect_format
-    from lmforge.data.sources import read_records
-
-    try:
-        first = next(iter(read_records(spec.path)), None)
-        return detect_format(*first) if first is not None else "empty"
-    except LmforgeError:  # unreadable or undetectable: the data loader reports that itself
-        return spec.format
-
-
-def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
-    """Conversations from data.datasets, tokenized with label masks, padded per batch;
-    masking objectives add their collate-time noise to training batches, NEFTune its
-    per-example seeds."""
-    if config.train.objective.name == "rank":
-        # sft_data makes one sequence per example: the rank objective would find no ranked
-        # groups in its batches and train plain CE on the chosen responses, silently
-        formats = ", ".join(sorted({_named_format(spec) for spec in dataset_specs(config.data)}))
-        raise LmforgeError(f"train.objective.name: rank trains on ranked groups of responses, which lmforge bootstrap "
-                           f"builds; lmforge train makes one sequence per record of data.datasets (format: "
-                           f"{formats}) and does not feed rejected responses to it yet")
-    data, file_hashes = tokenized_once(config, tokenizer, prompt_format)
+def _print_data_reports(data: TokenizedData) -> None:
     for report in data.reports:
         dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
         print(f"[lmforge] {report.path}: {report.records} records ({report.format}"
@@ -387,6 +366,14 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
     if data.packing:
         print(f"[lmforge] packing: {data.packing.examples} examples in {data.packing.rows} rows, "
               f"efficiency {data.packing.efficiency:.1%}")
+
+
+def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
+    """Conversations from data.datasets, tokenized with label masks, padded per batch;
+    masking objectives add their collate-time noise to training batches, NEFTune its
+    per-example seeds."""
+    data, file_hashes = tokenized_once(config, tokenizer, prompt_format)
+    _print_data_reports(data)
     if config.train.objective.name == "remask_cot" and data.cot_fraction == 0.0:
         raise LmforgeError("train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
                            "but no training example has a rationale segment; use remask instead")
@@ -412,12 +399,74 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
     )
 
 
+def _named_format(spec) -> str:
+    """A dataset's format, detected from its first record when it says `auto`."""
+    if spec.format != "auto":
+        return spec.format
+    from lmforge.data.registry import detect_format
+    from lmforge.data.sources import read_records
+
+    try:
+        first = next(iter(read_records(spec.path)), None)
+        return detect_format(*first) if first is not None else "empty"
+    except LmforgeError:  # unreadable or undetectable: the data loader reports that itself
+        return spec.format
+
+
+def preference_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
+    """Each record's chosen response with its rejected ones (`pairs` records), side by side
+    in one batch (CandidateCollator); validation scores the chosen responses by
+    cross-entropy. SPIN's rejected responses come later, from the model (run_training)."""
+    spec = OBJECTIVES[config.train.objective.name]
+    if config.data.packing:
+        raise LmforgeError(f"data.packing: {spec.name} compares each prompt's responses, which packing would split "
+                           "over rows; set data.packing: false")
+    data, file_hashes = tokenized_once(config, tokenizer, prompt_format, candidates=True)
+    _print_data_reports(data)
+    if not spec.self_generated:
+        for index, dataset in enumerate(dataset_specs(config.data)):
+            rows = [r for r in data.train if r["dataset"] == index]
+            without = sum(not r["rejected_input_ids"] for r in rows)
+            if without:
+                raise LmforgeError(
+                    f"train.objective.name: {spec.name} trains on ranked responses, but {without} of {len(rows)} "
+                    f"training examples of data.datasets[{index}] ({dataset.path}, format {_named_format(dataset)}) "
+                    "have no rejected response; give it pairs records (prompt, chosen, rejected)")
+    collator = CandidateCollator(tokenizer.pad_token_id)
+    return PreparedData(
+        train=data.train, val=data.val, collator=collator, eval_collator=PadCollator(tokenizer.pad_token_id),
+        cot=data.cot_fraction >= 0.5, file_hashes=file_hashes,
+        summary={"data": [r.as_dict() for r in data.reports]}, tokenized=data,
+        sequential=bool(config.data.stages),
+    )
+
+
+def default_data_builder(config: Config) -> DataBuilder:
+    return preference_data if OBJECTIVES[config.train.objective.name].data == CANDIDATES else sft_data
+
+
+def prepare_candidates(config: Config, prepared: PreparedModel, data: PreparedData, is_main: bool) -> None:
+    """SPIN's own answers, then the reference log-probabilities, from the starting model."""
+    spec = OBJECTIVES[config.train.objective.name]
+    if spec.self_generated:
+        settings = config.train.objective.model_dump()
+        stop_ids = [prepared.tokenizer.convert_tokens_to_ids(s)
+                    for s in prepared.prompt_format.stop_strings(prepared.tokenizer)]
+        data.train = add_own_generations(
+            prepared.model, prepared.tokenizer, data.train, [i for i in stop_ids if i is not None],
+            {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"]},
+            config.data.max_length, config.run.seed, config.output_path, is_main)
+    if spec.reference:
+        data.train = add_reference_logps(prepared.model, data.train, data.collator, config.train.micro_batch_size,
+                                         config.output_path, is_main)
+
+
 def run_training(
     config: Config,
     overwrite: bool = False,
     resume: bool = False,
     extra_callbacks: list[TrainerCallback] = (),
-    data_builder: DataBuilder = sft_data,
+    data_builder: DataBuilder | None = None,
 ) -> TrainResult:
     """Train one run. Under torchrun / accelerate launch every process calls this; the main
     process alone creates or clears the run directory and writes its records."""
@@ -432,7 +481,8 @@ def run_training(
     prepared = prepare_model_and_tokenizer(config, config.run.seed, run_dir)
     model, tokenizer, prompt_format, new_ids = prepared.model, prepared.tokenizer, prepared.prompt_format, \
         prepared.new_ids
-    data = data_builder(config, tokenizer, prompt_format)
+    data = (data_builder or default_data_builder(config))(config, tokenizer, prompt_format)
+    prepare_candidates(config, prepared, data, main)
     task_evals = build_task_eval_callback([entry.model_dump() for entry in config.train.eval_tasks], tokenizer,
                                           {"prompt_format": prompt_format.name, "cot": data.cot})
     # an adapter run's base is frozen whole; the adapter trains the added tokens' rows itself

@@ -1,0 +1,117 @@
+"""What every preference objective shares: the candidate batch, its ordered pairs, the
+normalisation over an accumulation window, and the one builder that turns a per-pair loss
+into an objective.
+
+A candidate batch (train/preference_data.py's collator, or bootstrap's rank rows) holds S
+sequences: per sequence its labels (the response tokens), `group` (which prompt), `order`
+(0 = best; equal orders are ties), `is_gold` (bootstrap's dataset answer, trained with CE by
+`rank` only) and, for objectives with a reference, `reference_logps` (the summed log-prob of
+the sequence under the frozen reference, computed before training).
+
+Pairs: every (better, worse) pair of non-gold candidates of one prompt whose orders differ,
+so `chosen` > `rejected_1` > `rejected_2` gives three pairs and tied candidates are never
+each other's negatives. A pairwise loss is averaged over the pairs of the whole global batch
+(all micro-batches and processes of one optimizer step, `count_pairs`), as cross-entropy is
+over its tokens, so accumulation and process counts do not change the update.
+
+Evaluation batches (validation data: the chosen responses alone) score plain cross-entropy,
+so validation loss and perplexity mean what they mean for every other objective.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from lmforge.objectives.ce import cross_entropy_loss, normaliser
+from lmforge.objectives.forward import forward_logits
+from lmforge.objectives.rank import sequence_logps
+
+# (policy, reference or None, better rows, worse rows) -> loss per pair [P]
+PairLoss = Callable[["SequenceScores", "torch.Tensor | None", torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SequenceScores:
+    """Summed log-probabilities of each sequence's label tokens and their counts."""
+
+    sums: torch.Tensor
+    counts: torch.Tensor
+
+    @property
+    def means(self) -> torch.Tensor:
+        """Length-normalised log-probabilities (SimPO, ORPO)."""
+        return self.sums / self.counts.clamp_min(1)
+
+
+def ordered_pairs(group: torch.Tensor, order: torch.Tensor, is_gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (better, worse) of every pair of candidates of one group with different
+    orders; gold rows take no part.
+
+    >>> better, worse = ordered_pairs(torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 1, 1, 0, 1]),
+    ...                               torch.zeros(5, dtype=torch.bool))
+    >>> better.tolist(), worse.tolist()
+    ([0, 0, 3], [1, 2, 4])
+    """
+    candidate = ~is_gold
+    same_group = group.unsqueeze(1) == group.unsqueeze(0)
+    ranked_above = order.unsqueeze(1) < order.unsqueeze(0)
+    both = candidate.unsqueeze(1) & candidate.unsqueeze(0)
+    better, worse = (same_group & ranked_above & both).nonzero(as_tuple=True)
+    return better, worse
+
+
+def best_rows(group: torch.Tensor, order: torch.Tensor, is_gold: torch.Tensor) -> torch.Tensor:
+    """Each group's best-ranked candidates (the chosen responses), as a mask [S]."""
+    candidate = ~is_gold
+    masked = torch.where(candidate, order, torch.full_like(order, torch.iinfo(order.dtype).max))
+    best = torch.full((int(group.max()) + 1,), torch.iinfo(order.dtype).max, dtype=order.dtype,
+                      device=order.device).scatter_reduce(0, group, masked, reduce="amin")
+    return candidate & (order == best[group])
+
+
+def count_pairs(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Normalisers of a whole accumulation window: pairs, and the chosen responses' tokens."""
+    pairs, chosen_tokens = 0, 0
+    for batch in batches:
+        pairs += ordered_pairs(batch["group"], batch["order"], batch["is_gold"])[0].numel()
+        counts = batch["labels"][:, 1:].ne(-100).sum(dim=1)
+        chosen_tokens = chosen_tokens + counts[best_rows(batch["group"], batch["order"], batch["is_gold"])].sum()
+    return {"pairs": torch.as_tensor(pairs), "chosen_tokens": torch.as_tensor(chosen_tokens)}
+
+
+def preference_objective(pair_loss: PairLoss, uses_reference: bool, chosen_ce_weight: float = 0.0,
+                         neftune_alpha: float | None = None):
+    """An objective: one forward over the candidate batch, the per-pair loss averaged over
+    the window's pairs, plus `chosen_ce_weight` x cross-entropy on the chosen responses
+    (ORPO's supervised term) averaged over their tokens."""
+
+    def objective(model, batch, num_items=None):
+        logits = forward_logits(model, batch, neftune_alpha=neftune_alpha)
+        if "group" not in batch or not model.training:
+            return cross_entropy_loss(logits, batch["labels"], None)
+        sums, counts = sequence_logps(logits, batch["labels"])
+        policy = SequenceScores(sums, counts)
+        better, worse = ordered_pairs(batch["group"], batch["order"], batch["is_gold"])
+        reference = batch["reference_logps"].to(sums.dtype) if uses_reference else None
+        pair_norm = torch.as_tensor(better.numel() if num_items is None else num_items["pairs"],
+                                    device=logits.device).clamp_min(1).to(sums.dtype)
+        preference = pair_loss(policy, reference, better, worse).sum() / pair_norm
+        chosen = best_rows(batch["group"], batch["order"], batch["is_gold"])
+        token_norm = normaliser(counts[chosen], None if num_items is None else num_items["chosen_tokens"])
+        chosen_nll = -sums[chosen].sum()
+        loss = preference + (chosen_ce_weight * chosen_nll / token_norm if chosen_ce_weight else 0.0)
+        return loss, {"nll_sum": chosen_nll.detach(), "tokens": counts[chosen].sum(),
+                      "preference": preference.detach()}
+
+    objective.count_items = count_pairs
+    return objective
+
+
+def log_ratio_margin(policy: SequenceScores, reference: torch.Tensor, better: torch.Tensor,
+                     worse: torch.Tensor) -> torch.Tensor:
+    """(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l)) per pair: DPO's h."""
+    ratio = policy.sums - reference
+    return ratio[better] - ratio[worse]
