@@ -68,6 +68,39 @@ def test_bootstrap_rounds_write_their_files(tmp_path, user_files, sft_model):
     assert json.loads((root / "bootstrap.json").read_text())["status"] == "finished"
 
 
+def test_groups_pairing_and_dpo_rounds(tmp_path, user_files, sft_model):
+    """`pairing: groups` ranks every correct response above every incorrect one; a round
+    can finetune with DPO (reference log-probs from the round's starting model), and the
+    pairs file of `pairing: pairs` is a `pairs` dataset lmforge train reads."""
+    config = _bootstrap_config(tmp_path, user_files, sft_model, "groups", rounds=1)
+    data = yaml.safe_load(config.read_text())
+    data["defaults"]["bootstrap"]["pairing"] = "groups"
+    data["defaults"]["train"]["objective"] = {"name": "dpo", "beta": 0.1}
+    config.write_text(yaml.safe_dump(data))
+    assert main(["bootstrap", str(config)]) == 0
+    round_dir = tmp_path / "groups" / "round-1"
+    groups = [json.loads(line) for line in (round_dir / "pairs.jsonl").read_text().splitlines()]
+    stats = json.loads((round_dir / "stats.json").read_text())
+    assert stats["groups"] == len(groups) > 0 and "pairs" not in stats
+    for group in groups:
+        assert group["correct"] and group["incorrect"]
+        assert all(len(t) % 2 == 0 for t in group["correct"]) and all(len(t) % 2 == 1 for t in group["incorrect"])
+    assert (round_dir / "train" / "reference" / "reference_logps.json").is_file()
+    first_loss = next(json.loads(line)["loss"] for line in (round_dir / "train" / "metrics.jsonl").read_text()
+                      .splitlines() if "loss" in json.loads(line))
+    assert first_loss == pytest.approx(0.693147, rel=1e-4)  # the policy starts as its reference
+
+
+def test_pairs_file_of_a_round_trains_with_lmforge_train(tmp_path, user_files, sft_model):
+    config = _bootstrap_config(tmp_path, user_files, sft_model, "pairs_round", rounds=1)
+    assert main(["bootstrap", str(config)]) == 0
+    pairs = tmp_path / "pairs_round" / "round-1" / "pairs.jsonl"
+    train = write_config(tmp_path / "dpo.yaml", user_files, tmp_path / "dpo", max_steps=2,
+                         objective={"name": "dpo"})
+    assert main(["train", str(train), "--set", f"data.datasets=[{{path: {pairs}, val_split: 0}}]",
+                 "--set", f"model.name_or_path={sft_model}", "--set", "model.tokenizer=null"]) == 0
+
+
 class Kill(Exception):
     pass
 

@@ -101,3 +101,68 @@ def test_evaluation_batches_score_cross_entropy(name):
     batch = objective_batch(name)
     loss, _ = build_objective(name, OBJECTIVE_PARAMS[name])(model, batch, None)
     torch.testing.assert_close(loss, cross_entropy_loss(forward_logits(model, batch), batch["labels"], None)[0])
+
+
+def _shared_prompt_rows(n_responses: int, seed: int = 0) -> list[dict]:
+    """Three prompts of ragged lengths, each with n responses of ragged lengths (chosen first)."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def tokens(count: int) -> list[int]:
+        return torch.randint(1, 40, (count,), generator=generator).tolist()
+
+    rows = []
+    for prompt_length in (4, 7, 2):
+        prompt = tokens(prompt_length)
+        sequences = []
+        for _ in range(n_responses):
+            response = tokens(int(torch.randint(2, 9, (1,), generator=generator)))
+            sequences.append((prompt + response, [-100] * prompt_length + response))
+        rows.append({"input_ids": sequences[0][0], "labels": sequences[0][1],
+                     "rejected_input_ids": [s[0] for s in sequences[1:]],
+                     "rejected_labels": [s[1] for s in sequences[1:]]})
+    return rows
+
+
+@pytest.mark.parametrize("n_responses", [2, 8])
+@pytest.mark.parametrize("name", [*PREFERENCE, "rank"])
+def test_shared_prompts_give_the_unshared_loss_and_gradients(name, n_responses, monkeypatch):
+    """Each prompt computed once for all its responses (one row, 4-D mask) against one row
+    per response: the same loss and gradients."""
+    from lmforge.data.collate import CandidateCollator
+    from lmforge.objectives import preference
+    from lmforge.objectives.shared_prefix import supports_shared_prefix
+
+    batch = CandidateCollator(0)([{**row, "reference_logps": [-20.0 - i for i in range(n_responses)]}
+                                  for row in _shared_prompt_rows(n_responses)])
+    assert preference.prompt_groups(batch) is not None
+    params = OBJECTIVE_PARAMS[name]
+    counts = build_objective(name, params).count_items([batch])
+
+    def loss_and_grads(shared: bool):
+        torch.manual_seed(0)
+        model = tiny_model()
+        assert supports_shared_prefix(model)
+        if not shared:
+            monkeypatch.setattr(preference, "prompt_groups", lambda batch: None)
+        calls = []
+        real = preference.response_logps
+        monkeypatch.setattr(preference, "response_logps", lambda *a, **k: calls.append(1) or real(*a, **k))
+        loss, _ = build_objective(name, params)(model, batch, counts)
+        loss.backward()
+        assert bool(calls) == shared  # the shared rows were (not) used
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    shared_loss, shared_grads = loss_and_grads(True)
+    unshared_loss, unshared_grads = loss_and_grads(False)
+    torch.testing.assert_close(shared_loss, unshared_loss, atol=1e-5, rtol=1e-5)
+    for got, want in zip(shared_grads, unshared_grads):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_prompts_that_differ_are_scored_one_row_each():
+    from lmforge.data.collate import CandidateCollator
+    from lmforge.objectives.preference import prompt_groups
+
+    rows = _shared_prompt_rows(2)
+    rows[1]["rejected_input_ids"][0][0] += 1  # another prompt token in one response
+    assert prompt_groups(CandidateCollator(0)(rows)) is None

@@ -36,6 +36,22 @@ def test_pro_pair_is_log_sigmoid_and_groups_are_ragged():
         -math.log(1 / (1 + math.exp(-1.0))), abs=1e-6)
 
 
+def test_pro_ties_are_not_each_others_negatives():
+    """orders (0, 0, 1): each of the tied best competes only with itself and the worse one."""
+    scores = torch.tensor([-1.0, -2.0, -3.0])
+    expected = (math.log(math.exp(-1) + math.exp(-3)) + 1) + (math.log(math.exp(-2) + math.exp(-3)) + 2)
+    assert pro_loss(scores, torch.tensor([0, 0, 0]), torch.tensor([0, 0, 1])).item() == pytest.approx(expected)
+    # all tied, or alone: nothing to rank
+    assert pro_loss(scores, torch.tensor([0, 0, 1]), torch.tensor([1, 1, 0])).item() == 0.0
+
+
+def test_groups_without_two_ranks_are_not_in_the_normaliser():
+    batch = {"labels": torch.ones(5, 4, dtype=torch.long), "group": torch.tensor([0, 0, 1, 1, 2]),
+             "order": torch.tensor([0, 1, 0, 0, 0]), "is_gold": torch.zeros(5, dtype=torch.bool)}
+    # group 0 ranks two responses; group 1 only ties; group 2 has one candidate
+    assert int(count_rank_items([batch])["groups"]) == 1
+
+
 def test_sequence_logps_sum_and_count_label_tokens():
     logits = torch.zeros(2, 4, 5)  # uniform: log p = -log 5 for every token
     labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, -100]])

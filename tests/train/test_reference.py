@@ -48,7 +48,7 @@ def test_values_are_each_sequences_log_prob_and_the_cache_is_reused(tmp_path, mo
     def no_second_pass(*args, **kwargs):
         raise AssertionError("the reference pass ran again")
 
-    monkeypatch.setattr(reference, "sequence_logps", no_second_pass)
+    monkeypatch.setattr(reference, "candidate_scores", no_second_pass)
     assert reference.add_reference_logps(model, with_values, CandidateCollator(PAD), 2, tmp_path,
                                          True)["reference_logps"] == got
     with torch.no_grad():  # other starting weights: another key, so the pass runs again

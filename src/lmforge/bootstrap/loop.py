@@ -25,8 +25,8 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lmforge.bootstrap.backends import Sampling, TransformersBackend, VLLMBackend, choose_backend
-from lmforge.bootstrap.pairs import build_pairs
-from lmforge.bootstrap.rank_data import RankCollator, rank_dataset, rank_rows
+from lmforge.bootstrap.pairs import build_group, build_pairs
+from lmforge.bootstrap.rank_data import RankCollator, rank_dataset, rank_rows, sampling_prompt
 from lmforge.bootstrap.verify import load_verifier
 from lmforge.objectives.registry import OBJECTIVES
 from lmforge.objectives.spec import CANDIDATES
@@ -92,7 +92,7 @@ def generate_round(backend, prompt_format, tokenizer, questions: list[Conversati
         for index, ids in enumerate(chunks):
             if index in done:
                 continue
-            prompts = [prompt_format.generation_prompt(questions[q].prompt_segments(), tokenizer, cot=True)
+            prompts = [sampling_prompt(questions[q], prompt_format, tokenizer)
                        for q in ids]
             outputs = backend.sample(prompts, sampling, seed=hash((seed, index)) & 0x7FFFFFFF)
             rows = []
@@ -113,7 +113,7 @@ def generate_round(backend, prompt_format, tokenizer, questions: list[Conversati
     return [question for c in sorted(done) for question in done[c]["questions"]]
 
 
-def round_stats(generations: list[dict], pairs: list[dict], samples: int) -> dict[str, Any]:
+def round_stats(generations: list[dict], pairs: list[dict], samples: int, pairing: str = "pairs") -> dict[str, Any]:
     flat = [s for g in generations for s in g["samples"]]
     return {
         "questions": len(generations),
@@ -122,7 +122,7 @@ def round_stats(generations: list[dict], pairs: list[dict], samples: int) -> dic
         "correct": sum(s["correct"] for s in flat),
         "pass@1": sum(s["correct"] for s in flat) / max(len(flat), 1),
         f"pass@{samples}": sum(any(s["correct"] for s in g["samples"]) for g in generations) / max(len(generations), 1),
-        "pairs": len(pairs),
+        pairing: len(pairs),  # (correct, incorrect) pairs, or ranked groups
     }
 
 
@@ -224,13 +224,15 @@ def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHo
                                      round_dir / "generations.jsonl", seed=config.run.seed * 1009 + round_index,
                                      chunk_size=max(1, settings.generation_batch_size // settings.samples),
                                      after_chunk=after_chunk)
-        # `prompt` makes the file a `pairs` dataset that lmforge train reads as it is
-        pairs = [{"question_id": p.question_id, "prompt": _user_text(questions[p.question_id]), "chosen": p.chosen,
-                  "rejected": p.rejected}
-                 for g in generations for p in build_pairs(g["question_id"], g["samples"], config.run.seed)]
+        if settings.pairing == "groups":
+            pairs = [group for g in generations if (group := build_group(g["question_id"], g["samples"]))]
+        else:  # `prompt` makes the file a `pairs` dataset that lmforge train reads as it is
+            pairs = [{"question_id": p.question_id, "prompt": _user_text(questions[p.question_id]),
+                      "chosen": p.chosen, "rejected": p.rejected}
+                     for g in generations for p in build_pairs(g["question_id"], g["samples"], config.run.seed)]
         pairs_path = round_dir / "pairs.jsonl"
         pairs_path.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
-        stats = round_stats(generations, pairs, settings.samples)
+        stats = round_stats(generations, pairs, settings.samples, settings.pairing)
         del model, backend
 
         if pairs:

@@ -18,14 +18,8 @@ def _normalised(text: str) -> str:
     return " ".join(text.split())
 
 
-def build_pairs(question_id: int, samples: list[dict], seed: int) -> list[Pair]:
-    """`samples`: dicts with `text`, `valid`, `correct`. Invalid ones never pair.
-
-    >>> s = [{"text": t, "valid": True, "correct": c} for t, c in
-    ...      [("a", True), ("a ", True), ("b", True), ("x", False), ("y", False), ("z", False)]]
-    >>> len(build_pairs(0, s, seed=0))  # 2 unique correct, 3 incorrect -> 2 pairs
-    2
-    """
+def _unique_valid(samples: list[dict]) -> tuple[list[str], list[str]]:
+    """(correct, incorrect) texts of the valid samples, whitespace-duplicates removed."""
     seen: set[str] = set()
     correct, incorrect = [], []
     for sample in samples:
@@ -34,6 +28,32 @@ def build_pairs(question_id: int, samples: list[dict], seed: int) -> list[Pair]:
             continue
         seen.add(key)
         (correct if sample["correct"] else incorrect).append(sample["text"])
+    return correct, incorrect
+
+
+def build_group(question_id: int, samples: list[dict]) -> dict | None:
+    """Every unique correct response ranked above every unique incorrect one (ties within
+    each side); None unless both sides are there.
+
+    >>> s = [{"text": t, "valid": True, "correct": c} for t, c in [("a", True), ("a ", True), ("b", True), ("x", False)]]
+    >>> build_group(3, s)
+    {'question_id': 3, 'correct': ['a', 'b'], 'incorrect': ['x']}
+    """
+    correct, incorrect = _unique_valid(samples)
+    if not correct or not incorrect:
+        return None
+    return {"question_id": question_id, "correct": correct, "incorrect": incorrect}
+
+
+def build_pairs(question_id: int, samples: list[dict], seed: int) -> list[Pair]:
+    """`samples`: dicts with `text`, `valid`, `correct`. Invalid ones never pair.
+
+    >>> s = [{"text": t, "valid": True, "correct": c} for t, c in
+    ...      [("a", True), ("a ", True), ("b", True), ("x", False), ("y", False), ("z", False)]]
+    >>> len(build_pairs(0, s, seed=0))  # 2 unique correct, 3 incorrect -> 2 pairs
+    2
+    """
+    correct, incorrect = _unique_valid(samples)
     rng = random.Random(seed * 1_000_003 + question_id)
     rng.shuffle(correct)
     rng.shuffle(incorrect)

@@ -16,6 +16,13 @@ from lmforge.data.formats import PromptFormat
 from lmforge.data.tokenize import encode_pieces, wants_bos
 
 
+def sampling_prompt(conversation: Conversation, prompt_format: PromptFormat, tokenizer) -> str:
+    """The prompt a question's responses are sampled from, rationale first, and the one
+    they are trained after: one function, so a response is never trained under a prompt
+    it was not sampled with."""
+    return prompt_format.generation_prompt(conversation.prompt_segments(), tokenizer, cot=True)
+
+
 def encode_response(conversation: Conversation, response: str | None, prompt_format: PromptFormat, tokenizer,
                     max_length: int) -> dict[str, list[int]]:
     """The question with `response` (generated text) or, when None, the gold response.
@@ -23,23 +30,26 @@ def encode_response(conversation: Conversation, response: str | None, prompt_for
     if response is None:
         pieces = prompt_format.render(conversation, tokenizer)
     else:
-        prompt = prompt_format.generation_prompt(conversation.prompt_segments(), tokenizer, cot=conversation.is_cot)
-        pieces = [(prompt, "prompt"), (response + tokenizer.eos_token, "assistant")]
+        pieces = [(sampling_prompt(conversation, prompt_format, tokenizer), "prompt"),
+                  (response + tokenizer.eos_token, "assistant")]
     encoded = encode_pieces(pieces, tokenizer, add_bos=wants_bos(tokenizer, prompt_format))
     return {"input_ids": encoded.input_ids[:max_length], "labels": encoded.labels[:max_length]}
 
 
 def rank_rows(questions: list[Conversation], pairs: list[dict], prompt_format: PromptFormat, tokenizer,
               max_length: int) -> list[dict[str, Any]]:
-    """One row per pair: gold, chosen (order 0), rejected (order 1)."""
+    """One row per pair (gold, chosen at order 0, rejected at order 1) or per group (gold,
+    every correct response at order 0, every incorrect one at order 1)."""
     rows = []
-    for pair in pairs:
-        question = questions[pair["question_id"]]
-        sequences = [encode_response(question, None, prompt_format, tokenizer, max_length),
-                     encode_response(question, pair["chosen"], prompt_format, tokenizer, max_length),
-                     encode_response(question, pair["rejected"], prompt_format, tokenizer, max_length)]
+    for entry in pairs:
+        question = questions[entry["question_id"]]
+        better, worse = (entry["correct"], entry["incorrect"]) if "correct" in entry else (
+            [entry["chosen"]], [entry["rejected"]])
+        texts = [None, *better, *worse]
+        sequences = [encode_response(question, text, prompt_format, tokenizer, max_length) for text in texts]
         rows.append({"input_ids": [s["input_ids"] for s in sequences], "labels": [s["labels"] for s in sequences],
-                     "order": [0, 0, 1], "is_gold": [True, False, False]})
+                     "order": [0] * (1 + len(better)) + [1] * len(worse),
+                     "is_gold": [True] + [False] * (len(better) + len(worse))})
     return rows
 
 

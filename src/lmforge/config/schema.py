@@ -402,8 +402,9 @@ class TrainConfig(Strict):
 
 
 class BootstrapConfig(Strict):
-    """Rationale bootstrapping (Memphis-CoT, DESIGN §3.7). The rank-finetuning stage of each
-    round uses the `train` section (objective `rank`) and `data.max_length`."""
+    """Rationale bootstrapping (Memphis-CoT, DESIGN §3.7). The finetuning stage of each round
+    uses the `train` section (objective `rank`, or another ranking objective such as dpo)
+    and `data.max_length`."""
 
     rounds: int = Field(3, gt=0)
     samples: int = Field(8, ge=2)
@@ -421,6 +422,10 @@ class BootstrapConfig(Strict):
     from lmforge.eval.answers.RULES (e.g. harness_strict, last_number), checked when the
     verifier is built."""
     max_empty_rounds: int = Field(2, gt=0)
+    pairing: Literal["pairs", "groups"] = "pairs"
+    """How verified responses are ranked: `pairs` (seed 000: (correct, incorrect) pairs, each
+    response used once) or `groups` (per question, every correct response above every
+    incorrect one, correct ones tied with each other)."""
 
 
 class CardConfig(Strict):

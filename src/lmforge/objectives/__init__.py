@@ -16,7 +16,8 @@ import torch
 
 from lmforge.objectives.ce import cross_entropy_loss, mixce_loss
 from lmforge.objectives.forward import forward_logits, pass_seeds
-from lmforge.objectives.rank import count_rank_items, rank_loss
+from lmforge.objectives.preference import candidate_scores
+from lmforge.objectives.rank import count_rank_items, rank_loss_from_scores
 from lmforge.objectives.remask import masked_thought_loss, remask_loss
 
 Metrics = dict[str, torch.Tensor]
@@ -83,10 +84,10 @@ def rank_objective(weight: float, neftune_alpha: float | None = None) -> Objecti
     normalised by the accumulation window's gold tokens and groups (`count_items`)."""
 
     def objective(model, batch, num_items=None):
-        logits = forward_logits(model, batch, neftune_alpha=neftune_alpha)
         if "group" not in batch:  # plain evaluation data
-            return cross_entropy_loss(logits, batch["labels"], None)
-        return rank_loss(logits, batch, weight, num_items)
+            return cross_entropy_loss(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"], None)
+        scores = candidate_scores(model, batch, neftune_alpha)  # each prompt once for all its responses
+        return rank_loss_from_scores(scores.sums, scores.counts, batch, weight, num_items)
 
     objective.count_items = count_rank_items
     return objective

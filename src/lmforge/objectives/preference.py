@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import torch
 
+from lmforge.data.tokenize import IGNORE_INDEX
 from lmforge.objectives.ce import cross_entropy_loss, normaliser
 from lmforge.objectives.forward import forward_logits
 from lmforge.objectives.rank import sequence_logps
+from lmforge.objectives.shared_prefix import ResponseGroup, response_logps
 
 # (policy, reference or None, better rows, worse rows) -> loss per pair [P]
 PairLoss = Callable[["SequenceScores", "torch.Tensor | None", torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,6 +46,40 @@ class SequenceScores:
     def means(self) -> torch.Tensor:
         """Length-normalised log-probabilities (SimPO, ORPO)."""
         return self.sums / self.counts.clamp_min(1)
+
+
+def prompt_groups(batch: dict[str, torch.Tensor]) -> list[ResponseGroup] | None:
+    """The batch's sequences as prompts with their responses (group-major, in row order),
+    when every group's sequences are consecutive rows with the same tokens before their
+    first label; None otherwise (they are then scored one row each)."""
+    group = batch["group"].tolist()
+    if group != sorted(group):
+        return None
+    ids, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    groups: list[ResponseGroup] = []
+    for row, (row_group, length) in enumerate(zip(group, lengths)):
+        first = next((t for t in range(1, length) if labels[row][t] != IGNORE_INDEX), None)
+        if first is None:
+            return None
+        prompt = ids[row][:first]
+        if row == 0 or row_group != group[row - 1]:
+            groups.append(ResponseGroup(prompt, [], []))
+        elif prompt != groups[-1].prompt:
+            return None
+        groups[-1].responses.append(ids[row][first:length])
+        groups[-1].labels.append(labels[row][first:length])
+    return groups
+
+
+def candidate_scores(model, batch: dict[str, torch.Tensor], neftune_alpha: float | None = None) -> SequenceScores:
+    """Summed log-probs of every sequence of a candidate batch. Each prompt is computed once
+    for all its responses (objectives/shared_prefix.py) where the model allows it; with
+    NEFTune (its noise is drawn per row segment) or prompts that differ, one row each."""
+    groups = prompt_groups(batch) if neftune_alpha is None else None
+    if groups is not None:
+        return SequenceScores(*response_logps(model, groups))
+    return SequenceScores(*sequence_logps(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"]))
 
 
 def ordered_pairs(group: torch.Tensor, order: torch.Tensor, is_gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,15 +125,14 @@ def preference_objective(pair_loss: PairLoss, uses_reference: bool, chosen_ce_we
     (ORPO's supervised term) averaged over their tokens."""
 
     def objective(model, batch, num_items=None):
-        logits = forward_logits(model, batch, neftune_alpha=neftune_alpha)
         if "group" not in batch or not model.training:
-            return cross_entropy_loss(logits, batch["labels"], None)
-        sums, counts = sequence_logps(logits, batch["labels"])
-        policy = SequenceScores(sums, counts)
+            return cross_entropy_loss(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"], None)
+        policy = candidate_scores(model, batch, neftune_alpha)
+        sums, counts = policy.sums, policy.counts
         better, worse = ordered_pairs(batch["group"], batch["order"], batch["is_gold"])
         reference = batch["reference_logps"].to(sums.dtype) if uses_reference else None
         pair_norm = torch.as_tensor(better.numel() if num_items is None else num_items["pairs"],
-                                    device=logits.device).clamp_min(1).to(sums.dtype)
+                                    device=sums.device).clamp_min(1).to(sums.dtype)
         preference = pair_loss(policy, reference, better, worse).sum() / pair_norm
         chosen = best_rows(batch["group"], batch["order"], batch["is_gold"])
         token_norm = normaliser(counts[chosen], None if num_items is None else num_items["chosen_tokens"])

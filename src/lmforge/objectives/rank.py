@@ -42,17 +42,27 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
 
 
 def pro_loss(scores: torch.Tensor, group: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    """Sum over groups of the PRO listwise loss. Ragged: groups may have any number (>= 2)
-    of candidates. scores, group, order: [S] -> scalar."""
+    """Sum over groups of the PRO listwise loss. Ragged: groups may have any number of
+    candidates. Ties (equal `order`) are not each other's negatives: a candidate's softmax
+    runs over itself and the candidates ranked strictly below it, so with distinct orders
+    this is PRO's sum_{k<n} -log(exp(s_k) / sum_{j>=k} exp(s_j)), and a group with one
+    candidate, or only tied ones, adds nothing. scores, group, order: [S] -> scalar."""
     total = scores.new_zeros(())
     for g in torch.unique(group):
-        ranked = scores[group == g][torch.argsort(order[group == g])]  # best first
-        if ranked.numel() < 2:
+        mine, ranks = scores[group == g], order[group == g]
+        below = ranks.unsqueeze(0) > ranks.unsqueeze(1)  # [i, j]: j ranked strictly below i
+        has_below = below.any(dim=1)
+        if not has_below.any():
             continue
-        # -log softmax of the k-th among k..n, for k = 1..n-1: logcumsumexp from the tail
-        tail_logsumexp = torch.logcumsumexp(ranked.flip(0), dim=0).flip(0)  # [n]
-        total = total + (tail_logsumexp[:-1] - ranked[:-1]).sum()
+        competitors = torch.where(below | torch.eye(len(mine), dtype=torch.bool, device=mine.device),
+                                  mine.unsqueeze(0).expand(len(mine), -1), torch.full_like(mine, float("-inf")))
+        total = total + (torch.logsumexp(competitors, dim=1) - mine)[has_below].sum()
     return total
+
+
+def ranked_groups(group: torch.Tensor, order: torch.Tensor, candidates: torch.Tensor) -> int:
+    """Groups whose candidates have at least two different orders: the ones PRO trains."""
+    return sum(int(torch.unique(order[candidates & (group == g)]).numel() >= 2) for g in torch.unique(group))
 
 
 def rank_loss(
@@ -66,17 +76,27 @@ def rank_loss(
 
     When a group has no gold response, the CE is taken on its best-ranked candidate.
     """
-    labels, group, order = batch["labels"], batch["group"], batch["order"]
-    sums, counts = sequence_logps(logits, labels)
+    return rank_loss_from_scores(*sequence_logps(logits, batch["labels"]), batch, weight, num_items)
+
+
+def rank_loss_from_scores(
+    sums: torch.Tensor,
+    counts: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    weight: float,
+    num_items: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`rank_loss` from each sequence's summed log-prob and label count."""
+    group, order = batch["group"], batch["order"]
     scores = sums / counts.clamp_min(1)  # length-normalised log-probability
     is_gold = batch["is_gold"]
     candidates = ~is_gold
     ce_rows = is_gold | _best_without_gold(group, order, is_gold)
     gold_tokens = counts[ce_rows].sum()
-    groups = torch.unique(group[candidates]).numel()
+    groups = ranked_groups(group, order, candidates)
     token_norm = normaliser(counts[ce_rows], None if num_items is None else num_items["gold_tokens"])
     group_norm = torch.as_tensor(max(groups, 1) if num_items is None else num_items["groups"],
-                                 device=logits.device).clamp_min(1).float()
+                                 device=sums.device).clamp_min(1).float()
     ce = -sums[ce_rows].sum() / token_norm
     ranking = pro_loss(scores[candidates], group[candidates], order[candidates]) / group_norm
     loss = ce + weight * ranking
@@ -101,5 +121,5 @@ def count_rank_items(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.
         counts = batch["labels"][:, 1:].ne(-100).sum(dim=1)
         ce_rows = batch["is_gold"] | _best_without_gold(batch["group"], batch["order"], batch["is_gold"])
         gold_tokens = gold_tokens + counts[ce_rows].sum()
-        groups += torch.unique(batch["group"][~batch["is_gold"]]).numel()
+        groups += ranked_groups(batch["group"], batch["order"], ~batch["is_gold"])
     return {"gold_tokens": torch.as_tensor(gold_tokens), "groups": torch.as_tensor(groups)}

@@ -173,8 +173,13 @@ def shared_sequence_logps(logits: torch.Tensor, batch: SharedPrefixBatch) -> tup
     """
     scored = batch.predictor_positions.ge(0)  # [B, T]
     rows, positions = scored.nonzero(as_tuple=True)
-    # only the scored positions go through the softmax, as in ce.label_positions
-    selected = logits[rows, batch.predictor_positions[rows, positions]]  # [N, V]
+    # only the scored positions go through the softmax, as in ce.label_positions. The last
+    # prompt position predicts every response's first token, so positions repeat: index_select
+    # (backward: index_add, in index order) keeps the gradient deterministic, where advanced
+    # indexing's backward (index_put with accumulate) adds the repeats in thread order on CPU
+    width = logits.shape[1]
+    flat = rows * width + batch.predictor_positions[rows, positions]
+    selected = logits.reshape(-1, logits.shape[-1]).index_select(0, flat)  # [N, V]
     logp = -token_nll(log_probs(selected), batch.labels[rows, positions])  # [N]
     owners = batch.response_index[rows, positions]
     sums = torch.zeros(batch.num_responses, dtype=logp.dtype, device=logp.device).index_add(0, owners, logp)

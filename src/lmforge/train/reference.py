@@ -28,7 +28,7 @@ from datasets import Dataset
 
 from lmforge.data.tokenize import IGNORE_INDEX
 from lmforge.eval.generate import progress_bar
-from lmforge.objectives.rank import sequence_logps
+from lmforge.objectives.preference import candidate_scores
 from lmforge.rundir import write_json_atomic
 
 CACHE_DIR = "reference"
@@ -90,10 +90,8 @@ def add_reference_logps(model, train: Dataset, collator, batch_size: int, run_di
         with as_reference(model), progress_bar("reference log-probs", len(train), is_main) as advance:
             for start in range(0, len(train), batch_size):
                 rows = [train[i] for i in range(start, min(start + batch_size, len(train)))]
-                batch = collator(rows)
-                logits = model(input_ids=batch["input_ids"].to(model.device),
-                               attention_mask=batch["attention_mask"].to(model.device)).logits
-                sums, _ = sequence_logps(logits.float(), batch["labels"].to(model.device))
+                batch = {key: value.to(model.device) for key, value in collator(rows).items()}
+                sums = candidate_scores(model, batch).sums  # each prompt once for all its responses
                 per_row = [[] for _ in rows]
                 for row_index, value in zip(batch["group"].tolist(), sums.tolist()):
                     per_row[row_index].append(value)
