@@ -23,16 +23,21 @@ from lmforge.eval.evaluate import EvalOptions, evaluate_task
 from lmforge.eval.generate import load_model_dir
 from lmforge.eval.tasks import load_task
 from lmforge.report.plots import plot_ablation
-from lmforge.train.pipeline import prepare_model_and_tokenizer, run_training
+from lmforge.objectives.registry import OBJECTIVES
+from lmforge.objectives.spec import CANDIDATES
+from lmforge.train.pipeline import named_format, prepare_model_and_tokenizer, run_training
 
 # Variant name -> objective. "remask" is seed 004's ReMask: ReMask-CoT rules on examples
 # with a rationale, plain ReMask on the others.
 VARIANTS = {"sft": "ce", "ce": "ce", "mixce": "mixce", "masked_thought": "masked_thought",
-            "remask": "remask_cot", "remask_cot": "remask_cot", "remask_plain": "remask"}
+            "remask": "remask_cot", "remask_cot": "remask_cot", "remask_plain": "remask",
+            # preference objectives: on pairs data (SPIN: on SFT data, against its own answers)
+            "rank": "rank", "dpo": "dpo", "ipo": "ipo", "orpo": "orpo", "simpo": "simpo", "spin": "spin"}
 MAX_NEW_TOKENS = 96
 """Generation limit when scoring the held-out problems."""
 LABELS = {"sft": "SFT", "ce": "SFT", "mixce": "MixCE", "masked_thought": "Masked Thought", "remask": "ReMask",
-          "remask_cot": "ReMask-CoT", "remask_plain": "ReMask (no CoT rules)"}
+          "remask_cot": "ReMask-CoT", "remask_plain": "ReMask (no CoT rules)", "rank": "CE + PRO", "dpo": "DPO",
+          "ipo": "IPO", "orpo": "ORPO", "simpo": "SimPO", "spin": "SPIN"}
 
 
 @dataclass
@@ -77,6 +82,18 @@ def variant_config(base: Config, variant: str, seed: int, init_model: Path, run_
                  model={"name_or_path": str(init_model), "tokenizer": None})
 
 
+def check_variant_data(base: Config, variants: list[str]) -> None:
+    """Before any variant trains: a ranking variant needs pairs data (SPIN makes its own)."""
+    from lmforge.data.from_config import dataset_specs
+
+    formats = [named_format(spec) for spec in dataset_specs(base.data)]
+    for variant in variants:
+        spec = OBJECTIVES[VARIANTS[variant]]
+        if spec.data == CANDIDATES and not spec.self_generated and any(f != "pairs" for f in formats):
+            raise LmforgeError(f"--variants {variant}: {spec.name} trains on ranked responses (pairs records), but "
+                               f"data.datasets are {', '.join(formats)}")
+
+
 def prepare_starting_model(base: Config, directory: Path) -> Path:
     """Build or load the starting model once, with every token any variant needs (without
     an adapter: each variant attaches its own to this base)."""
@@ -97,6 +114,7 @@ def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, 
     if task.kind != "generate":
         raise LmforgeError(f"--test {test_path}: held-out problems must be CoT ({{question, rationale, answer}}) or "
                            f"GSM8K ({{question, answer}}) records, not {task.kind} records")
+    check_variant_data(base, variants)
     init_model = prepare_starting_model(base, directory)
     options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64)
 

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     ablate = commands.add_parser("ablate", help="compare objectives over seeds from the same starting model")
     _config_args(ablate)
     ablate.add_argument("--variants", default="sft,masked_thought,remask",
-                        help="comma-separated: sft, mixce, masked_thought, remask (seed 004's), remask_plain")
+                        help="comma-separated: sft, mixce, masked_thought, remask (seed 004's), remask_plain; on pairs "
+                             "data also rank, dpo, ipo, orpo, simpo; spin (on SFT data)")
     ablate.add_argument("--seeds", type=int, default=3)
     ablate.add_argument("--test", required=True, help="held-out CoT problems (JSONL) for strict exact match")
     ablate.add_argument("--overwrite", action="store_true")

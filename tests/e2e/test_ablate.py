@@ -4,6 +4,7 @@ trained, seed 004's table shape in markdown and JSON, and a bar chart."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from safetensors.torch import load_file
 
@@ -41,5 +42,27 @@ def test_ablate_tiny(tmp_path, user_files, capsys):
 
 def test_unknown_variant_is_an_error(tmp_path, user_files, capsys):
     config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "ablation")
-    assert main(["ablate", str(config), "--variants", "sft,spin", "--test", str(user_files / "test.jsonl")]) == 2
-    assert "unknown variant(s) spin" in capsys.readouterr().err
+    assert main(["ablate", str(config), "--variants", "sft,kto", "--test", str(user_files / "test.jsonl")]) == 2
+    assert "unknown variant(s) kto" in capsys.readouterr().err
+
+
+PAIRS = Path(__file__).resolve().parents[2] / "examples" / "data" / "arithmetic-pairs.jsonl"
+
+
+def test_ablate_compares_sft_with_preference_objectives_on_pairs(tmp_path, user_files):
+    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "ablation", max_steps=2)
+    assert main(["ablate", str(config), "--variants", "sft,dpo,simpo", "--seeds", "1", "--test",
+                 str(user_files / "test.jsonl"), "--set", f"data.datasets=[{{path: {PAIRS}, val_split: 0.1}}]"]) == 0
+    root = tmp_path / "ablation"
+    result = json.loads((root / "ablation.json").read_text())
+    assert [row["label"] for row in result["variants"]] == ["SFT", "DPO", "SimPO"]
+    assert (root / "dpo" / "seed-0" / "reference" / "reference_logps.json").is_file()
+    assert "name: simpo" in (root / "simpo" / "seed-0" / "config.yaml").read_text()
+
+
+def test_preference_variant_without_pairs_data_stops_before_training(tmp_path, user_files, capsys):
+    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "ablation")
+    assert main(["ablate", str(config), "--variants", "sft,dpo", "--test", str(user_files / "test.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "--variants dpo: dpo trains on ranked responses (pairs records), but data.datasets are cot" in err
+    assert not (tmp_path / "ablation" / "init_model").exists()

@@ -399,7 +399,7 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
     )
 
 
-def _named_format(spec) -> str:
+def named_format(spec) -> str:
     """A dataset's format, detected from its first record when it says `auto`."""
     if spec.format != "auto":
         return spec.format
@@ -430,7 +430,7 @@ def preference_data(config: Config, tokenizer, prompt_format: PromptFormat) -> P
             if without:
                 raise LmforgeError(
                     f"train.objective.name: {spec.name} trains on ranked responses, but {without} of {len(rows)} "
-                    f"training examples of data.datasets[{index}] ({dataset.path}, format {_named_format(dataset)}) "
+                    f"training examples of data.datasets[{index}] ({dataset.path}, format {named_format(dataset)}) "
                     "have no rejected response; give it pairs records (prompt, chosen, rejected)")
     collator = CandidateCollator(tokenizer.pad_token_id)
     return PreparedData(
