@@ -120,3 +120,22 @@ def test_packing_is_refused_for_preference_objectives(tmp_path, user_files, caps
     config, overrides = _pairs_config(tmp_path, user_files, "simpo")
     assert main(["train", str(config), *overrides, "--set", "data.packing=true"]) == 2
     assert "data.packing: simpo compares each prompt's responses" in capsys.readouterr().err
+
+
+def test_a_separate_reference_model(tmp_path, user_files, capsys):
+    """`reference:` a model other than the starting one: its log-probs are the reference (the
+    first loss is no longer log 2); one whose tokenizer differs is refused in one line."""
+    sft = write_config(tmp_path / "sft.yaml", user_files, tmp_path / "sft", max_steps=3)
+    assert main(["train", str(sft)]) == 0
+    masked = write_config(tmp_path / "masked.yaml", user_files, tmp_path / "masked", max_steps=1,
+                          objective={"name": "remask"})  # adds <|mask|>: another vocabulary
+    assert main(["train", str(masked)]) == 0
+    config, overrides = _pairs_config(tmp_path, user_files, "dpo", reference=str(tmp_path / "sft" / "model"))
+    assert main(["train", str(config), *overrides, "--set", "train.max_steps=2"]) == 0
+    assert _losses(tmp_path / "dpo")[0] != pytest.approx(math.log(2.0), rel=1e-3)
+    capsys.readouterr()
+    assert main(["train", str(config), *overrides, "--overwrite",
+                 "--set", f"train.objective.reference={tmp_path / 'masked' / 'model'}"]) == 2
+    err = capsys.readouterr().err
+    assert "train.objective.reference: " in err and "tokenizer differs from the policy's" in err
+    assert "'<|mask|>'" in err and len(err.strip().splitlines()) == 1

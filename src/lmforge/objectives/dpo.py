@@ -24,6 +24,9 @@ class DPOConfig(Strict):
     name: Literal["dpo"]
     beta: float = Field(0.1, gt=0.0)
     """Strength of the pull towards the reference (the paper's beta; 0.1 as TRL's default)."""
+    reference: str | None = None
+    """The frozen reference model (a directory or hub name with the policy's tokenizer);
+    default: the model this run starts from (with an adapter, its base)."""
 
 
 def dpo_pair_loss(beta: float):

@@ -457,8 +457,23 @@ def prepare_candidates(config: Config, prepared: PreparedModel, data: PreparedDa
             {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"]},
             config.data.max_length, config.run.seed, config.output_path, is_main)
     if spec.reference:
-        data.train = add_reference_logps(prepared.model, data.train, data.collator, config.train.micro_batch_size,
+        path = config.train.objective.model_dump().get("reference")
+        model = load_reference_model(path, prepared.tokenizer, config.model.dtype) if path else prepared.model
+        data.train = add_reference_logps(model, data.train, data.collator, config.train.micro_batch_size,
                                          config.output_path, is_main)
+
+
+def load_reference_model(path: str, policy_tokenizer, dtype: str):
+    """A separate reference (train.objective.reference), loaded for the reference pass only;
+    its token ids must mean what the policy's mean."""
+    reference_tokenizer = load_tokenizer(path, key="train.objective.reference")
+    if reference_tokenizer.get_vocab() != policy_tokenizer.get_vocab():
+        ours, theirs = policy_tokenizer.get_vocab(), reference_tokenizer.get_vocab()
+        differing = sorted(set(ours.items()) ^ set(theirs.items()), key=lambda item: item[1])
+        raise LmforgeError(f"train.objective.reference: {path}'s tokenizer differs from the policy's ({len(theirs)} vs "
+                           f"{len(ours)} tokens; first difference: {differing[0][0]!r} at id {differing[0][1]}); "
+                           "the reference must score the same token ids")
+    return load_model(path, dtype)
 
 
 def run_training(
