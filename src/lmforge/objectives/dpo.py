@@ -15,18 +15,14 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from lmforge.objectives.preference import SequenceScores, log_ratio_margin, preference_objective
+from lmforge.objectives.preference import ReferenceSettings, SequenceScores, log_ratio_margin, preference_objective
 from lmforge.objectives.spec import CANDIDATES, ObjectiveSpec
-from lmforge.strict import Strict
 
 
-class DPOConfig(Strict):
+class DPOConfig(ReferenceSettings):
     name: Literal["dpo"]
     beta: float = Field(0.1, gt=0.0)
     """Strength of the pull towards the reference (the paper's beta; 0.1 as TRL's default)."""
-    reference: str | None = None
-    """The frozen reference model (a directory or hub name with the policy's tokenizer);
-    default: the model this run starts from (with an adapter, its base)."""
 
 
 def dpo_pair_loss(beta: float):

@@ -14,18 +14,14 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from lmforge.objectives.preference import SequenceScores, preference_objective
+from lmforge.objectives.preference import ReferenceSettings, SequenceScores, preference_objective
 from lmforge.objectives.spec import CANDIDATES, ObjectiveSpec
-from lmforge.strict import Strict
 
 
-class IPOConfig(Strict):
+class IPOConfig(ReferenceSettings):
     name: Literal["ipo"]
     tau: float = Field(0.1, gt=0.0)
     """The regularisation strength (the margin's target is 1/(2 tau))."""
-    reference: str | None = None
-    """The frozen reference model (a directory or hub name with the policy's tokenizer);
-    default: the model this run starts from (with an adapter, its base)."""
 
 
 def ipo_pair_loss(tau: float):

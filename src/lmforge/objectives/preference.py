@@ -30,6 +30,15 @@ from lmforge.objectives.ce import cross_entropy_loss, normaliser
 from lmforge.objectives.forward import forward_logits
 from lmforge.objectives.rank import sequence_logps
 from lmforge.objectives.shared_prefix import ResponseGroup, response_logps
+from lmforge.strict import Strict
+
+class ReferenceSettings(Strict):
+    """Settings of an objective that compares with a frozen reference."""
+
+    reference: str | None = None
+    """The frozen reference model (a directory or hub name with the policy's tokenizer);
+    default: the model this run starts from (with an adapter, its base)."""
+
 
 # (policy, reference or None, better rows, worse rows) -> loss per pair [P]
 PairLoss = Callable[["SequenceScores", "torch.Tensor | None", torch.Tensor, torch.Tensor], torch.Tensor]
