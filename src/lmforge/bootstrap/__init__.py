@@ -1,1 +1,1 @@
-"""Rationale bootstrapping (Memphis-CoT, DESIGN §3.7): generate -> verify -> pair -> rank-finetune."""
+"""Rationale bootstrapping (Memphis-CoT; docs/commands/bootstrap.md): generate -> verify -> pair -> rank-finetune."""

@@ -1,5 +1,5 @@
 """`lmforge bootstrap`: R rounds of generate -> verify -> pair -> rank-finetune, each round
-starting from the previous round's model (DESIGN §3.7).
+starting from the previous round's model (docs/commands/bootstrap.md).
 
     BOOTSTRAP_DIR/
       bootstrap.json               status and the starting model

@@ -1,4 +1,4 @@
-"""(correct, incorrect) pairs from verified generations (DESIGN §3.7): deduplicated, every
+"""(correct, incorrect) pairs from verified generations (docs/commands/bootstrap.md): deduplicated, every
 correct and every incorrect response used at most once, extras discarded."""
 
 from __future__ import annotations

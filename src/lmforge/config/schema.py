@@ -40,7 +40,7 @@ class ModelSize(Strict):
 
 
 class AdapterConfig(Strict):
-    """A LoRA or DoRA adapter trained through peft on a frozen base (DESIGN §3.10)."""
+    """A LoRA or DoRA adapter trained through peft on a frozen base (docs/methods.md)."""
 
     type: Literal["lora", "dora"] = "lora"
     r: int = Field(16, gt=0)
@@ -252,7 +252,7 @@ class AdaliteConfig(Strict):
 
 
 class LilithConfig(Strict):
-    """Lilith (source 004, DESIGN §3.8), implemented in lmforge.optim.lilith."""
+    """Lilith (seed 004; docs/methods.md), implemented in lmforge.optim.lilith."""
 
     name: Literal["lilith"]
     lr: float = Field(1e-5, gt=0.0)
@@ -321,7 +321,7 @@ ScheduleConfig = tagged_union(CosineSchedule, LinearSchedule, ConstantSchedule, 
 
 
 class EvalTaskEntry(Strict):
-    """A task evaluated during training (lmforge eval's options; DESIGN §3.12)."""
+    """A task evaluated during training (lmforge eval's options; docs/commands/eval.md)."""
 
     task: str
     """A task data file or a known task name, as for `lmforge eval --task`."""
@@ -378,7 +378,7 @@ class TrainConfig(Strict):
     max_consecutive_nonfinite: int = Field(3, ge=0)
     """Stop the run when more than this many updates in a row have a NaN/inf loss."""
     neftune_alpha: float | None = Field(None, gt=0.0)
-    """NEFTune noise alpha (DESIGN §3.2; the sources use 10); off when empty."""
+    """NEFTune noise alpha (docs/methods.md; the seeds use 10); off when empty."""
     gradient_checkpointing: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Mixed precision (autocast): bf16 on CPU and GPU, fp16 (with loss scaling) on GPU
@@ -402,7 +402,7 @@ class TrainConfig(Strict):
 
 
 class BootstrapConfig(Strict):
-    """Rationale bootstrapping (Memphis-CoT, DESIGN §3.7). The finetuning stage of each round
+    """Rationale bootstrapping (Memphis-CoT, docs/commands/bootstrap.md). The finetuning stage of each round
     uses the `train` section (objective `rank`, or another ranking objective such as dpo)
     and `data.max_length`."""
 

@@ -2,7 +2,7 @@
 tokens it holds ("prompt" pieces are never trained on). The tokenizer stage turns the
 pieces into ids and labels, so a format only has to say which characters are which.
 
-Formats (DESIGN §3.11):
+Formats (docs/formats.md):
 - remask: `<|user|>`, `<|assistant|>`, `<|rationale|>`, `<|answer|>` on their own lines,
   as in seed 004; the sequence ends with the tokenizer's eos.
 - openassistant: `<|prompter|>…<|endoftext|><|assistant|>…<|endoftext|>` (seed 001).

@@ -1,5 +1,5 @@
 """LoRA / DoRA adapters through peft, on a base that may be quantized by bitsandbytes
-(QLoRA; DESIGN §3.10).
+(QLoRA; docs/methods.md).
 
 peft does the wrapping, saving and loading; this module adds what lmforge's runs need
 around it: one-line errors for targets that match nothing, rows of added tokens that train

@@ -1,4 +1,4 @@
-"""Frozen embeddings (DESIGN §3.8): input and output embeddings stay fixed; if tokens were
+"""Frozen embeddings (seed 000): input and output embeddings stay fixed; if tokens were
 added, only their rows stay trainable."""
 
 from __future__ import annotations

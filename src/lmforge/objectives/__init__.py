@@ -80,7 +80,7 @@ def remask_objective(weight: float, fused: bool = True, neftune_alpha: float | N
 
 
 def rank_objective(weight: float, neftune_alpha: float | None = None) -> Objective:
-    """CE on gold + weight x PRO over ranked generations (DESIGN §3.6). Its losses are
+    """CE on gold + weight x PRO over ranked generations (docs/methods.md). Its losses are
     normalised by the accumulation window's gold tokens and groups (`count_items`)."""
 
     def objective(model, batch, num_items=None):

@@ -1,4 +1,4 @@
-"""Cross-entropy and MixCE (DESIGN §3.1) on shifted causal-LM logits.
+"""Cross-entropy and MixCE (docs/methods.md) on shifted causal-LM logits.
 
 Both return the *sum* of per-token losses divided by `num_items`: the number of label
 tokens in the whole global batch (all micro-batches and processes of one optimizer step).
@@ -27,7 +27,7 @@ class CEConfig(Strict):
 class MixCEConfig(Strict):
     name: Literal["mixce"]
     ratio: float = Field(0.75, ge=0.0, le=1.0)
-    """eta in DESIGN §3.1; 1.0 is plain cross-entropy."""
+    """eta in MixCE's weight (eta + (1 - eta) * sg(p)) * -log p; 1.0 is plain cross-entropy."""
 
 
 def label_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

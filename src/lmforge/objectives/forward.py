@@ -1,5 +1,5 @@
 """The model forward pass every objective shares: inputs (never labels, never a KV cache),
-optionally with NEFTune noise on the input embeddings (DESIGN §3.2)."""
+optionally with NEFTune noise on the input embeddings (docs/methods.md)."""
 
 from __future__ import annotations
 

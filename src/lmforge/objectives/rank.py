@@ -1,4 +1,4 @@
-"""Ranking objectives over whole responses (DESIGN §3.6; source 000, Memphis-CoT).
+"""Ranking objectives over whole responses (docs/methods.md; seed 000, Memphis-CoT).
 
 A rank batch holds S sequences from G prompts ("groups"): per sequence its labels (the
 response tokens), `group` (which prompt, 0..G-1) and `order` (0 = best). Optionally one
@@ -23,7 +23,7 @@ from lmforge.strict import Strict
 
 
 class RankConfig(Strict):
-    """CE on the gold response + weight x PRO rank loss over ranked generations (DESIGN §3.6)."""
+    """CE on the gold response + weight x PRO rank loss over ranked generations."""
 
     name: Literal["rank"]
     weight: float = Field(5.0, ge=0.0)

@@ -1,4 +1,4 @@
-"""ReMask, ReMask-CoT and Masked Thought (DESIGN §3.3–3.5; source 004, euclaise's ReMask-3B).
+"""ReMask, ReMask-CoT and Masked Thought (docs/methods.md; seed 004, euclaise's ReMask-3B).
 
 The random corruption is drawn when a training batch is collated (`RegularizationNoise`),
 so the trainer counts the label tokens that survive label masking, and the loss functions
@@ -26,7 +26,7 @@ from lmforge.strict import Probability, Strict
 
 
 class MaskedThoughtConfig(Strict):
-    """One pass on inputs with response tokens masked (baseline of source 004, DESIGN §3.5)."""
+    """One pass on inputs with response tokens masked (baseline of seed 004)."""
 
     name: Literal["masked_thought"]
     p_in: Probability = 0.4
@@ -35,7 +35,7 @@ class MaskedThoughtConfig(Strict):
 
 
 class ReMaskConfig(Strict):
-    """Full and masked pass, CE on both plus weight x symmetric KL (DESIGN §3.3)."""
+    """Full and masked pass, CE on both plus weight x symmetric KL."""
 
     name: Literal["remask"]
     p_in: Probability = 0.4
@@ -45,7 +45,7 @@ class ReMaskConfig(Strict):
 
 
 class ReMaskCoTConfig(Strict):
-    """ReMask with the CoT rules of DESIGN §3.4 for examples with a rationale."""
+    """ReMask with the CoT rules (RegularizationNoise below) for examples with a rationale."""
 
     name: Literal["remask_cot"]
     p_in: Probability = 0.4

@@ -1,11 +1,11 @@
-"""Lilith optimizer (DESIGN §3.8, source 004).
+"""Lilith optimizer (seed 004; formulas in docs/methods.md).
 
 Lilith is euclaise's optimizer, used to train ReMask-3B (its Hugging Face model card) and
 published in euclaise/supertrainer2000 (`src/supertrainer2k/optim/lilith.py`). No maintained
-library ships it, so it is implemented here from the formula in DESIGN §3.8, which this
-module follows line by line. Where the published code differs, DESIGN is followed:
-- the EMA is e ← ema_β·e + (1 − ema_β)·p; the published `e.lerp_(p, ema_β)` weights the two
-  the other way round (it keeps only 1 − ema_β of the old average);
+library ships it, so it is implemented here from its update rule (the class docstring),
+step by step. The EMA is e ← ema_β·e + (1 − ema_β)·p, as in the published code, which calls
+`ema.lerp_(p, 1 - ema_beta)` (its commit "EMA beta was inverted" fixed an earlier
+`lerp_(p, ema_beta)`). Where the published code differs:
 - the trust ratio applies to tensors of more than one element; the published code tests
   `sum(shape) > 1`, which also rescales 1×1 tensors;
 - the gradient is rescaled out of place; the published code rescales `p.grad` itself, which

@@ -1,4 +1,4 @@
-"""Learning-rate schedules over optimizer steps (DESIGN §3.9).
+"""Learning-rate schedules over optimizer steps (docs/methods.md).
 
 Every builder takes `(optimizer, total_steps, warmup_steps, **options)`, where options are
 that schedule's own keywords. Conventions shared by all of them, and by transformers'

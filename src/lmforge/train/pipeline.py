@@ -1,5 +1,7 @@
 """`lmforge train`: config -> model + tokenizer -> data -> Trainer with objective -> run
-directory. The only place below the CLI that reads the config object."""
+directory. It turns the config object into the pieces below it (data, model, objective,
+optimizer, schedule, Trainer arguments); `ablate`, `bootstrap`, `estimate`,
+`train/steps.py` and `train/deepspeed.py` read the config object too."""
 
 from __future__ import annotations
 
