@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from lmforge.objectives.ce import cross_entropy_loss, mixce_loss
-from lmforge.objectives.forward import forward_logits, pass_seeds
+from lmforge.objectives.forward import forward_outputs, pass_seeds
+from lmforge.objectives.head import HiddenStates
 from lmforge.objectives.preference import candidate_scores
 from lmforge.objectives.rank import count_rank_items, rank_loss_from_scores
 from lmforge.objectives.remask import masked_thought_loss, remask_loss
@@ -30,14 +31,14 @@ def _is_noisy(batch) -> bool:
 
 def ce_objective(neftune_alpha: float | None = None) -> Objective:
     def objective(model, batch, num_items=None):
-        return cross_entropy_loss(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"], num_items)
+        return cross_entropy_loss(forward_outputs(model, batch, neftune_alpha=neftune_alpha), batch["labels"], num_items)
 
     return objective
 
 
 def mixce_objective(ratio: float, neftune_alpha: float | None = None) -> Objective:
     def objective(model, batch, num_items=None):
-        logits = forward_logits(model, batch, neftune_alpha=neftune_alpha)
+        logits = forward_outputs(model, batch, neftune_alpha=neftune_alpha)
         if not model.training:
             return cross_entropy_loss(logits, batch["labels"], num_items)
         return mixce_loss(logits, batch["labels"], ratio, num_items)
@@ -48,7 +49,7 @@ def mixce_objective(ratio: float, neftune_alpha: float | None = None) -> Objecti
 def masked_thought_objective(neftune_alpha: float | None = None) -> Objective:
     def objective(model, batch, num_items=None):
         key = "masked_input_ids" if _is_noisy(batch) else "input_ids"
-        logits = forward_logits(model, batch, ids_key=key, neftune_alpha=neftune_alpha)
+        logits = forward_outputs(model, batch, ids_key=key, neftune_alpha=neftune_alpha)
         return masked_thought_loss(logits, batch["labels"], num_items)
 
     return objective
@@ -57,16 +58,16 @@ def masked_thought_objective(neftune_alpha: float | None = None) -> Objective:
 def _two_pass_logits(model, batch, fused: bool, neftune_alpha: float | None):
     """Logits of the full and the masked sequence; fused = one forward over both stacked."""
     if not fused:
-        return (forward_logits(model, batch, neftune_alpha=neftune_alpha),
-                forward_logits(model, batch, ids_key="masked_input_ids", neftune_alpha=neftune_alpha))
+        return (forward_outputs(model, batch, neftune_alpha=neftune_alpha),
+                forward_outputs(model, batch, ids_key="masked_input_ids", neftune_alpha=neftune_alpha))
     stacked = {"input_ids": torch.cat([batch["input_ids"], batch["masked_input_ids"]])}
     for key in ("attention_mask", "position_ids", "token_roles"):
         if key in batch:
             stacked[key] = torch.cat([batch[key], batch[key]])
     if "noise_seed" in batch:  # each half draws the NEFTune noise its own forward would
         stacked["noise_seed"] = torch.cat([pass_seeds(batch, "input_ids"), pass_seeds(batch, "masked_input_ids")])
-    logits = forward_logits(model, stacked, neftune_alpha=neftune_alpha)  # [2B, T, V]
-    return logits.chunk(2)
+    outputs = forward_outputs(model, stacked, neftune_alpha=neftune_alpha)  # [2B, T, ...]
+    return outputs.split(2) if isinstance(outputs, HiddenStates) else outputs.chunk(2)
 
 
 def remask_objective(weight: float, fused: bool = True, neftune_alpha: float | None = None) -> Objective:
@@ -85,7 +86,7 @@ def rank_objective(weight: float, neftune_alpha: float | None = None) -> Objecti
 
     def objective(model, batch, num_items=None):
         if "group" not in batch:  # plain evaluation data
-            return cross_entropy_loss(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"], None)
+            return cross_entropy_loss(forward_outputs(model, batch, neftune_alpha=neftune_alpha), batch["labels"], None)
         scores = candidate_scores(model, batch, neftune_alpha)  # each prompt once for all its responses
         return rank_loss_from_scores(scores.sums, scores.counts, batch, weight, num_items)
 

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 
 from lmforge.data.tokenize import IGNORE_INDEX
+from lmforge.objectives.head import log_probs, select_positions, token_nll  # noqa: F401 (log_probs: re-exported)
 from lmforge.strict import Strict
 
 
@@ -30,24 +31,15 @@ class MixCEConfig(Strict):
     """eta in MixCE's weight (eta + (1 - eta) * sg(p)) * -log p; 1.0 is plain cross-entropy."""
 
 
-def label_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at the positions that predict a label, and those labels.
+def label_positions(outputs, labels: torch.Tensor):
+    """The outputs at the positions that predict a label, and those labels.
 
-    logits [B, T, V], labels [B, T] -> selected logits [N, V], targets [N], mask [B, T-1]
+    outputs: logits [B, T, V] or the head path's HiddenStates (objectives/head.py); labels [B, T]
+    -> selected (logits [N, V] or SelectedHidden), targets [N], mask [B, T-1]
     (position t predicts labels[t + 1]).
     """
     mask = labels[:, 1:].ne(IGNORE_INDEX)
-    return logits[:, :-1][mask], labels[:, 1:][mask], mask
-
-
-def log_probs(selected_logits: torch.Tensor) -> torch.Tensor:
-    """log-softmax in at least float32 (half-precision logits are upcast; float64 stays)."""
-    return torch.log_softmax(selected_logits.to(torch.promote_types(selected_logits.dtype, torch.float32)), dim=-1)
-
-
-def token_nll(log_p: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """-log p(target) per selected position: [N, V], [N] -> [N]."""
-    return -log_p.gather(1, targets.unsqueeze(1)).squeeze(1)
+    return select_positions(outputs, mask), labels[:, 1:][mask], mask
 
 
 def normaliser(mask: torch.Tensor, num_items: torch.Tensor | int | None) -> torch.Tensor:
@@ -61,7 +53,7 @@ def row_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, t
     Per row, so evaluation can drop the rows a multi-process loader repeats to even out
     its last batch (accelerate's gather_for_metrics works on the batch dimension)."""
     selected, targets, mask = label_positions(logits, labels)
-    nll = token_nll(log_probs(selected), targets).double()
+    nll = token_nll(selected, targets).double()
     rows = mask.nonzero()[:, 0]
     sums = torch.zeros(labels.shape[0], dtype=torch.float64, device=nll.device).index_add_(0, rows, nll)
     return sums, mask.sum(dim=1)
@@ -71,7 +63,7 @@ def cross_entropy_loss(
     logits: torch.Tensor, labels: torch.Tensor, num_items: torch.Tensor | int | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     selected, targets, mask = label_positions(logits, labels)
-    total = token_nll(log_probs(selected), targets).sum()
+    total = token_nll(selected, targets).sum()
     return total / normaliser(mask, num_items), {"nll_sum": total.detach(), "tokens": mask.sum()}
 
 
@@ -86,7 +78,7 @@ def mixce_loss(
     probability (no gradient through the weight).
     """
     selected, targets, mask = label_positions(logits, labels)
-    nll = token_nll(log_probs(selected), targets)
+    nll = token_nll(selected, targets)
     weight = ratio + (1.0 - ratio) * torch.exp(-nll.detach())
     total = (weight * nll).sum()
     return total / normaliser(mask, num_items), {"nll_sum": nll.sum().detach(), "tokens": mask.sum()}

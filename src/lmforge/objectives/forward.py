@@ -122,3 +122,17 @@ def forward_logits(model, batch: dict[str, torch.Tensor], ids_key: str = "input_
         with neftune_on(model, batch, neftune_alpha, pass_seeds(batch, ids_key)):
             return model(input_ids=batch[ids_key], use_cache=False, **extra).logits
     return model(input_ids=batch[ids_key], use_cache=False, **extra).logits
+
+
+def forward_outputs(model, batch: dict[str, torch.Tensor], ids_key: str = "input_ids",
+                    neftune_alpha: float | None = None):
+    """What the losses read (objectives/head.py): the hidden states the head is applied to at
+    label positions only, or, for models that path does not cover, the logits [B, T, V].
+    NEFTune noise only while the model trains."""
+    from lmforge.objectives.head import model_outputs
+
+    extra = {k: batch[k] for k in MODEL_INPUTS if k in batch}
+    if neftune_alpha and model.training:
+        with neftune_on(model, batch, neftune_alpha, pass_seeds(batch, ids_key)):
+            return model_outputs(model, input_ids=batch[ids_key], **extra)
+    return model_outputs(model, input_ids=batch[ids_key], **extra)

@@ -27,7 +27,7 @@ import torch
 
 from lmforge.data.tokenize import IGNORE_INDEX
 from lmforge.objectives.ce import cross_entropy_loss, normaliser
-from lmforge.objectives.forward import forward_logits
+from lmforge.objectives.forward import forward_outputs
 from lmforge.objectives.rank import sequence_logps
 from lmforge.objectives.shared_prefix import ResponseGroup, response_logps
 from lmforge.strict import Strict
@@ -88,7 +88,7 @@ def candidate_scores(model, batch: dict[str, torch.Tensor], neftune_alpha: float
     groups = prompt_groups(batch) if neftune_alpha is None else None
     if groups is not None:
         return SequenceScores(*response_logps(model, groups))
-    return SequenceScores(*sequence_logps(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"]))
+    return SequenceScores(*sequence_logps(forward_outputs(model, batch, neftune_alpha=neftune_alpha), batch["labels"]))
 
 
 def ordered_pairs(group: torch.Tensor, order: torch.Tensor, is_gold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,7 +135,7 @@ def preference_objective(pair_loss: PairLoss, uses_reference: bool, chosen_ce_we
 
     def objective(model, batch, num_items=None):
         if "group" not in batch or not model.training:
-            return cross_entropy_loss(forward_logits(model, batch, neftune_alpha=neftune_alpha), batch["labels"], None)
+            return cross_entropy_loss(forward_outputs(model, batch, neftune_alpha=neftune_alpha), batch["labels"], None)
         policy = candidate_scores(model, batch, neftune_alpha)
         sums, counts = policy.sums, policy.counts
         better, worse = ordered_pairs(batch["group"], batch["order"], batch["is_gold"])

@@ -18,7 +18,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from lmforge.objectives.ce import label_positions, log_probs, normaliser, token_nll
+from lmforge.objectives.ce import label_positions, normaliser
+from lmforge.objectives.head import token_nll
 from lmforge.strict import Strict
 
 
@@ -35,7 +36,7 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     logits [S, T, V], labels [S, T] -> sums [S], counts [S]
     """
     selected, targets, mask = label_positions(logits, labels)
-    logp = -token_nll(log_probs(selected), targets)  # [N]
+    logp = -token_nll(selected, targets)  # [N]
     rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(mask)[mask]  # [N]
     sums = torch.zeros(labels.shape[0], dtype=logp.dtype, device=logp.device).index_add(0, rows, logp)
     return sums, mask.sum(dim=1)

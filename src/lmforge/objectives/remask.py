@@ -21,7 +21,8 @@ from transformers import TrainerCallback
 
 from lmforge.data.conversation import ROLE_IDS
 from lmforge.data.tokenize import IGNORE_INDEX
-from lmforge.objectives.ce import cross_entropy_loss, label_positions, log_probs, normaliser, token_nll
+from lmforge.objectives.ce import cross_entropy_loss, label_positions, normaliser
+from lmforge.objectives.head import log_probs, nll_and_symmetric_kl, symmetric_kl_from_log_probs
 from lmforge.strict import Probability, Strict
 
 
@@ -148,12 +149,7 @@ def symmetric_kl(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor
 
     logits: [..., V] -> [...]
     """
-    return _symmetric_kl_from_log_probs(log_probs(logits_a), log_probs(logits_b))
-
-
-def _symmetric_kl_from_log_probs(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
-    # a dot product over the vocabulary: no [N, V] product tensor is materialised
-    return 0.5 * torch.linalg.vecdot(log_a.exp() - log_b.exp(), log_a - log_b)
+    return symmetric_kl_from_log_probs(log_probs(logits_a), log_probs(logits_b))
 
 
 def remask_loss(
@@ -172,11 +168,10 @@ def remask_loss(
     """
     selected_full, targets, mask = label_positions(logits_full, labels)
     selected_masked, _, _ = label_positions(logits_masked, labels)
-    log_full, log_masked = log_probs(selected_full), log_probs(selected_masked)  # [N, V] each
-    nll_full, nll_masked = token_nll(log_full, targets), token_nll(log_masked, targets)
+    nll_masked, nll_full, divergence = nll_and_symmetric_kl(selected_masked, selected_full, targets)
     denominator = normaliser(mask, num_items)
     ce_full, ce_masked = nll_full.sum() / denominator, nll_masked.sum() / denominator
-    kl = _symmetric_kl_from_log_probs(log_masked, log_full).sum() / denominator
+    kl = divergence.sum() / denominator
     loss = 0.5 * (ce_masked + ce_full) + weight * kl
     return loss, {"nll_sum": nll_full.sum().detach(), "tokens": mask.sum(),
                   "ce_masked": ce_masked.detach(), "ce_full": ce_full.detach(), "kl": kl.detach()}

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import torch
 
 from lmforge.data.tokenize import IGNORE_INDEX
-from lmforge.objectives.ce import log_probs, token_nll
+from lmforge.objectives.head import model_outputs, select_rows, token_nll
 from lmforge.objectives.rank import sequence_logps
 
 SHARED_PREFIX_ATTENTION = frozenset({"sdpa", "eager"})
@@ -177,10 +177,9 @@ def shared_sequence_logps(logits: torch.Tensor, batch: SharedPrefixBatch) -> tup
     # prompt position predicts every response's first token, so positions repeat: index_select
     # (backward: index_add, in index order) keeps the gradient deterministic, where advanced
     # indexing's backward (index_put with accumulate) adds the repeats in thread order on CPU
-    width = logits.shape[1]
+    width = batch.input_ids.shape[1]
     flat = rows * width + batch.predictor_positions[rows, positions]
-    selected = logits.reshape(-1, logits.shape[-1]).index_select(0, flat)  # [N, V]
-    logp = -token_nll(log_probs(selected), batch.labels[rows, positions])  # [N]
+    logp = -token_nll(select_rows(logits, flat), batch.labels[rows, positions])  # [N]
     owners = batch.response_index[rows, positions]
     sums = torch.zeros(batch.num_responses, dtype=logp.dtype, device=logp.device).index_add(0, owners, logp)
     counts = torch.zeros(batch.num_responses, dtype=torch.long, device=logp.device).index_add(
@@ -231,8 +230,9 @@ def _model_device(model) -> torch.device:
     return next(_inner_model(model).parameters()).device
 
 
-def _forward(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(**inputs, use_cache=False).logits
+def _forward(model, inputs: dict[str, torch.Tensor]):
+    """Logits, or the hidden states the head is applied to at scored positions only."""
+    return model_outputs(model, **inputs)
 
 
 # (model class, attention implementation) -> probe verdict; one probe per process and kind

@@ -17,7 +17,7 @@ from transformers import Trainer
 from lmforge.errors import LmforgeError
 from lmforge.objectives import Objective
 from lmforge.objectives.ce import row_nll
-from lmforge.objectives.forward import forward_logits
+from lmforge.objectives.forward import forward_outputs
 from lmforge.optim.optimizers import build_optimizer, parameter_groups
 from lmforge.optim.schedules import build_schedule
 from lmforge.train.callbacks import NonFiniteGuard
@@ -163,7 +163,7 @@ class LmforgeTrainer(Trainer):
         with torch.no_grad(), self.compute_loss_context_manager():
             for batch in dataloader:
                 batch = self._prepare_inputs(batch)
-                row_sums, row_tokens = row_nll(forward_logits(model, batch), batch["labels"])
+                row_sums, row_tokens = row_nll(forward_outputs(model, batch), batch["labels"])
                 row_sums, row_tokens = self.accelerator.gather_for_metrics((row_sums, row_tokens))
                 nll_sum += row_sums.sum()
                 tokens += row_tokens.sum()

@@ -1,0 +1,89 @@
+"""The head at label positions only, in chunks (objectives/head.py), against the plain
+full-logits computation: the same loss and gradients for every objective, and no logits for
+positions no loss reads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmforge.objectives import build_objective, head
+from lmforge.objectives.ce import row_nll
+from lmforge.objectives.forward import forward_outputs
+from tests.train.conftest import tiny_model
+from tests.train.objective_batches import OBJECTIVE_PARAMS, objective_batch
+
+
+def _loss_and_grads(name, batch, monkeypatch, head_path: bool, chunk: int = 7):
+    monkeypatch.setattr(head, "CHUNK", chunk)  # several chunks even in a tiny batch
+    monkeypatch.setattr(head, "label_head_supported", lambda model: head_path)
+    torch.manual_seed(0)
+    model = tiny_model()
+    objective = build_objective(name, OBJECTIVE_PARAMS[name])
+    counter = getattr(objective, "count_items", None)
+    loss, _ = objective(model, batch, counter([batch]) if counter else batch["labels"][:, 1:].ne(-100).sum())
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVE_PARAMS))
+def test_every_objective_equals_the_full_logits_computation(name, monkeypatch):
+    batch = objective_batch(name)
+    plain_loss, plain_grads = _loss_and_grads(name, batch, monkeypatch, head_path=False)
+    head_loss, head_grads = _loss_and_grads(name, batch, monkeypatch, head_path=True)
+    torch.testing.assert_close(head_loss, plain_loss, atol=1e-5, rtol=1e-5)
+    assert head_grads.keys() == plain_grads.keys()
+    for key in plain_grads:
+        torch.testing.assert_close(head_grads[key], plain_grads[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("name", ["rank", "dpo"])
+def test_shared_prompt_rows_equal_the_full_logits_computation(name, monkeypatch):
+    from lmforge.data.collate import CandidateCollator
+    from tests.objectives.test_preference import _shared_prompt_rows
+
+    batch = CandidateCollator(0)([{**row, "reference_logps": [-20.0 - i for i in range(4)]}
+                                  for row in _shared_prompt_rows(4)])
+    plain_loss, plain_grads = _loss_and_grads(name, batch, monkeypatch, head_path=False)
+    head_loss, head_grads = _loss_and_grads(name, batch, monkeypatch, head_path=True)
+    torch.testing.assert_close(head_loss, plain_loss, atol=1e-5, rtol=1e-5)
+    for key in plain_grads:
+        torch.testing.assert_close(head_grads[key], plain_grads[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+def test_evaluation_nll_equals_the_full_logits_computation(monkeypatch):
+    model, batch = tiny_model().eval(), objective_batch("ce")
+    with torch.no_grad():
+        sums, counts = row_nll(forward_outputs(model, batch), batch["labels"])
+        full_sums, full_counts = row_nll(model(input_ids=batch["input_ids"],
+                                               attention_mask=batch["attention_mask"]).logits, batch["labels"])
+    torch.testing.assert_close(sums, full_sums, atol=1e-6, rtol=1e-6)
+    assert counts.tolist() == full_counts.tolist()
+
+
+def test_the_head_sees_label_positions_only_in_chunks(monkeypatch):
+    """The model's own call of its head gets zero positions; the losses call it on at most
+    CHUNK label positions at a time, in total once per label position (plus the backward's
+    recomputation)."""
+    monkeypatch.setattr(head, "CHUNK", 5)
+    model, batch = tiny_model(), objective_batch("ce")
+    rows_seen = []
+    handle = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: rows_seen.append(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
+    try:
+        loss, _ = build_objective("ce", {})(model, batch, None)
+    finally:
+        handle.remove()
+    labels = int(batch["labels"][:, 1:].ne(-100).sum())
+    assert rows_seen[0] == 0 and max(rows_seen[1:]) <= 5 and sum(rows_seen[1:]) == labels
+    assert labels < batch["input_ids"].numel()  # prompt and padding positions were never scored
+
+
+def test_models_outside_the_plain_head_list_get_logits():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=48, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    assert not head.label_head_supported(model)
+    outputs = forward_outputs(model, {"input_ids": torch.tensor([[1, 2, 3]])})
+    assert isinstance(outputs, torch.Tensor) and outputs.shape == (1, 3, 48)
+    assert head.label_head_supported(tiny_model())
