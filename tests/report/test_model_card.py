@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lmforge import rundir
 from lmforge.cli import main
 from lmforge.errors import LmforgeError
 from lmforge.report.model_card import model_card, write_model_card
@@ -200,3 +201,55 @@ def test_lmforge_eval_keeps_results_in_the_run_and_refreshes_its_card(run, tmp_p
     assert "| lmforge eval (sums.json) | sums | 0 | perplexity |" in body
     assert (run_dir / "model" / "loss_curve.png").is_file()
     assert "model card updated" in capsys.readouterr().out
+    assert json.loads((run_dir / "model" / "lmforge.json").read_text())["evals"]["sums.json"] == record
+
+
+def test_the_final_model_says_how_it_was_made(run):
+    meta = json.loads((run / "model" / "lmforge.json").read_text())
+    record = json.loads((run / "run.json").read_text())
+    assert meta["prompt_format"] == "remask" and meta["stop_strings"] and meta["cot"] is True  # kept as before
+    assert meta["run_name"] == "tiny-run"
+    assert meta["run"] == record and meta["run"]["status"] == "finished"
+    assert meta["run"]["versions"] == rundir.library_versions() and "git_hash" in meta["run"]
+    assert meta["run"]["data_sha256"] and meta["run"]["final_metrics"]["eval_loss"] > 0
+    assert meta["config"] == yaml.safe_load((run / "config.yaml").read_text())
+    assert meta["config"]["train"]["objective"] == {"name": "mixce", "ratio": 0.5}
+    assert [row["step"] for row in meta["training_evals"]] == [2, 4, 4]  # eval_every 2 of 4 steps, then the final
+    assert meta["evals"] == {}
+
+
+def test_the_card_is_made_again_from_the_model_directory_alone(run, tmp_path, capsys):
+    from lmforge.eval.cli import keep_in_run
+    from lmforge.report.model_card import main as card_main
+
+    run_dir = copy_run(run, tmp_path)
+    task = {"name": "gsm8k", "kind": "generate", "source": "gsm8k", "shots": 5, "prompt_format": "remask",
+            "metrics": {"exact_match_strict": 0.25, "exact_match_strict_stderr": 0.1, "n": 8}}
+    record = {"model": {"step": None}, "tasks": [task]}
+    keep_in_run(run_dir / "model", tmp_path / "elsewhere" / "final.json", record)  # as `lmforge eval` does
+    assert json.loads((run_dir / "model" / "lmforge.json").read_text())["evals"] == {"final.json": record}
+    in_run = (run_dir / "model" / "README.md").read_text()
+    assert in_run == model_card(run_dir)
+    copied = tmp_path / "shipped" / "my-model"
+    shutil.copytree(run_dir / "model", copied)
+    shutil.rmtree(run_dir)
+    (copied / "README.md").unlink()
+    assert card_main([str(copied)]) == 0
+    again = (copied / "README.md").read_text()
+    matter, body = parse(again)
+    assert matter["tags"] == ["lmforge", "mixce", "arithmetic"] and "- Objective: MixCE" in body
+    digest = next(iter(json.loads((copied / "lmforge.json").read_text())["run"]["data_sha256"].values()))
+    assert f"sha256 `{digest[:12]}…`" in body
+    assert f"transformers {rundir.library_versions()['transformers']}" in body
+    assert "| lmforge eval (final.json) | gsm8k | 5 | exact_match_strict | 25.00% ± 10.00% |" in body
+    assert "## Training config" in body and "## Loss curve" in body
+    assert again == in_run  # the same card, fact for fact and byte for byte
+
+
+def test_a_model_directory_without_its_run_record_is_a_one_line_error(run, tmp_path):
+    copied = tmp_path / "model"
+    shutil.copytree(run / "model", copied)
+    meta = json.loads((copied / "lmforge.json").read_text())
+    (copied / "lmforge.json").write_text(json.dumps({k: meta[k] for k in ("prompt_format", "cot", "stop_strings")}))
+    with pytest.raises(LmforgeError, match="not an lmforge run directory"):
+        model_card(copied)

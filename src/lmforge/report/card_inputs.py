@@ -1,7 +1,9 @@
 """What a model card is made of: the run directory's files, read once (run.json,
-config.yaml, metrics.jsonl, model/lmforge.json, eval/*.json), and the facts derived from
-them that the front matter and the body share — dataset ids, the title, every evaluation
-score and the model-index entry. Rendering is report/model_card.py."""
+config.yaml, metrics.jsonl, model/lmforge.json, eval/*.json) — or, for a model directory
+without its run (copied out, exported), the same facts from its lmforge.json, which
+report/provenance.py fills — and the facts derived from them that the front matter and
+the body share: dataset ids, the title, every evaluation score and the model-index entry.
+Rendering is report/model_card.py."""
 
 from __future__ import annotations
 
@@ -11,14 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lmforge.errors import LmforgeError
 from lmforge.eval.tasks import NAMED
 from lmforge.models.loading import looks_local
 from lmforge.report.plots import read_metrics
+from lmforge.report.provenance import EVAL_DIR, METRICS_FILE, MODEL_META_FILE
 from lmforge import rundir
 
-EVAL_DIR = "eval"
-META_FILE = "lmforge.json"  # written by train.pipeline.save_final_model
+META_FILE = MODEL_META_FILE  # written by train.pipeline.save_final_model, completed by report/provenance.py
 HUB_DATASET = "not a local file"  # run.json's data_sha256 of a dataset read from the hub
 TASK = {"type": "text-generation", "name": "Text Generation"}
 
@@ -28,12 +32,17 @@ class RunFiles:
     """What a card is made of, read once from the run directory."""
 
     run_dir: Path
+    """The run directory, or the model directory when the card comes from its lmforge.json."""
     run: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     evals: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     eos_token: str | None = None
+    name: str | None = None
+    """The run's name (its directory's); None: `run_dir`'s own name."""
+    config_text: str | None = None
+    """config.yaml as written; None: no config."""
 
     def section(self, *keys: str) -> dict[str, Any]:
         """config.yaml's mapping at a key path ({} when absent or null)."""
@@ -62,22 +71,66 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise LmforgeError(f"{path}: not valid JSON ({exc})") from None
 
 
+def _eos_token(model_dir: Path) -> str | None:
+    if not (model_dir / "tokenizer_config.json").is_file():
+        return None
+    eos = _read_json(model_dir / "tokenizer_config.json").get("eos_token")
+    return eos.get("content") if isinstance(eos, dict) else eos
+
+
+def _results_records(records: list[tuple[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The results records (not e.g. a robustness report) among eval/*.json, by file name."""
+    return [(name, record) for name, record in records
+            if isinstance(record, dict) and isinstance(record.get("tasks"), list)]
+
+
 def read_run_files(run_dir: Path) -> RunFiles:
     """The card's inputs; a one-line error unless `run_dir` holds a finished run."""
     files = RunFiles(run_dir, rundir.read_finished_run(run_dir, "a model card"))
     files.config = rundir.read_config(run_dir)
+    config = run_dir / rundir.CONFIG_FILE
+    files.config_text = config.read_text(encoding="utf-8") if config.is_file() else None
     model_dir = run_dir / rundir.MODEL_DIR
     if (model_dir / META_FILE).is_file():
         files.meta = _read_json(model_dir / META_FILE)
-    if (model_dir / "tokenizer_config.json").is_file():
-        eos = _read_json(model_dir / "tokenizer_config.json").get("eos_token")
-        files.eos_token = eos.get("content") if isinstance(eos, dict) else eos
-    files.metrics = read_metrics(run_dir / "metrics.jsonl")
-    for path in sorted((run_dir / EVAL_DIR).glob("*.json")):
-        record = _read_json(path)
-        if isinstance(record.get("tasks"), list):  # a results record (not e.g. a robustness report)
-            files.evals.append((path.name, record))
+    files.eos_token = _eos_token(model_dir)
+    files.metrics = read_metrics(run_dir / METRICS_FILE)
+    files.evals = _results_records([(path.name, _read_json(path))
+                                    for path in sorted((run_dir / EVAL_DIR).glob("*.json"))])
     return files
+
+
+def is_described_model(directory: Path) -> bool:
+    """A model directory whose lmforge.json carries its run (report/provenance.py)."""
+    path = Path(directory) / META_FILE
+    return path.is_file() and not (Path(directory) / rundir.RUN_FILE).is_file() \
+        and isinstance(_read_json(path).get("run"), dict)
+
+
+def read_model_files(model_dir: Path) -> RunFiles:
+    """The card's inputs from a model directory alone (its run directory gone): the run's
+    record, config, evaluation scores and name as its lmforge.json carries them."""
+    model_dir = Path(model_dir)
+    meta = _read_json(model_dir / META_FILE) if (model_dir / META_FILE).is_file() else {}
+    run = meta.get("run")
+    if not isinstance(run, dict):
+        raise LmforgeError(f"{model_dir}: {META_FILE} does not say which run made the model (no 'run' record: "
+                           "an older lmforge wrote it); make the card from its run directory")
+    if run.get("status") != "finished":
+        raise LmforgeError(f"{model_dir}: the run is {run.get('status')}; a model card needs a finished run")
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    evals = meta.get("evals") if isinstance(meta.get("evals"), dict) else {}
+    return RunFiles(
+        model_dir, run, config=config, meta=meta, metrics=list(meta.get("training_evals") or []),
+        evals=_results_records(sorted(evals.items())), eos_token=_eos_token(model_dir), name=meta.get("run_name"),
+        config_text=yaml.safe_dump(config, sort_keys=False) if config else None,
+    )
+
+
+def read_card_files(directory: Path) -> RunFiles:
+    """A run directory's card inputs, or a self-describing model directory's."""
+    directory = Path(directory)
+    return read_model_files(directory) if is_described_model(directory) else read_run_files(directory)
 
 
 # ------------------------------------------------------------------------ derived facts
@@ -125,7 +178,7 @@ def is_adapter_artifact(files: RunFiles, export: dict[str, Any] | None) -> bool:
 
 def title(files: RunFiles) -> str:
     """run.card.model_name, else the run directory's name."""
-    return files.section("run", "card").get("model_name") or files.run_dir.resolve().name
+    return files.section("run", "card").get("model_name") or files.name or files.run_dir.resolve().name
 
 
 # ------------------------------------------------------------------------ evaluation

@@ -1,5 +1,6 @@
 """The Hugging Face model card (README.md) of a finished run or an export, built from the
-run directory alone:
+run directory alone, or from a model directory alone (its run deleted or left behind:
+model/lmforge.json carries the same facts, see report/provenance.py):
 
     run.json            status, wall time, versions, data reports, final metrics
     config.yaml         base model, adapter, data, objective, optimizer, schedule, batch
@@ -33,7 +34,7 @@ from lmforge.eval.results import format_value
 from lmforge.models.adapters import update_scale
 from lmforge.report.card_inputs import (
     HUB_DATASET, EvalRow, RunFiles, dataset_entries, dataset_id, dataset_ids, evaluation_rows, hub_base_model,
-    is_adapter_artifact, model_index, quantize_bits, read_run_files, title,
+    is_adapter_artifact, is_described_model, model_index, quantize_bits, read_card_files, title,
 )
 from lmforge import rundir
 from lmforge.objectives.registry import OBJECTIVES
@@ -417,11 +418,10 @@ def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
 
 
 def config_section(files: RunFiles) -> list[str]:
-    path = files.run_dir / rundir.CONFIG_FILE
-    if not path.is_file():
+    if not files.config_text:
         return []
     return ["## Training config", "", "<details><summary>config.yaml (the resolved config of the run)</summary>", "",
-            "```yaml", path.read_text(encoding="utf-8").rstrip("\n"), "```", "", "</details>", ""]
+            "```yaml", files.config_text.rstrip("\n"), "```", "", "</details>", ""]
 
 
 # ------------------------------------------------------------------------ the card
@@ -429,8 +429,12 @@ def config_section(files: RunFiles) -> list[str]:
 
 def model_card(run_dir: Path, export: dict[str, Any] | None = None) -> str:
     """The README.md text of a finished run (or of an export of it, described by `export`,
-    e.g. {"merged": True, "dtype": "bf16", "quantize": "8bit", "source": "runs/x"})."""
-    files = read_run_files(Path(run_dir))
+    e.g. {"merged": True, "dtype": "bf16", "quantize": "8bit", "source": "runs/x"}).
+    `run_dir` may be a model directory alone whose lmforge.json describes its run (an
+    export's lmforge.json names the export, which then describes it unless given)."""
+    files = read_card_files(Path(run_dir))
+    if export is None and is_described_model(Path(run_dir)) and isinstance(files.meta.get("export"), dict):
+        export = files.meta["export"]
     rows = evaluation_rows(files)
     matter = yaml.safe_dump(front_matter(files, export, rows), sort_keys=False, allow_unicode=True)
     body = [f"# {title(files)}", "", summary(files, export), ""]
@@ -461,3 +465,30 @@ def write_model_card(run_dir: Path, target_dir: Path, export: dict[str, Any] | N
     card = target_dir / CARD_FILE
     _replace_atomic(card, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m lmforge.report.model_card DIR [TARGET_DIR]`: write DIR's card again, DIR
+    being a finished run or a model directory alone (default target: DIR's model/ for a
+    run, DIR itself for a model directory)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m lmforge.report.model_card", description=main.__doc__)
+    parser.add_argument("directory", help="a finished run directory, or a model directory (its lmforge.json)")
+    parser.add_argument("target", nargs="?", default=None, help="where README.md goes")
+    args = parser.parse_args(argv)
+    source = Path(args.directory)
+    target = Path(args.target) if args.target else \
+        source if is_described_model(source) else source / rundir.MODEL_DIR
+    try:
+        card = write_model_card(source, target)
+    except LmforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"[lmforge] model card: {card}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

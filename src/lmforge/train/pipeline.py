@@ -43,6 +43,7 @@ from lmforge.train.reference import add_own_generations, add_reference_logps
 from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
 from lmforge.report.model_card import write_model_card
 from lmforge.report.plots import plot_loss_curve
+from lmforge.report.provenance import describe_model
 from lmforge import rundir
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
 from lmforge.train.deepspeed import (
@@ -557,5 +558,6 @@ def run_training(
     metrics["skipped_updates"] = guard.skipped
     if main:
         rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
+        describe_model(run_dir)  # model/lmforge.json: the run's config, versions, data hashes, metrics
         write_model_card(run_dir, model_dir)
     return TrainResult(run_dir, model_dir, metrics, data.tokenized)
