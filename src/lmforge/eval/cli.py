@@ -169,6 +169,8 @@ def keep_in_run(model_dir: str | Path, output: Path, record: dict) -> None:
     kept = run_dir / EVAL_DIR / output.name
     if kept.resolve() != output.resolve():
         results.write(kept, record)
+    from lmforge.report.provenance import describe_model
+    describe_model(run_dir)  # the model's lmforge.json lists its evaluations too
     run = rundir.read_run(run_dir) or {}
     if run.get("status") == "finished" and (run_dir / rundir.MODEL_DIR).is_dir():
         card = write_model_card(run_dir, run_dir / rundir.MODEL_DIR)
