@@ -245,6 +245,29 @@ def test_unknown_key_from_set_names_the_override(tmp_path):
     )
 
 
+def test_a_key_only_a_set_introduces_is_blamed_on_the_set_not_the_file(tmp_path):
+    """`model` comes from the file (line 2), `model.adaptr` only from the --set: the error
+    names the --set, though its unknown key lies above the key it sets."""
+    path = write(tmp_path, SECTIONED)
+    assert error_of(path, ["defaults", "small"], overrides=["model.adaptr.type=lora"]) == (
+        "--set model.adaptr.type: unknown key 'model.adaptr' (did you mean 'model.adapter'?)"
+    )
+    assert error_of(path, overrides=["run.card.licence=mit"]) == (  # `run` exists in no section either
+        "--set run.card.licence: unknown key 'run.card.licence' (did you mean 'run.card.license'?)"
+    )
+
+
+def test_a_set_that_replaces_a_mapping_owns_what_lies_below_it(tmp_path):
+    path = write(tmp_path, SECTIONED)
+    assert error_of(path, overrides=["train.optimizer={lrr: 2}"]) == (
+        "--set train.optimizer: unknown key 'train.optimizer.lrr' (did you mean 'train.optimizer.lr'?)"
+    )
+    # a file key beside the --set keeps its own line
+    assert error_of(path, ["defaults", "small"], overrides=["model.size.hiden=1"]) == (
+        "--set model.size.hiden: unknown key 'model.size.hiden' (did you mean 'model.size.hidden_size'?)"
+    )
+
+
 def test_unknown_key_inside_a_discriminated_union(tmp_path):
     path = write(tmp_path, """
         model:

@@ -148,20 +148,26 @@ def parse_override(override: str, expected: str = "key.path=value") -> tuple[str
 
 
 def apply_overrides(raw: RawConfig, overrides: list[str]) -> RawConfig:
-    """Apply `key.path=value` strings; values are parsed as YAML (`1e-5`, `[a, b]`, `true`)."""
+    """Apply `key.path=value` strings; values are parsed as YAML (`1e-5`, `[a, b]`, `true`).
+    Every key path a `--set` introduces or replaces is its origin (not the file's): the
+    mappings it creates on the way, the key it sets and whatever lies below it."""
     for override in overrides:
         key, value = parse_override(override)
         keys = tuple(key.split("."))
+        origin = f"--set {key.strip()}"
         node = raw.data
         for depth, part in enumerate(keys[:-1]):
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
+                raw.origins[keys[: depth + 1]] = origin  # a mapping only this --set introduces
             if not isinstance(child, dict):
                 raise LmforgeError(f"--set {override!r}: '{'.'.join(keys[: depth + 1])}' is not a mapping")
             node = child
         node[keys[-1]] = value
-        raw.origins[keys] = f"--set {key.strip()}"
+        for path in [p for p in raw.origins if len(p) > len(keys) and p[: len(keys)] == keys]:
+            del raw.origins[path]  # the value below was replaced by this --set
+        raw.origins[keys] = origin
     return raw
 
 
