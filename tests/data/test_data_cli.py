@@ -76,3 +76,32 @@ def test_preview_text(mixed_config, capsys):
 def test_bad_n_is_a_one_line_error(mixed_config, capsys):
     assert main(["data", "preview", str(mixed_config), "--n", "0"]) == 2
     assert capsys.readouterr().err.strip() == "lmforge: error: --n 0: need at least one example"
+
+
+def test_preview_tokenizes_format_augmentation_as_training_does(mixed_config, capsys):
+    """With format augmentation on, the augmentation formats' tags are single special tokens
+    in the preview, with the ids a training run's tokenizer gives them; the preview's
+    tokenizer is training's, the objective's mask token included."""
+    from lmforge.config import load_config
+    from lmforge.data.formats import get_format
+    from lmforge.data.inspect import prepare
+    from lmforge.train.pipeline import needed_special_tokens, prepare_model_and_tokenizer
+
+    overrides = ["data.format_augmentation=[openassistant, chatml]", "train.objective.name=remask"]
+    assert main(["data", "preview", str(mixed_config), "--n", "17", "--ids", "--json",
+                 *(arg for override in overrides for arg in ("--set", override))]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    config = load_config(mixed_config, overrides=overrides)
+    trained = prepare_model_and_tokenizer(config, config.run.seed).tokenizer
+    seen = set()
+    for name in ("openassistant", "chatml"):
+        for token in get_format(name).special_tokens(trained):
+            assert token in trained.all_special_tokens
+            for record in records:
+                if token in record["text"]:
+                    seen.add(token)
+                    assert trained.convert_tokens_to_ids(token) in record["input_ids"], (token, record["text"])
+    assert {"<|prompter|>", "<|im_start|>"} <= seen  # both augmentation formats were drawn
+    preview_tokenizer, _ = prepare(config, needed_special_tokens)
+    assert preview_tokenizer.get_vocab() == trained.get_vocab()
+    assert preview_tokenizer.mask_token is None and "<|mask|>" in preview_tokenizer.get_vocab()

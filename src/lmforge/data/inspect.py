@@ -7,6 +7,7 @@ Trained-on text is marked ⟦like this⟧ in plain-text output."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lmforge.data.conversation import ROLE_IDS
@@ -18,20 +19,31 @@ ROLE_NAMES = {code: name for name, code in ROLE_IDS.items()} | {-1: "padding"}
 DUPLICATE_REASONS = ("duplicate", "near_duplicate", "held_out_duplicate")
 
 
-def prepare(config):
-    """The tokenizer (with the prompt format's special tokens) and the built data of a
-    config: the same data `lmforge train` would train on."""
+def format_tokens(config, tokenizer) -> list[str]:
+    """The special tokens of every format a training example may be rendered in: the prompt
+    format's, then the format-augmentation formats' (what training adds, less the
+    objective's mask token, which the data layer does not know)."""
+    from lmforge.data.formats import get_format
+
+    names = [config.data.prompt_format, *config.data.format_augmentation]
+    return list(dict.fromkeys(token for name in names for token in get_format(name).special_tokens(tokenizer)))
+
+
+def prepare(config, special_tokens: Callable[[Any, Any], list[str]] = format_tokens):
+    """The tokenizer and the built data of a config: the same data `lmforge train` would train
+    on. `special_tokens(config, tokenizer)` names the tokens to add, in order; the CLI passes
+    training's own list (train.pipeline.needed_special_tokens), so the tokenizer is the one
+    training prepares, token for token and id for id."""
     from lmforge.data.formats import get_format
     from lmforge.data.from_config import build_from_config
     from lmforge.models.loading import load_tokenizer
+    from lmforge.models.tokens import add_tokenizer_tokens
 
     model = config.model
     tokenizer = load_tokenizer(model.tokenizer or model.name_or_path, model.trust_remote_code,
                                key="model.tokenizer" if model.tokenizer else "model.name_or_path")
+    add_tokenizer_tokens(tokenizer, special_tokens(config, tokenizer))
     prompt_format = get_format(config.data.prompt_format)
-    missing = [t for t in prompt_format.special_tokens(tokenizer) if t not in tokenizer.get_vocab()]
-    if missing:
-        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     return tokenizer, build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
 
 
