@@ -245,7 +245,9 @@ def cmd_data_inspect(args) -> int:
     from lmforge.config import load_config
     from lmforge.data.inspect import inspect_json, inspect_text, prepare
 
-    tokenizer, data = prepare(load_config(args.config, args.sections, args.overrides))
+    from lmforge.train.pipeline import needed_special_tokens  # the tokenizer exactly as training prepares it
+
+    tokenizer, data = prepare(load_config(args.config, args.sections, args.overrides), needed_special_tokens)
     summary = inspect_json(data, tokenizer)
     print(json.dumps(summary, ensure_ascii=False, indent=2) if args.json else inspect_text(summary))
     return 0
@@ -259,7 +261,9 @@ def cmd_data_preview(args) -> int:
 
     if args.n < 1:
         raise LmforgeError(f"--n {args.n}: need at least one example")
-    tokenizer, data = prepare(load_config(args.config, args.sections, args.overrides))
+    from lmforge.train.pipeline import needed_special_tokens  # the tokenizer exactly as training prepares it
+
+    tokenizer, data = prepare(load_config(args.config, args.sections, args.overrides), needed_special_tokens)
     records = preview_records(data, tokenizer, args.n, args.ids)
     if args.json:
         print("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
