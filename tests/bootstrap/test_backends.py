@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from lmforge.bootstrap import backends
 from lmforge.bootstrap.backends import Sampling, TransformersBackend, choose_backend, vllm_available
 from lmforge.errors import LmforgeError
 from tests.train.conftest import tiny_model
@@ -37,12 +38,31 @@ def test_transformers_backend_n_samples_per_prompt_seeded():
     assert backend.sample(["abc", "de"], sampling, seed=8) != first
 
 
-def test_choose_backend():
+@pytest.mark.parametrize("vllm_here", [True, False], ids=["vllm-runs-here", "no-vllm"])
+def test_choose_backend(monkeypatch, vllm_here):
+    """Each machine's answer, fixed: with vLLM usable 'auto' picks it; without, 'auto' falls
+    back to transformers and an explicit 'vllm' is a one-line error; 'transformers' always
+    stays itself."""
+    monkeypatch.setattr(backends, "vllm_available", lambda: vllm_here)
     assert choose_backend("transformers") == "transformers"
-    assert choose_backend("auto") == ("vllm" if vllm_available() else "transformers")
-    if not vllm_available():
-        with pytest.raises(LmforgeError, match="bootstrap.backend: 'vllm' needs the vllm package and a CUDA GPU"):
+    if vllm_here:
+        assert choose_backend("auto") == "vllm"
+        assert choose_backend("vllm") == "vllm"
+    else:
+        assert choose_backend("auto") == "transformers"
+        with pytest.raises(LmforgeError) as error:
             choose_backend("vllm")
+        assert str(error.value) == \
+            "bootstrap.backend: 'vllm' needs the vllm package and a CUDA GPU; use 'transformers'"
+
+
+@pytest.mark.parametrize("installed, cuda, usable", [(True, True, True), (True, False, False), (False, True, False)])
+def test_vllm_available_needs_the_package_and_a_cuda_gpu(monkeypatch, installed, cuda, usable):
+    real = backends.importlib.util.find_spec
+    monkeypatch.setattr(backends.importlib.util, "find_spec",
+                        lambda name, *a: (object() if installed else None) if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: cuda)
+    assert vllm_available() is usable
 
 
 @pytest.mark.skipif(not vllm_available(), reason="vLLM backend needs the vllm package and a CUDA GPU")

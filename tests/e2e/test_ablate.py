@@ -6,9 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+import yaml
 from safetensors.torch import load_file
 
 from lmforge.cli import main
+from lmforge.config import Config
+from lmforge.train.pipeline import prepare_model_and_tokenizer
 from tests.e2e.conftest import write_config
 
 
@@ -37,7 +41,18 @@ def test_ablate_tiny(tmp_path, user_files, capsys):
     assert "name: remask_cot" in (runs[("remask", 0)] / "config.yaml").read_text()
     assert "p_in: 0.3" in (runs[("masked_thought", 1)] / "config.yaml").read_text()
     assert "seed: 8" in (runs[("sft", 1)] / "config.yaml").read_text()
-    assert init.keys() == load_file(runs[("sft", 0)] / "model" / "model.safetensors").keys()
+    # ... value for value: what each run's own config loads before its first step is init_model/
+    # exactly (no token added, nothing re-initialised by seed or objective), and training moved it
+    for run_dir in runs.values():
+        config = Config.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+        prepared = prepare_model_and_tokenizer(config, config.run.seed)
+        assert prepared.new_ids == []
+        start = prepared.model.state_dict()
+        assert init.keys() <= start.keys()  # the file leaves out the head tied to the embeddings
+        for name, tensor in init.items():
+            assert torch.equal(start[name], tensor), f"{run_dir}: {name} differs from init_model"
+        trained = load_file(run_dir / "model" / "model.safetensors")
+        assert not torch.equal(trained["model.embed_tokens.weight"], init["model.embed_tokens.weight"])
 
 
 def test_unknown_variant_is_an_error(tmp_path, user_files, capsys):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmforge.objectives import build_objective
-from lmforge.objectives.forward import NoiseSeeds, forward_logits, neftune_noise, segment_lengths
+from lmforge.objectives.forward import NoiseSeeds, forward_logits, neftune_noise, neftune_on, segment_lengths
 from tests.train.conftest import tiny_model
 
 ALPHA, HIDDEN = 10.0, 256
@@ -49,19 +49,39 @@ def test_packed_segments_get_their_own_scale():
     assert noise[0, 16:].abs().mean().item() == pytest.approx(ALPHA / (2 * (64 * HIDDEN) ** 0.5), rel=0.05)
 
 
+def _greedy_scores(model, prompt: torch.Tensor) -> torch.Tensor:
+    """The logits of each generated token under greedy decoding, stacked [steps, V]."""
+    out = model.generate(prompt, max_new_tokens=4, do_sample=False, output_scores=True,
+                         return_dict_in_generate=True, pad_token_id=0)
+    return torch.cat(out.scores)
+
+
 def test_noise_only_in_training_mode_and_never_in_generate():
+    """The same model in the same state: NEFTune noise changes its training forwards; the
+    forwards of evaluation and of `generate` — before, during (the hook is live) and after
+    training with NEFTune — see clean embeddings. The noise path is shown to reach
+    `generate` when forced on, so the comparison can tell the difference."""
     model = tiny_model()
     batch = {"input_ids": torch.randint(3, 40, (2, 9)), "attention_mask": torch.ones(2, 9, dtype=torch.long)}
+    batch["labels"] = batch["input_ids"].clone()
+    prompt = batch["input_ids"][:1]
     model.eval()
-    clean = model(**batch).logits
-    torch.testing.assert_close(forward_logits(model, batch, neftune_alpha=ALPHA), clean)
+    clean = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    clean_scores = _greedy_scores(model, prompt)
+    with neftune_on(model, {"attention_mask": torch.ones_like(prompt)}, ALPHA, None):  # noise forced into generate
+        assert not torch.allclose(_greedy_scores(model, prompt), clean_scores, atol=1e-4)
+    torch.testing.assert_close(forward_logits(model, batch, neftune_alpha=ALPHA), clean)  # eval mode: none
+
     model.train()
     assert not torch.allclose(forward_logits(model, batch, neftune_alpha=ALPHA), clean, atol=1e-4)
     torch.testing.assert_close(forward_logits(model, batch), clean)  # no alpha: no noise
+    loss, _ = build_objective("ce", {}, neftune_alpha=ALPHA)(model, batch, None)  # a NEFTune training step's forward
+    loss.backward()
+    assert torch.equal(_greedy_scores(model, prompt), clean_scores)  # training mode, after NEFTune forwards
     model.eval()
-    out = model.generate(batch["input_ids"][:1], max_new_tokens=4, do_sample=False)
-    again = model.generate(batch["input_ids"][:1], max_new_tokens=4, do_sample=False)
-    assert torch.equal(out, again)
+    assert torch.equal(_greedy_scores(model, prompt), clean_scores)
+    torch.testing.assert_close(forward_logits(model, batch, neftune_alpha=ALPHA), clean)
+    assert not model.get_input_embeddings()._forward_hooks
 
 
 def test_objectives_pass_the_noise_through():
