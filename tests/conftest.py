@@ -72,3 +72,12 @@ def write_jsonl():
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def short_roof_probe(monkeypatch):
+    """Every training run measures the machine's matmul roof (2 s by default): 0.05 s is
+    enough for the tests, which check the summary, not the machine."""
+    from lmforge.train import efficiency
+
+    monkeypatch.setattr(efficiency, "ROOF_SECONDS", 0.05)

@@ -380,6 +380,9 @@ class TrainConfig(Strict):
     neftune_alpha: float | None = Field(None, gt=0.0)
     """NEFTune noise alpha (docs/methods.md; the seeds use 10); off when empty."""
     gradient_checkpointing: bool = False
+    measure_roof: bool = True
+    """Time large matrix products for about 2 s at start-up, so the run summary can say
+    which share of the machine's matmul throughput the training achieved."""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Mixed precision (autocast): bf16 on CPU and GPU, fp16 (with loss scaling) on GPU
     only. The weights keep model.dtype."""

@@ -160,7 +160,7 @@ def attach_adapter(model: nn.Module, spec: dict[str, Any], new_ids: list[int], g
 def trainable_summary(model: nn.Module, spec: dict[str, Any] | None) -> str:
     """'1,234 of 56,789 parameters train (2.17%)' plus the adapter's update scale."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(_stored_numel(p) for p in model.parameters())
+    total = sum(stored_numel(p) for p in model.parameters())
     line = f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f}%)"
     if spec is not None:
         rule = f"alpha/sqrt(r) = {spec['alpha']:g}/sqrt({spec['r']})" if spec["rslora"] else \
@@ -169,7 +169,7 @@ def trainable_summary(model: nn.Module, spec: dict[str, Any] | None) -> str:
     return line
 
 
-def _stored_numel(parameter: torch.Tensor) -> int:
+def stored_numel(parameter: torch.Tensor) -> int:
     # a packed 4-bit weight stores two values per byte; count the values it holds
     shape = getattr(getattr(parameter, "quant_state", None), "shape", None)
     return math.prod(shape) if shape is not None else parameter.numel()

@@ -30,7 +30,7 @@ from lmforge.errors import LmforgeError
 from lmforge.eval.callback import build_task_eval_callback
 from lmforge.models.adapters import (
     BASE_DIR, adapter_base, adapter_settings, attach_adapter, base_model, is_adapter_dir, load_adapter_model,
-    quantization_config, trainable_summary,
+    quantization_config, stored_numel, trainable_summary,
 )
 from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
@@ -39,6 +39,7 @@ from lmforge.objectives import build_objective
 from lmforge.objectives.registry import OBJECTIVES
 from lmforge.objectives.spec import CANDIDATES
 from lmforge.objectives.forward import NoiseSeeds
+from lmforge.train.efficiency import TokenCounter, efficiency_summary, matmul_roof, summary_line
 from lmforge.train.reference import add_own_generations, add_reference_logps
 from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
 from lmforge.report.model_card import write_model_card
@@ -479,6 +480,22 @@ def load_reference_model(path: str, policy_tokenizer, dtype: str):
     return load_model(path, dtype)
 
 
+def machine_roof(config: Config, device) -> float:
+    """The matmul roof in the dtype the run computes in."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.precision, torch.float32)
+    return matmul_roof(device, dtype)
+
+
+def run_efficiency(trainer, train_seconds: float, parameters: int, passes: int, roof: float | None,
+                   processes: int) -> dict[str, float | None]:
+    """The efficiency summary over every process's batches (all processes call this)."""
+    counts = torch.tensor([trainer.token_counter.tokens, trainer.token_counter.slots], device=trainer.args.device)
+    if processes > 1:
+        counts = trainer.accelerator.reduce(counts, reduction="sum")
+    return efficiency_summary(TokenCounter(int(counts[0]), int(counts[1])), train_seconds, parameters, passes, roof,
+                              processes)
+
+
 def run_training(
     config: Config,
     overwrite: bool = False,
@@ -506,6 +523,7 @@ def run_training(
     # an adapter run's base is frozen whole; the adapter trains the added tokens' rows itself
     freeze = config.model.freeze_embeddings and prepared.adapter is None
     partial = freeze_embeddings(model, new_ids) if freeze else []
+    parameters = sum(stored_numel(p) for p in model.parameters())
     if main:
         print(f"[lmforge] {trainable_summary(model, prepared.adapter)}")
 
@@ -545,7 +563,8 @@ def run_training(
         trainer.callback_handler.callbacks.remove(task_evals)
         trainer.callback_handler.callbacks.insert(0, task_evals)
     try:
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        roof = machine_roof(config, trainer.args.device) if main and config.train.measure_roof else None
+        trained = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         metrics = trainer.evaluate() if data.val is not None else {}
         model_dir = save_final_model(trainer, prepared, data.cot, config)
         if main:
@@ -556,6 +575,10 @@ def run_training(
             rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     metrics["skipped_updates"] = guard.skipped
+    metrics["efficiency"] = run_efficiency(trainer, trained.metrics.get("train_runtime", 0.0), parameters,
+                                           OBJECTIVES[config.train.objective.name].passes, roof, state.num_processes)
+    if main:
+        print(f"[lmforge] {summary_line(metrics['efficiency'])}")
     if main:
         rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
         describe_model(run_dir)  # model/lmforge.json: the run's config, versions, data hashes, metrics

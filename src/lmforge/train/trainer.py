@@ -18,6 +18,7 @@ from lmforge.errors import LmforgeError
 from lmforge.objectives import Objective
 from lmforge.objectives.ce import row_nll
 from lmforge.objectives.forward import forward_outputs
+from lmforge.train.efficiency import TokenCounter
 from lmforge.optim.optimizers import build_optimizer, parameter_groups
 from lmforge.optim.schedules import build_schedule
 from lmforge.train.callbacks import NonFiniteGuard
@@ -51,6 +52,7 @@ class LmforgeTrainer(Trainer):
         self.schedule_spec = schedule_spec
         self.guard = guard
         self.no_decay_params = list(no_decay_params)
+        self.token_counter = TokenCounter()  # real tokens and slots of the training batches
 
     def create_accelerator_and_postprocess(self):
         super().create_accelerator_and_postprocess()
@@ -108,6 +110,7 @@ class LmforgeTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, metrics = self.objective(model, inputs, num_items_in_batch)
         if model.training:
+            self.token_counter.observe(inputs)
             self.guard.observe_loss(loss)
             if num_items_in_batch is not None and self.args.world_size > 1:
                 # DDP averages gradients over processes; the loss was already divided by
