@@ -4,18 +4,27 @@ several seeds, and report seed 004's table: strict exact match on held-out probl
 prompt format) and validation loss, as markdown, JSON and a bar chart.
 
     ABLATION_DIR (= the config's run.output_dir)/
+      ablation_state.json          written first: the config, and each finished run's scores
       init_model/                  the shared starting model (special + mask tokens added)
       <variant>/seed-<k>/          one ordinary run directory per training run
       ablation.md, ablation.json, ablation.png
+
+`--overwrite` deletes an ablation directory (one with ablation_state.json, or an older
+ablation.json) and starts again; `--resume` continues one made with the same config: runs
+that finished are not trained again (nor scored again once their score is in the state
+file), unfinished ones resume from their latest checkpoint or start again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmforge import rundir
 from lmforge.config import Config
 from lmforge.config.schema import OBJECTIVE_CONFIGS
 from lmforge.errors import LmforgeError
@@ -33,11 +42,14 @@ VARIANTS = {"sft": "ce", "ce": "ce", "mixce": "mixce", "masked_thought": "masked
             "remask": "remask_cot", "remask_cot": "remask_cot", "remask_plain": "remask",
             # preference objectives: on pairs data (SPIN: on SFT data, against its own answers)
             "rank": "rank", "dpo": "dpo", "ipo": "ipo", "orpo": "orpo", "simpo": "simpo", "spin": "spin"}
+STATE_FILE = "ablation_state.json"
+RESULTS_FILE = "ablation.json"
 MAX_NEW_TOKENS = 96
 """Generation limit when scoring the held-out problems."""
 LABELS = {"sft": "SFT", "ce": "SFT", "mixce": "MixCE", "masked_thought": "Masked Thought", "remask": "ReMask",
           "remask_cot": "ReMask-CoT", "remask_plain": "ReMask (no CoT rules)", "rank": "CE + PRO", "dpo": "DPO",
           "ipo": "IPO", "orpo": "ORPO", "simpo": "SimPO", "spin": "SPIN"}
+log = logging.getLogger("lmforge.ablate")
 
 
 @dataclass
@@ -96,25 +108,93 @@ def check_variant_data(base: Config, variants: list[str]) -> None:
 
 def prepare_starting_model(base: Config, directory: Path) -> Path:
     """Build or load the starting model once, with every token any variant needs (without
-    an adapter: each variant attaches its own to this base)."""
+    an adapter: each variant attaches its own to this base). Saved under a temporary name
+    and renamed, so an init_model/ that exists is complete (a resumed ablation reuses it)."""
+    init = directory / "init_model"
+    if init.is_dir():
+        return init
     prepared = prepare_model_and_tokenizer(
         _with(base, {"name": "remask"}, model={"adapter": None, "quantization": None}), base.run.seed)
-    init = directory / "init_model"
-    prepared.model.save_pretrained(init)
-    prepared.tokenizer.save_pretrained(init)
+    partial = directory / "init_model.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    prepared.model.save_pretrained(partial)
+    prepared.tokenizer.save_pretrained(partial)
+    partial.rename(init)
     return init
 
 
-def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, overwrite: bool = False) -> dict:
-    directory = base.output_path
-    if directory.exists() and any(directory.iterdir()) and not overwrite:
-        raise LmforgeError(f"{directory}: ablation directory is not empty; pass --overwrite or change run.output_dir")
+def _fingerprint(base: Config, test_path: str) -> dict:
+    """What a resumed ablation must share with the one it continues."""
+    return json.loads(json.dumps({"config": base.model_dump(mode="json"), "test_file": str(test_path)}, default=str))
+
+
+def _first_difference(old, new, path: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else str(key))
+    return path or "(the whole config)"
+
+
+def prepare_ablation_dir(directory: Path, fingerprint: dict, overwrite: bool, resume: bool) -> dict:
+    """The ablation directory's state: a fresh one, the one `resume` continues (same config
+    and test file), or a fresh one after `overwrite` deleted the old (only an ablation
+    directory: ablation_state.json or ablation.json in it)."""
+    rundir.check_resume_overwrite(resume, overwrite)
+    state_path = directory / STATE_FILE
+    ours = state_path.is_file() or (directory / RESULTS_FILE).is_file()
+    if resume:
+        if not state_path.is_file():
+            why = ("it was written by an older lmforge without " + STATE_FILE if ours else
+                   "there is no ablation here (" + STATE_FILE + ") to continue")
+            raise LmforgeError(f"{directory}: --resume given but {why}")
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        previous = {key: state.get(key) for key in fingerprint}
+        if previous != fingerprint:
+            raise LmforgeError(f"{directory}: the ablation there ran with a different "
+                               f"{_first_difference(previous, fingerprint)}; --resume continues only the same "
+                               "config and --test file (pass --overwrite to start again)")
+        state["status"] = "running"
+        rundir.write_json_atomic(state_path, state)
+        return state
+    if not rundir.is_empty_or_missing(directory):
+        if not ours:
+            raise rundir.foreign(directory, "ablation", "run.output_dir")
+        if not overwrite:
+            if state_path.is_file():
+                finished = json.loads(state_path.read_text(encoding="utf-8")).get("status") == "finished"
+                raise rundir.occupied(directory, "a finished ablation" if finished else "an unfinished ablation")
+            raise rundir.occupied(directory, "a finished ablation",
+                                  f"--resume needs {STATE_FILE}, which an older lmforge did not write")
+        shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    state = {"status": "running", **fingerprint, "runs": {}}
+    rundir.write_json_atomic(state_path, state)
+    return state
+
+
+def _train(config: Config, run_dir: Path, resuming: bool):
+    """Train one variant x seed; when resuming, an unfinished run continues from its latest
+    checkpoint, and anything else there (no checkpoint yet, or killed before its run.json
+    was written) starts again."""
+    if resuming:
+        if rundir.read_run(run_dir) is not None and rundir.latest_checkpoint(run_dir) is not None:
+            return run_training(config, resume=True)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # inside our own ablation directory
+    return run_training(config)
+
+
+def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, overwrite: bool = False,
+                 resume: bool = False) -> dict:
+    directory = base.output_path
+    rundir.check_resume_overwrite(resume, overwrite)
     task = load_task(test_path)
     if task.kind != "generate":
         raise LmforgeError(f"--test {test_path}: held-out problems must be CoT ({{question, rationale, answer}}) or "
                            f"GSM8K ({{question, answer}}) records, not {task.kind} records")
     check_variant_data(base, variants)
+    state = prepare_ablation_dir(directory, _fingerprint(base, test_path), overwrite, resume)
     init_model = prepare_starting_model(base, directory)
     options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64)
 
@@ -122,20 +202,37 @@ def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, 
     for variant in variants:
         for k in range(seeds):
             run_dir = directory / variant / f"seed-{k}"
+            key = f"{variant}/seed-{k}"
             config = variant_config(base, variant, base.run.seed + k, init_model, run_dir)
-            print(f"[lmforge] ablation: {variant}, seed {k + 1}/{seeds}")
-            trained = run_training(config, overwrite=overwrite)
-            model, tokenizer, meta = load_model_dir(trained.model_dir)
-            accuracy = evaluate_task(model, tokenizer, meta, task, options).metrics[task.primary_metric]
-            results[variant].accuracies.append(accuracy)
-            if "eval_loss" in trained.metrics:
-                results[variant].val_losses.append(trained.metrics["eval_loss"])
+            existing = rundir.read_run(run_dir) if resume else None
+            finished = existing is not None and existing.get("status") == "finished"
+            if finished and key in state["runs"]:
+                log.info("ablation: %s, seed %d/%d finished earlier; kept", variant, k + 1, seeds)
+                scores = state["runs"][key]
+            else:
+                if finished:
+                    log.info("ablation: %s, seed %d/%d trained earlier; scoring it", variant, k + 1, seeds)
+                    model_dir, metrics = run_dir / rundir.MODEL_DIR, existing.get("final_metrics") or {}
+                else:
+                    log.info("ablation: %s, seed %d/%d", variant, k + 1, seeds)
+                    trained = _train(config, run_dir, resume)
+                    model_dir, metrics = trained.model_dir, trained.metrics
+                model, tokenizer, meta = load_model_dir(model_dir)
+                scores = {"accuracy": evaluate_task(model, tokenizer, meta, task, options).metrics[task.primary_metric],
+                          "val_loss": metrics.get("eval_loss")}
+                state["runs"][key] = scores
+                rundir.write_json_atomic(directory / STATE_FILE, state)
+            results[variant].accuracies.append(scores["accuracy"])
+            if scores.get("val_loss") is not None:
+                results[variant].val_losses.append(scores["val_loss"])
 
     table = [results[v].summary() for v in variants]
     payload = {"variants": table, "seeds": seeds, "test_file": test_path, "test_problems": len(task.items)}
-    (directory / "ablation.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (directory / RESULTS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (directory / "ablation.md").write_text(ablation_markdown(table, len(task.items), seeds), encoding="utf-8")
     plot_ablation(table, directory / "ablation.png")
+    state["status"] = "finished"
+    rundir.write_json_atomic(directory / STATE_FILE, state)
     return payload
 
 

@@ -1,5 +1,9 @@
 """The `lmforge` command line. Thin: parse arguments, load the config, call one pipeline
-function. User errors print one line and exit with code 2 (traceback with --debug)."""
+function. User errors print one line and exit with code 2 (traceback with --debug).
+
+Every command that writes a run directory (train, bootstrap, ablate, demo) follows one
+rule: `--resume` continues the directory, `--overwrite` replaces it (only a directory
+lmforge made), and otherwise an existing non-empty directory is an error."""
 
 from __future__ import annotations
 
@@ -21,15 +25,51 @@ def _config_args(parser: argparse.ArgumentParser) -> None:
                         help="override one config value (repeatable; applied last)")
 
 
+def _run_dir_args(parser: argparse.ArgumentParser, what: str, resume: str) -> None:
+    """The run-directory flags, the same for every command that writes one."""
+    parser.add_argument("--resume", action="store_true", help=resume)
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"delete the {what} in the output directory and start again (never a directory "
+                             "lmforge did not make)")
+
+
+class _CommandListFormatter(argparse.HelpFormatter):
+    """`lmforge --help`: one line per command (argparse measures the command names without
+    the indent it prints them with, so the longest would wrap)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction):
+            self._action_max_length += 2
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lmforge")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        from lmforge import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmforge", description="Train causal language models the careful way.")
+    parser = argparse.ArgumentParser(prog="lmforge", description="Train causal language models the careful way.",
+                                     formatter_class=_CommandListFormatter)
+    parser.add_argument("--version", action="version", version=f"lmforge {_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-v", "--verbose", action="store_true", help="also show lmforge's debug messages")
+    loudness.add_argument("-q", "--quiet", action="store_true", help="show only warnings and errors, no info lines")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="supervised finetuning / pretraining from a config")
     _config_args(train)
-    train.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
-    train.add_argument("--overwrite", action="store_true", help="replace a run directory that holds a previous run")
+    _run_dir_args(train, "run", "continue the unfinished run in run.output_dir from its latest checkpoint")
 
     config = commands.add_parser("config", help="inspect configs")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -37,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(show)
     show.add_argument("--processes", type=int, default=None, metavar="N",
                       help="processes to resolve train.deepspeed's \"auto\" values for (default: $WORLD_SIZE or 1)")
-    import_oa = config_commands.add_parser("import-oa", help="print the lmforge config equivalent to an "
-                                           "Open-Assistant trainer YAML, and what could not be carried over")
+    import_oa = config_commands.add_parser("import-oa", help="an Open-Assistant trainer YAML as an lmforge config",
+                                           description="Print the lmforge config equivalent to an Open-Assistant "
+                                                       "trainer YAML, and what could not be carried over.")
     import_oa.add_argument("file", help="Open-Assistant trainer YAML (sections of trainer keys)")
     import_oa.add_argument("--configs", nargs="+", required=True, metavar="SECTION",
                            help="sections merged left to right after OA's defaults, as for trainer_sft.py")
@@ -76,19 +117,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     bootstrap = commands.add_parser("bootstrap", help="generate -> verify -> rank-finetune rounds (Memphis-CoT)")
     _config_args(bootstrap)
-    bootstrap.add_argument("--overwrite", action="store_true", help="replace a previous bootstrap run")
+    _run_dir_args(bootstrap, "bootstrap run",
+                  "continue the interrupted bootstrap run in run.output_dir: finished rounds and generated chunks "
+                  "are kept, an unfinished finetuning resumes from its checkpoint")
 
-    ablate = commands.add_parser("ablate", help="compare objectives over seeds from the same starting model")
+    ablate = commands.add_parser("ablate", help="compare objectives over seeds from one starting model")
     _config_args(ablate)
     ablate.add_argument("--variants", default="sft,masked_thought,remask",
                         help="comma-separated: sft, mixce, masked_thought, remask (seed 004's), remask_plain; on pairs "
                              "data also rank, dpo, ipo, orpo, simpo; spin (on SFT data)")
     ablate.add_argument("--seeds", type=int, default=3)
     ablate.add_argument("--test", required=True, help="held-out CoT problems (JSONL) for strict exact match")
-    ablate.add_argument("--overwrite", action="store_true")
+    _run_dir_args(ablate, "ablation",
+                  "continue the ablation in run.output_dir (same config and --test): finished variant x seed runs "
+                  "are kept, unfinished ones resume or train again; more --seeds or --variants add runs")
 
     demo = commands.add_parser("demo", help="train a tiny model on synthetic arithmetic, no download")
     demo.add_argument("--output-dir", default=None, help="run directory (default: runs/demo-<timestamp>)")
+    _run_dir_args(demo, "demo", "continue the demo in --output-dir (same --size and --seed): finished stages are "
+                                "kept, an unfinished training or bootstrap resumes")
     demo.add_argument("--size", choices=["full", "smoke"], default="full",
                       help="smoke: a seconds-long run for tests")
     demo.add_argument("--seed", type=int, default=0)
@@ -99,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_commands(commands)
 
-    data = commands.add_parser("data", help="what the data pipeline makes of a config (no model needed)")
+    data = commands.add_parser("data", help="what the data pipeline makes of a config (no model)")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     inspect = data_commands.add_parser("inspect", help="per dataset: records, drops by reason, duplicates, "
                                                        "splits, tokens, two rendered examples")
@@ -113,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="one JSON record per line")
     preview.set_defaults(handler=cmd_data_preview)
 
-    export = commands.add_parser("export", help="a finished run's model as a release directory: merged, in another "
-                                 "dtype or bitsandbytes-quantized, with a model card")
+    export = commands.add_parser("export", help="a finished run's model as a release directory",
+                                 description="A finished run's model as a release directory: merged, in another "
+                                             "dtype or bitsandbytes-quantized, with a model card.")
     export.add_argument("run_dir", help="a finished lmforge run directory")
     export.add_argument("--output", required=True, help="directory to write (must not exist, or be empty)")
     export.add_argument("--merge", action="store_true", help="merge the run's adapter into full weights")
@@ -125,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="replace a previous export in --output")
     export.set_defaults(handler=cmd_export)
 
-    estimate = commands.add_parser("estimate", help="per-GPU memory of training the config under DDP, ZeRO-2, "
-                                                    "ZeRO-3 and FSDP, and the largest micro batch that fits")
+    estimate = commands.add_parser("estimate", help="per-GPU training memory and the largest micro batch",
+                                   description="Per-GPU memory of training the config under DDP, ZeRO-2, ZeRO-3 "
+                                               "and FSDP, and the largest micro batch that fits.")
     _config_args(estimate)
     estimate.add_argument("--gpus", type=int, default=1, help="GPUs (processes) the state is sharded over")
     estimate.add_argument("--gpu-memory", default="80GB", help="memory of one GPU (80GB, 24GiB, 40000MB)")
@@ -220,7 +269,7 @@ def cmd_bootstrap(args) -> int:
     from lmforge.config import load_config
 
     config = load_config(args.config, args.sections, args.overrides)
-    stats = run_bootstrap(config, overwrite=args.overwrite)
+    stats = run_bootstrap(config, overwrite=args.overwrite, resume=args.resume)
     print(f"[lmforge] bootstrap finished: {len(stats)} rounds; final model {stats[-1]['model_dir']}")
     return 0
 
@@ -233,7 +282,7 @@ def cmd_ablate(args) -> int:
     if args.seeds < 1:
         raise LmforgeError(f"--seeds {args.seeds}: need at least one seed")
     config = load_config(args.config, args.sections, args.overrides)
-    result = run_ablation(config, variants, args.seeds, args.test, overwrite=args.overwrite)
+    result = run_ablation(config, variants, args.seeds, args.test, overwrite=args.overwrite, resume=args.resume)
     print(ablation_markdown(result["variants"], result["test_problems"], args.seeds), end="")
     print(f"[lmforge] table, JSON and bar chart in {config.output_path}")
     return 0
@@ -299,22 +348,64 @@ def cmd_estimate(args) -> int:
 def cmd_demo(args) -> int:
     from lmforge.demo.pipeline import run_demo
 
-    run_demo(output_dir=args.output_dir, size=args.size, seed=args.seed, bootstrap=args.bootstrap)
+    run_demo(output_dir=args.output_dir, size=args.size, seed=args.seed, bootstrap=args.bootstrap,
+             overwrite=args.overwrite, resume=args.resume)
     return 0
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "ablate": cmd_ablate, "bootstrap": cmd_bootstrap}
 
 
+GLOBAL_FLAGS = {"--debug", "-v", "--verbose", "-q", "--quiet"}
+
+
+class _LmforgeHandler(logging.Handler):
+    """lmforge's log lines as `[lmforge] message`, like its prints: info and debug on
+    stdout with the prints (on stderr when stdout carries the command's data: JSON, a
+    config, generated text), warnings and errors on stderr. Looks the streams up on each
+    line, so it follows redirection (and pytest's capture)."""
+
+    def __init__(self, data_on_stdout: bool = False) -> None:
+        super().__init__()
+        self.data_on_stdout = data_on_stdout
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                print(f"[lmforge] {record.levelname.lower()}: {message}", file=sys.stderr, flush=True)
+            else:
+                print(f"[lmforge] {message}", file=sys.stderr if self.data_on_stdout else sys.stdout, flush=True)
+        except Exception:  # noqa: BLE001 (logging must never break the command)
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False, data_on_stdout: bool = False) -> None:
+    """Once per command: lmforge's own loggers at INFO (-v DEBUG, -q WARNING) through one
+    handler; third-party loggers keep their own level (WARNING by default)."""
+    logger = logging.getLogger("lmforge")
+    for handler in [h for h in logger.handlers if isinstance(h, _LmforgeHandler)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_LmforgeHandler(data_on_stdout))
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+DATA_ON_STDOUT = {"config", "generate", "data"}
+"""Commands whose stdout is their result (a config, generated text, the data report), as
+with any --json."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from lmforge.eval.cli import COMPARE_COMMAND
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    words = [word for word in argv if word != "--debug"]
+    words = [word for word in argv if word not in GLOBAL_FLAGS]
     if words[:2] == ["eval", "compare"]:  # `eval` takes a model directory; `eval compare` files
         at = argv.index("eval")
         argv[at:at + 2] = [COMPARE_COMMAND]
     args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet,
+                      data_on_stdout=args.command in DATA_ON_STDOUT or getattr(args, "json", False))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not args.debug:
         # bitsandbytes (imported by peft) warns on every start that the optional `kernels`
@@ -324,6 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = (getattr(args, "handler", None) or {"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command)
                or COMMANDS[args.command])
     try:
+        if getattr(args, "resume", False) and getattr(args, "overwrite", False):
+            from lmforge.rundir import check_resume_overwrite
+
+            check_resume_overwrite(args.resume, args.overwrite)
         return handler(args)
     except LmforgeError as exc:
         if args.debug:

@@ -69,29 +69,57 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return max(checkpoints, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def check_resume_overwrite(resume: bool, overwrite: bool) -> None:
+    """`--resume` continues a directory, `--overwrite` replaces it: never both."""
+    if resume and overwrite:
+        raise LmforgeError("--resume and --overwrite exclude each other: --resume continues the existing directory, "
+                           "--overwrite deletes it and starts again")
+
+
+def occupied(directory: Path, holds: str, no_resume: str | None = None) -> LmforgeError:
+    """The one-line error for an existing directory when neither flag was given;
+    `no_resume` says why --resume cannot continue it, when it cannot."""
+    if no_resume is None:
+        return LmforgeError(f"{directory}: holds {holds}; pass --resume to continue it or --overwrite to replace it")
+    return LmforgeError(f"{directory}: holds {holds}; pass --overwrite to replace it ({no_resume})")
+
+
+def foreign(directory: Path, what: str, setting: str) -> LmforgeError:
+    """A non-empty directory lmforge did not make: neither flag touches it."""
+    return LmforgeError(f"{directory}: output directory exists, is not empty and is not an lmforge {what} (--overwrite "
+                        f"deletes only lmforge's own, --resume continues only them); choose another {setting}")
+
+
+def is_empty_or_missing(directory: Path) -> bool:
+    return not directory.exists() or (directory.is_dir() and not any(directory.iterdir()))
+
+
 def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None:
     """Make `run_dir` ready; returns the checkpoint to resume from (or None).
 
-    Refuses to touch a finished run unless `overwrite`, and never deletes a directory that
-    is not an lmforge run.
+    Refuses to touch an existing run unless `overwrite` (replace) or `resume` (continue),
+    and never deletes a directory that is not an lmforge run.
     """
+    check_resume_overwrite(resume, overwrite)
     existing = read_run(run_dir)
     if resume:
         if existing is None:
             raise LmforgeError(f"{run_dir}: --resume given but this is not an lmforge run directory")
         if existing.get("status") == "finished":
-            raise LmforgeError(f"{run_dir}: the run already finished; nothing to resume")
+            raise LmforgeError(f"{run_dir}: the run already finished; nothing to resume (--overwrite replaces it)")
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
-            raise LmforgeError(f"{run_dir}: --resume given but the run saved no checkpoint yet")
+            raise LmforgeError(f"{run_dir}: --resume given but the run saved no checkpoint yet; "
+                               "pass --overwrite to start it again")
         return checkpoint
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if not is_empty_or_missing(run_dir):
         if existing is None:
-            raise LmforgeError(f"{run_dir}: output directory exists and is not an lmforge run; choose another run.output_dir")
+            raise foreign(run_dir, "run", "run.output_dir")
         if not overwrite:
-            state = "finished run" if existing.get("status") == "finished" else f"{existing.get('status', 'unfinished')} run"
-            hint = "" if existing.get("status") == "finished" else " or --resume to continue it"
-            raise LmforgeError(f"{run_dir}: holds a {state}; pass --overwrite to replace it{hint}")
+            status = existing.get("status", "unfinished")
+            no_resume = ("--resume continues only an unfinished run" if status == "finished" else
+                         "--resume needs a checkpoint and it saved none" if latest_checkpoint(run_dir) is None else None)
+            raise occupied(run_dir, f"a {status} run", no_resume)
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return None

@@ -120,7 +120,7 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, user_files, sft_
     with pytest.raises(Kill):
         run_bootstrap(resumed, after_chunk=kill_in_round_two)
     regenerated = []
-    run_bootstrap(resumed, after_chunk=regenerated.append)
+    run_bootstrap(resumed, after_chunk=regenerated.append, resume=True)
     assert regenerated == [2, 3]  # round 1 and round 2's first chunks were not generated again
 
     for r in (1, 2):

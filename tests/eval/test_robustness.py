@@ -12,7 +12,7 @@ from tests.eval.conftest import cli_error, run_cli
 def test_formats_report_per_format_scores_and_spread(trained_run, task_files, tmp_path, capsys):
     output = tmp_path / "formats.json"
     code, out, err = run_cli(capsys, ["eval", str(trained_run), "--task", str(task_files["arc"]), "--shots", "1",
-                                      "--formats", "plain,remask,openassistant", "--output", str(output)])
+                                      "--format", "plain,remask,openassistant", "--output", str(output)])
     assert code == 0, err
     report = json.loads(output.read_text())
     row = report["summary"]["arc"]
@@ -30,7 +30,7 @@ def test_formats_report_per_format_scores_and_spread(trained_run, task_files, tm
 
 def test_formats_errors(random_model_dir, task_files, capsys):
     arc = str(task_files["arc"])
-    assert "at least two prompt formats" in cli_error(capsys, ["eval", str(random_model_dir), "--task", arc,
-                                                               "--formats", "plain"])
+    assert "each format once" in cli_error(capsys, ["eval", str(random_model_dir), "--task", arc,
+                                                    "--format", "plain,plain"])
     assert "has no chat_template" in cli_error(capsys, ["eval", str(random_model_dir), "--task", arc,
-                                                        "--formats", "plain,chat_template"])
+                                                        "--format", "plain,chat_template"])

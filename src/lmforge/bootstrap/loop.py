@@ -8,7 +8,7 @@ starting from the previous round's model (docs/commands/bootstrap.md).
       round-<r>/stats.json         written last: the round is complete when it exists
       round-<r>/train/             an ordinary run directory of the rank finetuning
 
-Interrupted runs resume exactly: questions are generated in fixed chunks, each seeded by
+Interrupted runs resume exactly (`--resume`): questions are generated in fixed chunks, each seeded by
 (seed, round, chunk), and a chunk's line is written only when all its samples are in, so
 a restarted run skips finished chunks and regenerates nothing; an unfinished rank
 finetuning resumes from its latest checkpoint.
@@ -160,22 +160,35 @@ def _train_round(config: Config, train_dir: Path, builder) -> Path:
 # --------------------------------------------------------------------------- the loop
 
 
-def _prepare_root(root: Path, config: Config, overwrite: bool) -> dict:
+def _prepare_root(root: Path, config: Config, overwrite: bool, resume: bool = False) -> dict:
+    """The bootstrap directory: `resume` continues the run there (same starting model,
+    not finished), `overwrite` replaces it; neither, and a run there is an error. A
+    directory without bootstrap.json is never deleted."""
+    rundir.check_resume_overwrite(resume, overwrite)
     state_path = root / STATE_FILE
     if state_path.is_file():
         state = json.loads(state_path.read_text(encoding="utf-8"))
-        if state.get("status") == "finished" and not overwrite:
-            raise LmforgeError(f"{root}: holds a finished bootstrap run; pass --overwrite to replace it")
-        if state.get("start_model") != config.model.name_or_path and not overwrite:
-            raise LmforgeError(f"{root}: holds a bootstrap run from another model ({state.get('start_model')}); "
-                               "pass --overwrite or change run.output_dir")
-        if not overwrite:
-            return state  # resume
-        import shutil
+        if overwrite:
+            import shutil
 
-        shutil.rmtree(root)
-    elif root.exists() and any(root.iterdir()):
-        raise LmforgeError(f"{root}: output directory exists and is not an lmforge bootstrap run")
+            shutil.rmtree(root)
+        elif state.get("status") == "finished":
+            if resume:
+                raise LmforgeError(f"{root}: the bootstrap run already finished; nothing to resume "
+                                   "(--overwrite replaces it)")
+            raise rundir.occupied(root, "a finished bootstrap run", "--resume continues only an unfinished run")
+        elif state.get("start_model") != config.model.name_or_path:
+            raise LmforgeError(f"{root}: holds a bootstrap run from another model ({state.get('start_model')}), "
+                               "which --resume cannot continue; pass --overwrite to replace it or change "
+                               "run.output_dir")
+        elif not resume:
+            raise rundir.occupied(root, f"a {state.get('status', 'running')} bootstrap run")
+        else:
+            return state
+    elif not rundir.is_empty_or_missing(root):
+        raise rundir.foreign(root, "bootstrap run", "run.output_dir")
+    elif resume:
+        raise LmforgeError(f"{root}: --resume given but there is no bootstrap run here ({STATE_FILE}) to continue")
     root.mkdir(parents=True, exist_ok=True)
     state = {"status": "running", "start_model": config.model.name_or_path, "rounds": []}
     rundir.write_json_atomic(state_path, state)
@@ -187,7 +200,8 @@ def _user_text(question: Conversation) -> str:
 
 
 def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHook | None = None,
-                  after_chunk: Callable[[int], None] | None = None) -> list[dict]:
+                  after_chunk: Callable[[int], None] | None = None, resume: bool = False) -> list[dict]:
+    """`resume` continues an interrupted run in run.output_dir, `overwrite` replaces one."""
     settings = config.bootstrap
     objective = OBJECTIVES[config.train.objective.name]
     if objective.data != CANDIDATES or objective.self_generated:
@@ -199,7 +213,7 @@ def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHo
     verifier = load_verifier(settings.verifier, tuple(settings.answer_fallbacks))
     questions = load_questions(config)
     root = config.output_path
-    state = _prepare_root(root, config, overwrite)
+    state = _prepare_root(root, config, overwrite, resume)
     sampling = Sampling(settings.samples, settings.temperature, settings.top_p, settings.max_new_tokens)
     backend_name = choose_backend(settings.backend)
 

@@ -330,8 +330,8 @@ class EvalTaskEntry(Strict):
     shots: int = Field(0, ge=0)
     format: str | None = None
     """Prompt format: plain or a data.prompt_format name (default: the one being trained)."""
-    seed: int = 1234
-    """Few-shot sampling seed."""
+    fewshot_seed: int = 1234
+    """Seed of the few-shot draws (lmforge eval --fewshot-seed)."""
     fewshot_sampler: Literal["harness", "per-item", "first_n"] | None = None
     """How few-shot examples are drawn (lmforge eval --fewshot-sampler); default: the task's own."""
     fewshot_file: str | None = None

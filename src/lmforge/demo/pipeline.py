@@ -5,22 +5,32 @@ scored by `lmforge eval`'s evaluator (the same number `lmforge eval MODEL --task
 --max-new-tokens 96` reports as exact_match_strict).
 
     DEMO_DIR/
+      demo.json written first: the size and seed (marks the directory as a demo's)
       inputs/   train.jsonl, test.jsonl, demo.yaml (the config used), init_model/
       run/      the training run (config.yaml, metrics.jsonl, loss_curve.png, model/),
                 plus summary.md and test_predictions.jsonl (the evaluator's per-item samples)
+      bootstrap/  with --bootstrap: the rounds
+
+An existing --output-dir is an error unless `overwrite` (delete a demo directory there and
+start again) or `resume` (continue one of the same size and seed: finished inputs,
+training and bootstrap rounds are kept, an unfinished training or bootstrap resumes; the
+scores are computed again).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from rich.console import Console
 from rich.table import Table
 
+from lmforge import rundir
 from lmforge.config import dump_config
 from lmforge.config.loader import RawConfig, validate
 from lmforge.data.formats import get_format
@@ -64,6 +74,7 @@ SIZES = {
 }
 
 
+DEMO_FILE = "demo.json"
 DIFFICULTY = Difficulty(max_operand=10, max_value=30)
 PROMPT_FORMAT = "remask"
 MAX_NEW_TOKENS = 96
@@ -188,8 +199,9 @@ def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int)
     })
 
 
-def _bootstrap(demo_dir: Path, model_dir: Path, spec: DemoSize, seed: int, test_path: Path, console) -> list[dict]:
-    from lmforge.bootstrap.loop import run_bootstrap
+def _bootstrap(demo_dir: Path, model_dir: Path, spec: DemoSize, seed: int, test_path: Path, console,
+               resuming: bool = False) -> list[dict]:
+    from lmforge.bootstrap.loop import STATE_FILE, run_bootstrap
 
     rounds = []
 
@@ -201,21 +213,79 @@ def _bootstrap(demo_dir: Path, model_dir: Path, spec: DemoSize, seed: int, test_
                       f"({stats['pairs']} pairs from {stats['questions']} questions, train pass@1 "
                       f"{stats['pass@1']:.1%})")
 
-    run_bootstrap(validate(bootstrap_config(demo_dir, model_dir, spec, seed)), on_round_end=report)
+    root = demo_dir / "bootstrap"
+    state = json.loads((root / STATE_FILE).read_text(encoding="utf-8")) if (root / STATE_FILE).is_file() else None
+    continuing = resuming and state is not None
+    if resuming and state is None and root.exists():
+        shutil.rmtree(root)  # killed before its first record: inside our own demo directory
+    if continuing:  # rounds finished earlier: scored again, in order
+        for stats_path in sorted(root.glob("round-*/stats.json"), key=lambda p: int(p.parent.name.split("-")[1])):
+            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+            report(stats["round"], Path(stats["model_dir"]), stats)
+        if state.get("status") == "finished":
+            return rounds
+    run_bootstrap(validate(bootstrap_config(demo_dir, model_dir, spec, seed)), on_round_end=report, resume=continuing)
     return rounds
 
 
-def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, bootstrap: bool = False) -> dict:
+def prepare_demo_dir(demo_dir: Path, size: str, seed: int, overwrite: bool, resume: bool) -> bool:
+    """Ready `demo_dir`; True when it continues an earlier demo there. A directory without
+    demo.json (or an older demo's inputs/demo.yaml) is never deleted."""
+    rundir.check_resume_overwrite(resume, overwrite)
+    marker = demo_dir / DEMO_FILE
+    if resume:
+        if not marker.is_file():
+            raise LmforgeError(f"{demo_dir}: --resume given but there is no demo here ({DEMO_FILE}) to continue")
+        earlier = json.loads(marker.read_text(encoding="utf-8"))
+        if (earlier.get("size"), earlier.get("seed")) != (size, seed):
+            raise LmforgeError(f"{demo_dir}: the demo there ran with --size {earlier.get('size')} --seed "
+                               f"{earlier.get('seed')}; --resume continues it only with the same (or pass --overwrite "
+                               "to start again)")
+        return True
+    if not rundir.is_empty_or_missing(demo_dir):
+        ours = marker.is_file() or (demo_dir / "inputs" / "demo.yaml").is_file()
+        if not ours:
+            raise rundir.foreign(demo_dir, "demo", "--output-dir")
+        if not overwrite:
+            raise rundir.occupied(demo_dir, "a demo", None if marker.is_file() else
+                                  f"--resume needs {DEMO_FILE}, which an older lmforge did not write")
+        shutil.rmtree(demo_dir)
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_json_atomic(marker, {"size": size, "seed": seed})
+    return False
+
+
+def _train(config, resuming: bool):
+    """The SFT run; when resuming, a finished run is kept, an unfinished one continues from
+    its latest checkpoint, anything else there starts again."""
+    run_dir = config.output_path
+    if resuming:
+        existing = rundir.read_run(run_dir)
+        if existing is not None and existing.get("status") == "finished":
+            return SimpleNamespace(run_dir=run_dir, model_dir=run_dir / rundir.MODEL_DIR,
+                                   metrics=existing.get("final_metrics") or {})
+        if existing is not None and rundir.latest_checkpoint(run_dir) is not None:
+            return run_training(config, resume=True)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # inside our own demo directory
+    return run_training(config)
+
+
+def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, bootstrap: bool = False,
+             overwrite: bool = False, resume: bool = False) -> dict:
     spec = SIZES[size]
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if resume and output_dir is None:
+        raise LmforgeError("--resume needs --output-dir: the demo directory to continue")
     demo_dir = Path(output_dir or f"runs/demo-{stamp}")
-    if demo_dir.exists() and any(demo_dir.iterdir()):
-        raise LmforgeError(f"{demo_dir}: demo output directory exists and is not empty; choose another --output-dir")
+    resuming = prepare_demo_dir(demo_dir, size, seed, overwrite, resume)
     console = Console()
     clock = {"start": time.perf_counter()}
-    console.print(f"[bold]lmforge demo[/bold] -> {demo_dir}")
+    console.print(f"[bold]lmforge demo[/bold] -> {demo_dir}" + (" (resumed)" if resuming else ""))
 
-    _prepare_inputs(demo_dir, spec, seed)
+    if not (demo_dir / "inputs" / "demo.yaml").is_file():  # written last: the inputs are complete
+        shutil.rmtree(demo_dir / "inputs", ignore_errors=True)
+        _prepare_inputs(demo_dir, spec, seed)
     raw = demo_config(demo_dir, spec, seed)
     config = validate(raw)
     (demo_dir / "inputs" / "demo.yaml").write_text(dump_config(config), encoding="utf-8")
@@ -226,7 +296,7 @@ def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, b
     console.print(f"untrained model: strict exact match {before.accuracy:.1%} ({before.correct}/{before.total})")
     clock["before"] = time.perf_counter()
 
-    result = run_training(config)
+    result = _train(config, resuming)
     clock["train"] = time.perf_counter()
 
     after = _accuracy(result.model_dir, test_path)
@@ -239,7 +309,7 @@ def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, b
     (result.run_dir / "summary.md").write_text(_summary(size, before, after, seconds, result.metrics), encoding="utf-8")
     _write_jsonl(result.run_dir / "test_predictions.jsonl", after.samples)
 
-    rounds = _bootstrap(demo_dir, result.model_dir, spec, seed, test_path, console) if bootstrap else []
+    rounds = _bootstrap(demo_dir, result.model_dir, spec, seed, test_path, console, resuming) if bootstrap else []
 
     table = Table(title=f"strict exact match on {after.total} held-out problems")
     table.add_column("model")

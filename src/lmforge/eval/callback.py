@@ -66,7 +66,7 @@ def build_task_eval_callback(entries: list[dict[str, Any]], tokenizer, meta: dic
                 check_style(entry["format"])
             except LmforgeError as exc:
                 raise LmforgeError(f"train.eval_tasks[{index}].format: {exc}") from None
-        options = EvalOptions(shots=entry["shots"], seed=entry["seed"], style=entry["format"],
+        options = EvalOptions(shots=entry["shots"], seed=entry["fewshot_seed"], style=entry["format"],
                               fewshot_sampler=entry.get("fewshot_sampler"), batch_size=entry["batch_size"],
                               max_new_tokens=entry.get("max_new_tokens"))
         task = load_task(entry["task"], fewshot=entry["fewshot_file"], limit=entry["limit"],

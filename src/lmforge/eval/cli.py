@@ -18,16 +18,20 @@ def _task_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shots", type=int, default=0, help="few-shot examples per prompt (default 0)")
     parser.add_argument("--fewshot-file", default=None,
                         help="few-shot pool (default: the task file itself, leaving out the evaluated record)")
-    parser.add_argument("--seed", type=int, default=1234, help="few-shot sampling seed (default 1234)")
+    parser.add_argument("--fewshot-seed", type=int, default=1234,
+                        help="seed of the few-shot draws (default 1234; also seeds sampled completions, --samples > 1)")
+    parser.add_argument("--seed", dest="renamed_seed", default=None, help=argparse.SUPPRESS)  # now --fewshot-seed
     parser.add_argument("--fewshot-sampler", default=None, metavar="harness|per-item|first_n",
                         help="how few-shot examples are drawn (default: the task's own, as its lm-evaluation-harness "
                              "config: first_n for MMLU and BBH, harness otherwise): harness (the harness's seeded "
                              "draws, so plain prompts are its prompts byte for byte and other formats show the same "
                              "examples), per-item (each item seeded by (seed, index), independent of the other "
                              "items), first_n (the pool's first N)")
-    parser.add_argument("--format", default=None,
+    parser.add_argument("--format", default=None, metavar="NAME[,NAME,...]",
                         help="prompt format: plain (harness style), remask, openassistant, chat_template "
-                             "(default: the model's own format, else plain)")
+                             "(default: the model's own format, else plain); eval: several, comma-separated, "
+                             "evaluate under each and report accuracy per format and the spread (format robustness)")
+    parser.add_argument("--formats", dest="renamed_formats", default=None, help=argparse.SUPPRESS)  # now --format
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="generation limit per answer (default: the task's own, BBH and HumanEval 1024, else 256)")
@@ -45,9 +49,6 @@ def add_eval_commands(commands) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a model directory, run or checkpoint on tasks")
     evaluate.add_argument("model_dir")
     _task_args(evaluate)
-    evaluate.add_argument("--formats", default=None, metavar="A,B,...",
-                          help="format robustness: evaluate under each prompt format, report accuracy per "
-                               "format and the spread")
     evaluate.add_argument("--harness", action="store_true",
                           help="run lm-evaluation-harness on the same prompts instead (pip install 'lmforge[eval]')")
     evaluate.add_argument("--output", default=None, help="results JSON (default: eval_results/<model>-<tasks>.json)")
@@ -55,8 +56,9 @@ def add_eval_commands(commands) -> None:
 
     # `lmforge eval compare FILE ...`: main() routes it here (eval's own first argument is a model)
     compare = commands.add_parser(COMPARE_COMMAND, prog="lmforge eval compare",
-                                  help="(as `lmforge eval compare`) results files side by side: a table of tasks x "
-                                       "models with standard errors, and a PNG bar chart")
+                                  help="(as `lmforge eval compare`) results files side by side",
+                                  description="Results files side by side: a table of tasks x models with standard "
+                                              "errors, and a PNG bar chart.")
     compare.add_argument("results", nargs="+", help="results JSON files of lmforge eval (two or more)")
     compare.add_argument("--output", default="eval_results/compare.png",
                          help="bar chart PNG; the table is written beside it as .md (default: eval_results/compare.png)")
@@ -83,10 +85,36 @@ def cmd_compare(args) -> int:
     return 0
 
 
+RENAMED = {"renamed_seed": ("--seed", "--fewshot-seed"), "renamed_formats": ("--formats", "--format A,B,...")}
+
+
+def formats_of(value: str | None) -> list[str]:
+    """--format's value as names: one is that prompt format, several the robustness mode.
+
+    >>> formats_of("plain, remask")
+    ['plain', 'remask']
+    """
+    if value is None:
+        return []
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    if not names:
+        raise LmforgeError(f"--format {value!r}: no format named")
+    if len(set(names)) != len(names):
+        raise LmforgeError(f"--format {value}: each format once")
+    return names
+
+
 def _options(args):
     from lmforge.eval.evaluate import EvalOptions
     from lmforge.eval.fewshot import check_sampler, check_style
 
+    for dest, (old, new) in RENAMED.items():
+        if getattr(args, dest, None) is not None:
+            raise LmforgeError(f"{old} is now {new}")
+    formats = formats_of(args.format)
+    if len(formats) > 1 and args.command != "eval":
+        raise LmforgeError(f"--format {args.format}: {args.command} evaluates one prompt format; the "
+                           "format-robustness mode (several) is lmforge eval's")
     for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
                         ("--samples", args.samples)):
         if value is not None and value < 1:
@@ -95,11 +123,12 @@ def _options(args):
         raise LmforgeError(f"--temperature {args.temperature}: must be positive")
     if args.limit is not None and args.limit < 1:
         raise LmforgeError(f"--limit {args.limit}: must be at least 1")
-    if args.format is not None:
-        check_style(args.format)
+    for name in formats:
+        check_style(name)
     if args.fewshot_sampler is not None:
         check_sampler(args.fewshot_sampler)
-    return EvalOptions(shots=args.shots, seed=args.seed, fewshot_sampler=args.fewshot_sampler, style=args.format,
+    return EvalOptions(shots=args.shots, seed=args.fewshot_seed, fewshot_sampler=args.fewshot_sampler,
+                       style=formats[0] if len(formats) == 1 else None,
                        batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
                        show_progress=sys.stderr.isatty(), allow_code_execution=args.allow_code_execution,
                        samples=args.samples, temperature=args.temperature)
@@ -117,6 +146,10 @@ def cmd_eval(args) -> int:
     from lmforge.eval.runner import default_output, run_eval
 
     options, tasks = _options(args), _tasks(args)
+    formats = formats_of(args.format)
+    if args.harness and len(formats) > 1:
+        raise LmforgeError(f"--format {args.format}: --harness evaluates one prompt format; drop --harness for the "
+                           "format-robustness mode")
     if args.harness:
         from lmforge.eval.harness import run_harness
 
@@ -126,10 +159,9 @@ def cmd_eval(args) -> int:
         print(f"[lmforge] harness results in {output}")
         keep_in_run(args.model_dir, output, record)
         return 0
-    if args.formats:
+    if len(formats) > 1:
         from lmforge.eval.robustness import robustness_markdown, run_robustness
 
-        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
         output = Path(args.output) if args.output else default_output(args.model_dir, tasks, "-formats")
         report = run_robustness(args.model_dir, tasks, options, formats, output)
         print(robustness_markdown(report), end="")

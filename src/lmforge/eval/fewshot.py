@@ -17,7 +17,7 @@ Samplers (`--fewshot-sampler`):
   order; each item takes `rnd.sample(pool, k)`. When the pool is the evaluated file itself
   (the harness's `fewshot_split == test_split`), it draws k+1 and drops the records equal to
   the item, keeping the first k (if equal copies leave fewer than k, it draws k again from
-  the pool without them). The draws do not depend on the style, so `--formats` compares
+  the pool without them). The draws do not depend on the style, so `--format a,b` compares
   formats on the same examples, and the harness's `--apply_chat_template` runs draw them
   too; a plain prompt is byte for byte the harness's. `--limit N` keeps the first N draws.
 - `per-item`: item i draws with its own generator seeded by (seed, i), so a prompt never

@@ -32,13 +32,13 @@ def spread(values: dict[str, float]) -> dict[str, float]:
 def run_robustness(model_dir: str | Path, tasks: list[Task], options: EvalOptions, formats: list[str],
                    output: Path) -> dict[str, Any]:
     if len(formats) < 2:
-        raise LmforgeError(f"--formats {','.join(formats)}: give at least two prompt formats to compare")
+        raise LmforgeError(f"--format {','.join(formats)}: give at least two prompt formats to compare")
     for name in formats:
         check_style(name)
     check_tasks(tasks, options)
     loaded = load_checkpoint(model_dir)
     if "chat_template" in formats and not getattr(loaded.tokenizer, "chat_template", None):
-        raise LmforgeError(f"--formats chat_template: the tokenizer in {loaded.source.tokenizer_dir} has no chat_template")
+        raise LmforgeError(f"--format chat_template: the tokenizer in {loaded.source.tokenizer_dir} has no chat_template")
     start = time.perf_counter()
     per_format: dict[str, dict[str, Any]] = {}
     for name in formats:
