@@ -30,18 +30,21 @@ class Backend(Protocol):
 
 
 class TransformersBackend:
-    def __init__(self, model, tokenizer, stop_ids: list[int], add_bos: bool, batch_size: int = 64):
+    def __init__(self, model, tokenizer, stop_ids: list[int], add_bos: bool, batch_size: int = 64,
+                 share_prefill: bool = True):
         self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
-        self.add_bos, self.batch_size = add_bos, batch_size
+        self.add_bos, self.batch_size, self.share_prefill = add_bos, batch_size, share_prefill
 
     def sample(self, prompts: list[str], sampling: Sampling, seed: int) -> list[list[str]]:
-        # each prompt repeated N times: one batched generate call draws all samples
-        repeated = [p for p in prompts for _ in range(sampling.samples)]
-        outputs = generate(self.model, self.tokenizer, repeated, self.stop_ids,
+        # N samples per prompt in one batched generate call; with share_prefill each prompt's
+        # prefill runs once and its KV cache is copied N times, else the prompt is repeated
+        n = sampling.samples
+        outputs = generate(self.model, self.tokenizer, prompts if self.share_prefill else
+                           [p for p in prompts for _ in range(n)], self.stop_ids,
                            max_new_tokens=sampling.max_new_tokens, batch_size=self.batch_size,
                            do_sample=sampling.temperature > 0, temperature=sampling.temperature or 1.0,
-                           top_p=sampling.top_p, seed=seed, add_bos=self.add_bos)
-        n = sampling.samples
+                           top_p=sampling.top_p, seed=seed, add_bos=self.add_bos,
+                           repeats=n if self.share_prefill else 1)
         return [outputs[i * n: (i + 1) * n] for i in range(len(prompts))]
 
 

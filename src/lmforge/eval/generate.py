@@ -68,6 +68,20 @@ def stop_token_ids(tokenizer, stop_strings: list[str]) -> list[int]:
     return ids
 
 
+def shared_prefill(model, encoded: dict[str, torch.Tensor], repeats: int) -> dict:
+    """The KV cache of every prompt but its last token, computed once and copied `repeats`
+    times (prompt-major), for `generate` to continue from (it runs the last token itself).
+    Left-padded rows get the position ids `generate` would give them."""
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    if ids.shape[1] < 2:
+        return {}
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                  use_cache=True).cache
+    cache.batch_repeat_interleave(repeats)
+    return {"cache": cache}
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -85,21 +99,27 @@ def generate(
     stop_strings: list[str] = (),
     skip_special_tokens: bool = False,
     max_prompt_tokens: int | None = None,
+    repeats: int = 1,
 ) -> list[str]:
     """Continuations of `prompts`, cut before the first stop token and then before the first
     of each stop string; decoded with special tokens unless `skip_special_tokens` (the
     harness skips them). A prompt longer than `max_prompt_tokens` keeps its last tokens,
-    as lm-evaluation-harness cuts contexts to the model's length less the generation limit."""
+    as lm-evaluation-harness cuts contexts to the model's length less the generation limit.
+
+    `repeats` > 1: that many continuations of each prompt (prompt-major), with the prompt's
+    prefill computed once and its KV cache copied for every continuation (`batch_size`
+    then counts continuations)."""
     was_training = model.training
     model.eval()
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     torch.manual_seed(seed)
     outputs: list[str] = []
+    per_call = max(1, batch_size // repeats)
     try:
-        with progress_bar("generating", len(prompts), show_progress) as advance:
-            for start in range(0, len(prompts), batch_size):
-                chunk = prompts[start: start + batch_size]
+        with progress_bar("generating", len(prompts) * repeats, show_progress) as advance:
+            for start in range(0, len(prompts), per_call):
+                chunk = prompts[start: start + per_call]
                 if add_bos and tokenizer.bos_token:
                     chunk = [tokenizer.bos_token + p for p in chunk]
                 encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
@@ -109,15 +129,18 @@ def generate(
                 sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
                 width = encoded["input_ids"].shape[1]
                 criteria = StoppingCriteriaList([StopOnStrings(tokenizer, list(stop_strings), width)] if stop_strings else [])
+                prefilled = shared_prefill(model, encoded, repeats) if repeats > 1 else {}
+                if repeats > 1:
+                    encoded = {key: value.repeat_interleave(repeats, dim=0) for key, value in encoded.items()}
                 generated = model.generate(
-                    **encoded, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
+                    **encoded, **prefilled, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
                     pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria, **sampling,
                 )
                 for row in generated[:, width:].tolist():
                     cut = next((i for i, t in enumerate(row) if t in stop_ids), len(row))
                     text = tokenizer.decode(row[:cut], skip_special_tokens=skip_special_tokens)
                     outputs.append(cut_at_stop_strings(text, list(stop_strings)))
-                advance(len(chunk))
+                advance(len(chunk) * repeats)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
