@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build of torch that lies on disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN := torch==2.13.0
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test test-fast lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,21 @@ install-dev: $(BIN)/python
 demo: install
 	$(BIN)/lmforge demo
 
-test: install-dev
-	$(BIN)/python -m pytest
+# Lint first: CI runs `make test`, so an unformatted or lint-failing tree fails CI.
+test: install-dev lint
+	$(BIN)/python -m pytest -m "not gpu"
+
+# The quick tier: no end-to-end runs, no multi-process launches (well under a minute).
+test-fast: install-dev
+	$(BIN)/python -m pytest -m "not slow and not multiprocess and not gpu"
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench examples scripts
+	$(BIN)/ruff format --check src tests bench examples scripts
+
+format: install-dev
+	$(BIN)/ruff format src tests bench examples scripts
+	$(BIN)/ruff check --fix src tests bench examples scripts
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -81,3 +81,21 @@ def short_roof_probe(monkeypatch):
     from lmforge.train import efficiency
 
     monkeypatch.setattr(efficiency, "ROOF_SECONDS", 0.05)
+
+
+# Test tiers (markers declared in pyproject.toml): `make test-fast` leaves out the slow and
+# multi-process ones, `make test` runs every CPU tier.
+SLOW_PATHS = ("tests/e2e/", "tests/eval/test_harness.py", "tests/eval/test_benchmarks.py")
+MULTIPROCESS_PATHS = ("tests/train/test_distributed.py", "tests/train/test_deepspeed_zero3.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(str(config.rootpath))
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
+        if relative.startswith(SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)
+        if relative.startswith(MULTIPROCESS_PATHS):
+            item.add_marker(pytest.mark.multiprocess)
+            item.add_marker(pytest.mark.slow)

@@ -65,6 +65,7 @@ def test_vllm_available_needs_the_package_and_a_cuda_gpu(monkeypatch, installed,
     assert vllm_available() is usable
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not vllm_available(), reason="vLLM backend needs the vllm package and a CUDA GPU")
 def test_vllm_backend_same_interface(tmp_path):
     from lmforge.bootstrap.backends import VLLMBackend

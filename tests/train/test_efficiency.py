@@ -52,11 +52,3 @@ def test_a_run_records_its_efficiency(tmp_path, user_files):
     efficiency = json.loads((tmp_path / "run" / "run.json").read_text())["final_metrics"]["efficiency"]
     assert efficiency["roof_utilisation"] is None and efficiency["tokens_per_second"] > 0
 
-
-def test_docstring_example():
-    import doctest
-
-    from lmforge.train import efficiency
-
-    failed, attempted = doctest.testmod(efficiency)
-    assert attempted > 0 and failed == 0
