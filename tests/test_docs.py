@@ -51,7 +51,9 @@ def test_the_check_catches_broken_and_outside_links(tmp_path):
         "[good](docs/ok.md#anchor) [web](https://example.org) [self](#top)\n"
         "[broken](docs/missing.md)\n"
         "[outside](../shared/DESIGN.md)\n"
-        "see ../shared/STYLE.md\n", encoding="utf-8")
+        "see ../shared/STYLE.md\n",
+        encoding="utf-8",
+    )
     problems = link_problems(doc_files(tmp_path), tmp_path)
     assert any("README.md:2: link docs/missing.md names no file" in p for p in problems)
     assert any("README.md:3: link ../shared/DESIGN.md points outside the repository" in p for p in problems)

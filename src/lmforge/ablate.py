@@ -38,17 +38,41 @@ from lmforge.train.pipeline import named_format, prepare_model_and_tokenizer, ru
 
 # Variant name -> objective. "remask" is seed 004's ReMask: ReMask-CoT rules on examples
 # with a rationale, plain ReMask on the others.
-VARIANTS = {"sft": "ce", "ce": "ce", "mixce": "mixce", "masked_thought": "masked_thought",
-            "remask": "remask_cot", "remask_cot": "remask_cot", "remask_plain": "remask",
-            # preference objectives: on pairs data (SPIN: on SFT data, against its own answers)
-            "rank": "rank", "dpo": "dpo", "ipo": "ipo", "orpo": "orpo", "simpo": "simpo", "spin": "spin"}
+VARIANTS = {
+    "sft": "ce",
+    "ce": "ce",
+    "mixce": "mixce",
+    "masked_thought": "masked_thought",
+    "remask": "remask_cot",
+    "remask_cot": "remask_cot",
+    "remask_plain": "remask",
+    # preference objectives: on pairs data (SPIN: on SFT data, against its own answers)
+    "rank": "rank",
+    "dpo": "dpo",
+    "ipo": "ipo",
+    "orpo": "orpo",
+    "simpo": "simpo",
+    "spin": "spin",
+}
 STATE_FILE = "ablation_state.json"
 RESULTS_FILE = "ablation.json"
 MAX_NEW_TOKENS = 96
 """Generation limit when scoring the held-out problems."""
-LABELS = {"sft": "SFT", "ce": "SFT", "mixce": "MixCE", "masked_thought": "Masked Thought", "remask": "ReMask",
-          "remask_cot": "ReMask-CoT", "remask_plain": "ReMask (no CoT rules)", "rank": "CE + PRO", "dpo": "DPO",
-          "ipo": "IPO", "orpo": "ORPO", "simpo": "SimPO", "spin": "SPIN"}
+LABELS = {
+    "sft": "SFT",
+    "ce": "SFT",
+    "mixce": "MixCE",
+    "masked_thought": "Masked Thought",
+    "remask": "ReMask",
+    "remask_cot": "ReMask-CoT",
+    "remask_plain": "ReMask (no CoT rules)",
+    "rank": "CE + PRO",
+    "dpo": "DPO",
+    "ipo": "IPO",
+    "orpo": "ORPO",
+    "simpo": "SimPO",
+    "spin": "SPIN",
+}
 log = logging.getLogger("lmforge.ablate")
 
 
@@ -60,19 +84,32 @@ class VariantResult:
 
     def summary(self) -> dict:
         def mean_sd(values):
-            return (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else (
-                float("nan"), float("nan"))
+            return (
+                (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+                if values
+                else (float("nan"), float("nan"))
+            )
+
         (acc, acc_sd), (loss, loss_sd) = mean_sd(self.accuracies), mean_sd(self.val_losses)
-        return {"variant": self.variant, "label": LABELS[self.variant], "accuracy_mean": acc, "accuracy_sd": acc_sd,
-                "val_loss_mean": loss, "val_loss_sd": loss_sd, "accuracies": self.accuracies,
-                "val_losses": self.val_losses}
+        return {
+            "variant": self.variant,
+            "label": LABELS[self.variant],
+            "accuracy_mean": acc,
+            "accuracy_sd": acc_sd,
+            "val_loss_mean": loss,
+            "val_loss_sd": loss_sd,
+            "accuracies": self.accuracies,
+            "val_losses": self.val_losses,
+        }
 
 
 def parse_variants(text: str) -> list[str]:
     variants = [v.strip() for v in text.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise LmforgeError(f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; valid: {', '.join(VARIANTS)}")
+        raise LmforgeError(
+            f"--variants: unknown variant(s) {', '.join(unknown) or '(none)'}; valid: {', '.join(VARIANTS)}"
+        )
     return variants
 
 
@@ -88,10 +125,17 @@ def variant_config(base: Config, variant: str, seed: int, init_model: Path, run_
     """The base config with this variant's objective (taking the base objective's values
     for the hyper-parameters they share), this seed, the shared starting model, its own dir."""
     name = VARIANTS[variant]
-    shared = {k: v for k, v in base.train.objective.model_dump().items()
-              if k in OBJECTIVE_CONFIGS[name].model_fields and k != "name"}
-    return _with(base, {"name": name, **shared}, run={"seed": seed, "output_dir": str(run_dir)},
-                 model={"name_or_path": str(init_model), "tokenizer": None})
+    shared = {
+        k: v
+        for k, v in base.train.objective.model_dump().items()
+        if k in OBJECTIVE_CONFIGS[name].model_fields and k != "name"
+    }
+    return _with(
+        base,
+        {"name": name, **shared},
+        run={"seed": seed, "output_dir": str(run_dir)},
+        model={"name_or_path": str(init_model), "tokenizer": None},
+    )
 
 
 def check_variant_data(base: Config, variants: list[str]) -> None:
@@ -102,8 +146,10 @@ def check_variant_data(base: Config, variants: list[str]) -> None:
     for variant in variants:
         spec = OBJECTIVES[VARIANTS[variant]]
         if spec.data == CANDIDATES and not spec.self_generated and any(f != "pairs" for f in formats):
-            raise LmforgeError(f"--variants {variant}: {spec.name} trains on ranked responses (pairs records), but "
-                               f"data.datasets are {', '.join(formats)}")
+            raise LmforgeError(
+                f"--variants {variant}: {spec.name} trains on ranked responses (pairs records), but "
+                f"data.datasets are {', '.join(formats)}"
+            )
 
 
 def prepare_starting_model(base: Config, directory: Path) -> Path:
@@ -114,7 +160,8 @@ def prepare_starting_model(base: Config, directory: Path) -> Path:
     if init.is_dir():
         return init
     prepared = prepare_model_and_tokenizer(
-        _with(base, {"name": "remask"}, model={"adapter": None, "quantization": None}), base.run.seed)
+        _with(base, {"name": "remask"}, model={"adapter": None, "quantization": None}), base.run.seed
+    )
     partial = directory / "init_model.partial"
     shutil.rmtree(partial, ignore_errors=True)
     prepared.model.save_pretrained(partial)
@@ -145,15 +192,20 @@ def prepare_ablation_dir(directory: Path, fingerprint: dict, overwrite: bool, re
     ours = state_path.is_file() or (directory / RESULTS_FILE).is_file()
     if resume:
         if not state_path.is_file():
-            why = ("it was written by an older lmforge without " + STATE_FILE if ours else
-                   "there is no ablation here (" + STATE_FILE + ") to continue")
+            why = (
+                "it was written by an older lmforge without " + STATE_FILE
+                if ours
+                else "there is no ablation here (" + STATE_FILE + ") to continue"
+            )
             raise LmforgeError(f"{directory}: --resume given but {why}")
         state = json.loads(state_path.read_text(encoding="utf-8"))
         previous = {key: state.get(key) for key in fingerprint}
         if previous != fingerprint:
-            raise LmforgeError(f"{directory}: the ablation there ran with a different "
-                               f"{_first_difference(previous, fingerprint)}; --resume continues only the same "
-                               "config and --test file (pass --overwrite to start again)")
+            raise LmforgeError(
+                f"{directory}: the ablation there ran with a different "
+                f"{_first_difference(previous, fingerprint)}; --resume continues only the same "
+                "config and --test file (pass --overwrite to start again)"
+            )
         state["status"] = "running"
         rundir.write_json_atomic(state_path, state)
         return state
@@ -164,8 +216,9 @@ def prepare_ablation_dir(directory: Path, fingerprint: dict, overwrite: bool, re
             if state_path.is_file():
                 finished = json.loads(state_path.read_text(encoding="utf-8")).get("status") == "finished"
                 raise rundir.occupied(directory, "a finished ablation" if finished else "an unfinished ablation")
-            raise rundir.occupied(directory, "a finished ablation",
-                                  f"--resume needs {STATE_FILE}, which an older lmforge did not write")
+            raise rundir.occupied(
+                directory, "a finished ablation", f"--resume needs {STATE_FILE}, which an older lmforge did not write"
+            )
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {"status": "running", **fingerprint, "runs": {}}
@@ -185,14 +238,17 @@ def _train(config: Config, run_dir: Path, resuming: bool):
     return run_training(config)
 
 
-def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, overwrite: bool = False,
-                 resume: bool = False) -> dict:
+def run_ablation(
+    base: Config, variants: list[str], seeds: int, test_path: str, overwrite: bool = False, resume: bool = False
+) -> dict:
     directory = base.output_path
     rundir.check_resume_overwrite(resume, overwrite)
     task = load_task(test_path)
     if task.kind != "generate":
-        raise LmforgeError(f"--test {test_path}: held-out problems must be CoT ({{question, rationale, answer}}) or "
-                           f"GSM8K ({{question, answer}}) records, not {task.kind} records")
+        raise LmforgeError(
+            f"--test {test_path}: held-out problems must be CoT ({{question, rationale, answer}}) or "
+            f"GSM8K ({{question, answer}}) records, not {task.kind} records"
+        )
     check_variant_data(base, variants)
     state = prepare_ablation_dir(directory, _fingerprint(base, test_path), overwrite, resume)
     init_model = prepare_starting_model(base, directory)
@@ -218,8 +274,10 @@ def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, 
                     trained = _train(config, run_dir, resume)
                     model_dir, metrics = trained.model_dir, trained.metrics
                 model, tokenizer, meta = load_model_dir(model_dir)
-                scores = {"accuracy": evaluate_task(model, tokenizer, meta, task, options).metrics[task.primary_metric],
-                          "val_loss": metrics.get("eval_loss")}
+                scores = {
+                    "accuracy": evaluate_task(model, tokenizer, meta, task, options).metrics[task.primary_metric],
+                    "val_loss": metrics.get("eval_loss"),
+                }
                 state["runs"][key] = scores
                 rundir.write_json_atomic(directory / STATE_FILE, state)
             results[variant].accuracies.append(scores["accuracy"])
@@ -237,10 +295,16 @@ def run_ablation(base: Config, variants: list[str], seeds: int, test_path: str, 
 
 
 def ablation_markdown(table: list[dict], n_problems: int, seeds: int) -> str:
-    lines = [f"Strict exact match on {n_problems} held-out problems and validation loss; mean ± sd over {seeds} "
-             "seed(s), same starting model and data.", "",
-             "| Model | Exact match | Validation loss |", "|---|---|---|"]
+    lines = [
+        f"Strict exact match on {n_problems} held-out problems and validation loss; mean ± sd over {seeds} "
+        "seed(s), same starting model and data.",
+        "",
+        "| Model | Exact match | Validation loss |",
+        "|---|---|---|",
+    ]
     for row in table:
-        lines.append(f"| {row['label']} | {100 * row['accuracy_mean']:.2f}% ± {100 * row['accuracy_sd']:.2f} | "
-                     f"{row['val_loss_mean']:.4f} ± {row['val_loss_sd']:.4f} |")
+        lines.append(
+            f"| {row['label']} | {100 * row['accuracy_mean']:.2f}% ± {100 * row['accuracy_sd']:.2f} | "
+            f"{row['val_loss_mean']:.4f} ± {row['val_loss_sd']:.4f} |"
+        )
     return "\n".join(lines) + "\n"

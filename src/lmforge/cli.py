@@ -21,16 +21,24 @@ EXIT_USER_ERROR = 2
 def _config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML config file")
     parser.add_argument("sections", nargs="*", help="sections of the file to merge, left to right (default: defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override one config value (repeatable; applied last)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one config value (repeatable; applied last)",
+    )
 
 
 def _run_dir_args(parser: argparse.ArgumentParser, what: str, resume: str) -> None:
     """The run-directory flags, the same for every command that writes one."""
     parser.add_argument("--resume", action="store_true", help=resume)
-    parser.add_argument("--overwrite", action="store_true",
-                        help=f"delete the {what} in the output directory and start again (never a directory "
-                             "lmforge did not make)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"delete the {what} in the output directory and start again (never a directory lmforge did not make)",
+    )
 
 
 class _CommandListFormatter(argparse.HelpFormatter):
@@ -58,8 +66,11 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lmforge", description="Train causal language models the careful way.",
-                                     formatter_class=_CommandListFormatter)
+    parser = argparse.ArgumentParser(
+        prog="lmforge",
+        description="Train causal language models the careful way.",
+        formatter_class=_CommandListFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"lmforge {_version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     loudness = parser.add_mutually_exclusive_group()
@@ -75,26 +86,58 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     show = config_commands.add_parser("show", help="print the resolved, validated config")
     _config_args(show)
-    show.add_argument("--processes", type=int, default=None, metavar="N",
-                      help="processes to resolve train.deepspeed's \"auto\" values for (default: $WORLD_SIZE or 1)")
-    import_oa = config_commands.add_parser("import-oa", help="an Open-Assistant trainer YAML as an lmforge config",
-                                           description="Print the lmforge config equivalent to an Open-Assistant "
-                                                       "trainer YAML, and what could not be carried over.")
+    show.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help='processes to resolve train.deepspeed\'s "auto" values for (default: $WORLD_SIZE or 1)',
+    )
+    import_oa = config_commands.add_parser(
+        "import-oa",
+        help="an Open-Assistant trainer YAML as an lmforge config",
+        description="Print the lmforge config equivalent to an Open-Assistant "
+        "trainer YAML, and what could not be carried over.",
+    )
     import_oa.add_argument("file", help="Open-Assistant trainer YAML (sections of trainer keys)")
-    import_oa.add_argument("--configs", nargs="+", required=True, metavar="SECTION",
-                           help="sections merged left to right after OA's defaults, as for trainer_sft.py")
-    import_oa.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="an OA trainer key (num_train_epochs=2), or a dotted lmforge key path "
-                                "(train.max_steps=10) set on the result; repeatable")
-    import_oa.add_argument("--num-train-epochs", "--num_train_epochs", type=float, default=None,
-                           help="OA's command-line override of num_train_epochs")
-    import_oa.add_argument("--deepspeed", action="store_true",
-                           help="as OA's --deepspeed: carry deepspeed_config over to train.deepspeed")
-    import_oa.add_argument("--world-size", type=int, default=1,
-                           help="GPUs the OA run used (global batch = per-device x accumulation x this)")
-    import_oa.add_argument("--root", default=None,
-                           help="directory the file's relative paths are relative to (OA: the trainer's "
-                                "directory; default: the file's directory)")
+    import_oa.add_argument(
+        "--configs",
+        nargs="+",
+        required=True,
+        metavar="SECTION",
+        help="sections merged left to right after OA's defaults, as for trainer_sft.py",
+    )
+    import_oa.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an OA trainer key (num_train_epochs=2), or a dotted lmforge key path "
+        "(train.max_steps=10) set on the result; repeatable",
+    )
+    import_oa.add_argument(
+        "--num-train-epochs",
+        "--num_train_epochs",
+        type=float,
+        default=None,
+        help="OA's command-line override of num_train_epochs",
+    )
+    import_oa.add_argument(
+        "--deepspeed", action="store_true", help="as OA's --deepspeed: carry deepspeed_config over to train.deepspeed"
+    )
+    import_oa.add_argument(
+        "--world-size",
+        type=int,
+        default=1,
+        help="GPUs the OA run used (global batch = per-device x accumulation x this)",
+    )
+    import_oa.add_argument(
+        "--root",
+        default=None,
+        help="directory the file's relative paths are relative to (OA: the trainer's "
+        "directory; default: the file's directory)",
+    )
     import_oa.set_defaults(handler=cmd_config_import_oa)
 
     schedule = commands.add_parser("schedule", help="learning-rate schedules")
@@ -108,8 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("model_dir")
     generate.add_argument("--prompt", required=True, help="the user message")
     generate.add_argument("--system", default=None, help="optional system message")
-    generate.add_argument("--cot", choices=["auto", "yes", "no"], default="auto",
-                          help="answer with a rationale first (auto: as the model was trained)")
+    generate.add_argument(
+        "--cot",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="answer with a rationale first (auto: as the model was trained)",
+    )
     generate.add_argument("--max-new-tokens", type=int, default=256)
     generate.add_argument("--temperature", type=float, default=0.0, help="0 means greedy")
     generate.add_argument("--top-p", type=float, default=1.0)
@@ -117,30 +164,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     bootstrap = commands.add_parser("bootstrap", help="generate -> verify -> rank-finetune rounds (Memphis-CoT)")
     _config_args(bootstrap)
-    _run_dir_args(bootstrap, "bootstrap run",
-                  "continue the interrupted bootstrap run in run.output_dir: finished rounds and generated chunks "
-                  "are kept, an unfinished finetuning resumes from its checkpoint")
+    _run_dir_args(
+        bootstrap,
+        "bootstrap run",
+        "continue the interrupted bootstrap run in run.output_dir: finished rounds and generated chunks "
+        "are kept, an unfinished finetuning resumes from its checkpoint",
+    )
 
     ablate = commands.add_parser("ablate", help="compare objectives over seeds from one starting model")
     _config_args(ablate)
-    ablate.add_argument("--variants", default="sft,masked_thought,remask",
-                        help="comma-separated: sft, mixce, masked_thought, remask (seed 004's), remask_plain; on pairs "
-                             "data also rank, dpo, ipo, orpo, simpo; spin (on SFT data)")
+    ablate.add_argument(
+        "--variants",
+        default="sft,masked_thought,remask",
+        help="comma-separated: sft, mixce, masked_thought, remask (seed 004's), remask_plain; on pairs "
+        "data also rank, dpo, ipo, orpo, simpo; spin (on SFT data)",
+    )
     ablate.add_argument("--seeds", type=int, default=3)
     ablate.add_argument("--test", required=True, help="held-out CoT problems (JSONL) for strict exact match")
-    _run_dir_args(ablate, "ablation",
-                  "continue the ablation in run.output_dir (same config and --test): finished variant x seed runs "
-                  "are kept, unfinished ones resume or train again; more --seeds or --variants add runs")
+    _run_dir_args(
+        ablate,
+        "ablation",
+        "continue the ablation in run.output_dir (same config and --test): finished variant x seed runs "
+        "are kept, unfinished ones resume or train again; more --seeds or --variants add runs",
+    )
 
     demo = commands.add_parser("demo", help="train a tiny model on synthetic arithmetic, no download")
     demo.add_argument("--output-dir", default=None, help="run directory (default: runs/demo-<timestamp>)")
-    _run_dir_args(demo, "demo", "continue the demo in --output-dir (same --size and --seed): finished stages are "
-                                "kept, an unfinished training or bootstrap resumes")
-    demo.add_argument("--size", choices=["full", "smoke"], default="full",
-                      help="smoke: a seconds-long run for tests")
+    _run_dir_args(
+        demo,
+        "demo",
+        "continue the demo in --output-dir (same --size and --seed): finished stages are "
+        "kept, an unfinished training or bootstrap resumes",
+    )
+    demo.add_argument("--size", choices=["full", "smoke"], default="full", help="smoke: a seconds-long run for tests")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--bootstrap", action="store_true",
-                      help="after SFT, run rationale-bootstrapping rounds and report accuracy after each")
+    demo.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="after SFT, run rationale-bootstrapping rounds and report accuracy after each",
+    )
 
     from lmforge.eval.cli import add_eval_commands  # eval, sweep
 
@@ -148,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = commands.add_parser("data", help="what the data pipeline makes of a config (no model)")
     data_commands = data.add_subparsers(dest="data_command", required=True)
-    inspect = data_commands.add_parser("inspect", help="per dataset: records, drops by reason, duplicates, "
-                                                       "splits, tokens, two rendered examples")
+    inspect = data_commands.add_parser(
+        "inspect", help="per dataset: records, drops by reason, duplicates, splits, tokens, two rendered examples"
+    )
     _config_args(inspect)
     inspect.add_argument("--json", action="store_true", help="print the table as JSON")
     inspect.set_defaults(handler=cmd_data_inspect)
@@ -160,22 +223,33 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="one JSON record per line")
     preview.set_defaults(handler=cmd_data_preview)
 
-    export = commands.add_parser("export", help="a finished run's model as a release directory",
-                                 description="A finished run's model as a release directory: merged, in another "
-                                             "dtype or bitsandbytes-quantized, with a model card.")
+    export = commands.add_parser(
+        "export",
+        help="a finished run's model as a release directory",
+        description="A finished run's model as a release directory: merged, in another "
+        "dtype or bitsandbytes-quantized, with a model card.",
+    )
     export.add_argument("run_dir", help="a finished lmforge run directory")
     export.add_argument("--output", required=True, help="directory to write (must not exist, or be empty)")
     export.add_argument("--merge", action="store_true", help="merge the run's adapter into full weights")
-    export.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], default=None,
-                        help="weight dtype (default: the run's model.dtype)")
-    export.add_argument("--quantize", choices=["8bit", "4bit"], default=None,
-                        help="a bitsandbytes-quantized copy that from_pretrained loads as is (needs lmforge[qlora])")
+    export.add_argument(
+        "--dtype", choices=["bf16", "fp16", "fp32"], default=None, help="weight dtype (default: the run's model.dtype)"
+    )
+    export.add_argument(
+        "--quantize",
+        choices=["8bit", "4bit"],
+        default=None,
+        help="a bitsandbytes-quantized copy that from_pretrained loads as is (needs lmforge[qlora])",
+    )
     export.add_argument("--overwrite", action="store_true", help="replace a previous export in --output")
     export.set_defaults(handler=cmd_export)
 
-    estimate = commands.add_parser("estimate", help="per-GPU training memory and the largest micro batch",
-                                   description="Per-GPU memory of training the config under DDP, ZeRO-2, ZeRO-3 "
-                                               "and FSDP, and the largest micro batch that fits.")
+    estimate = commands.add_parser(
+        "estimate",
+        help="per-GPU training memory and the largest micro batch",
+        description="Per-GPU memory of training the config under DDP, ZeRO-2, ZeRO-3 "
+        "and FSDP, and the largest micro batch that fits.",
+    )
     _config_args(estimate)
     estimate.add_argument("--gpus", type=int, default=1, help="GPUs (processes) the state is sharded over")
     estimate.add_argument("--gpu-memory", default="80GB", help="memory of one GPU (80GB, 24GiB, 40000MB)")
@@ -192,7 +266,9 @@ def cmd_train(args) -> int:
     result = run_training(config, overwrite=args.overwrite, resume=args.resume)
     print(f"[lmforge] finished: model in {result.model_dir}")
     if result.metrics:
-        print("[lmforge] " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, (int, float))))
+        print(
+            "[lmforge] " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, (int, float)))
+        )
     return 0
 
 
@@ -215,8 +291,15 @@ def cmd_config_show(args) -> int:
 def cmd_config_import_oa(args) -> int:
     from lmforge.config.import_oa import import_oa, render
 
-    imported, _ = import_oa(args.file, args.configs, args.overrides, num_train_epochs=args.num_train_epochs,
-                            deepspeed=args.deepspeed, world_size=args.world_size, root=args.root)
+    imported, _ = import_oa(
+        args.file,
+        args.configs,
+        args.overrides,
+        num_train_epochs=args.num_train_epochs,
+        deepspeed=args.deepspeed,
+        world_size=args.world_size,
+        root=args.root,
+    )
     print(render(imported), end="")
     return 0
 
@@ -257,9 +340,18 @@ def cmd_generate(args) -> int:
     segments = ((Segment("system", args.system),) if args.system else ()) + (Segment("user", args.prompt),)
     prompt = prompt_format.generation_prompt(segments, tokenizer, cot=cot)
     stops = stop_token_ids(tokenizer, meta.get("stop_strings") or prompt_format.stop_strings(tokenizer))
-    [output] = generate(model, tokenizer, [prompt], stops, max_new_tokens=args.max_new_tokens,
-                        do_sample=args.temperature > 0, temperature=args.temperature or 1.0, top_p=args.top_p,
-                        seed=args.seed, add_bos=wants_bos(tokenizer, prompt_format))
+    [output] = generate(
+        model,
+        tokenizer,
+        [prompt],
+        stops,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.temperature > 0,
+        temperature=args.temperature or 1.0,
+        top_p=args.top_p,
+        seed=args.seed,
+        add_bos=wants_bos(tokenizer, prompt_format),
+    )
     print(output.strip())
     return 0
 
@@ -326,8 +418,9 @@ def cmd_export(args) -> int:
 
     from lmforge.export import ExportRequest, export_run
 
-    output = export_run(ExportRequest(Path(args.run_dir), Path(args.output), args.merge, args.dtype, args.quantize,
-                                      args.overwrite))
+    output = export_run(
+        ExportRequest(Path(args.run_dir), Path(args.output), args.merge, args.dtype, args.quantize, args.overwrite)
+    )
     print(f"[lmforge] exported {args.run_dir} to {output}")
     return 0
 
@@ -348,12 +441,24 @@ def cmd_estimate(args) -> int:
 def cmd_demo(args) -> int:
     from lmforge.demo.pipeline import run_demo
 
-    run_demo(output_dir=args.output_dir, size=args.size, seed=args.seed, bootstrap=args.bootstrap,
-             overwrite=args.overwrite, resume=args.resume)
+    run_demo(
+        output_dir=args.output_dir,
+        size=args.size,
+        seed=args.seed,
+        bootstrap=args.bootstrap,
+        overwrite=args.overwrite,
+        resume=args.resume,
+    )
     return 0
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "demo": cmd_demo, "ablate": cmd_ablate, "bootstrap": cmd_bootstrap}
+COMMANDS = {
+    "train": cmd_train,
+    "generate": cmd_generate,
+    "demo": cmd_demo,
+    "ablate": cmd_ablate,
+    "bootstrap": cmd_bootstrap,
+}
 
 
 GLOBAL_FLAGS = {"--debug", "-v", "--verbose", "-q", "--quiet"}
@@ -402,18 +507,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = [word for word in argv if word not in GLOBAL_FLAGS]
     if words[:2] == ["eval", "compare"]:  # `eval` takes a model directory; `eval compare` files
         at = argv.index("eval")
-        argv[at:at + 2] = [COMPARE_COMMAND]
+        argv[at : at + 2] = [COMPARE_COMMAND]
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose, args.quiet,
-                      data_on_stdout=args.command in DATA_ON_STDOUT or getattr(args, "json", False))
+    configure_logging(
+        args.verbose, args.quiet, data_on_stdout=args.command in DATA_ON_STDOUT or getattr(args, "json", False)
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not args.debug:
         # bitsandbytes (imported by peft) warns on every start that the optional `kernels`
         # package, which fetches CPU kernels from the hub, is missing
         logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     # a subcommand's own handler first: `config import-oa` has one, `config show` does not
-    handler = (getattr(args, "handler", None) or {"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command)
-               or COMMANDS[args.command])
+    handler = (
+        getattr(args, "handler", None)
+        or {"config": cmd_config_show, "schedule": cmd_schedule_plot}.get(args.command)
+        or COMMANDS[args.command]
+    )
     try:
         if getattr(args, "resume", False) and getattr(args, "overwrite", False):
             from lmforge.rundir import check_resume_overwrite

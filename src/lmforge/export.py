@@ -67,8 +67,10 @@ def check_request(request: ExportRequest, model_dir: Path) -> bool:
         if not request.overwrite:
             raise LmforgeError(f"--output: {output} exists and is not empty; pass --overwrite to replace it")
         if not _is_export(output):  # --overwrite deletes it: only what an export wrote
-            raise LmforgeError(f"--output: {output} is not an lmforge export (no {META_FILE} with an export "
-                               "record); --overwrite replaces only a previous export, choose another directory")
+            raise LmforgeError(
+                f"--output: {output} is not an lmforge export (no {META_FILE} with an export "
+                "record); --overwrite replaces only a previous export, choose another directory"
+            )
     return adapter
 
 
@@ -121,9 +123,13 @@ def export_run(request: ExportRequest) -> Path:
     staging = output.with_name(output.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)  # the quantized path's scratch directory lies beside it
-    description: dict[str, Any] = {"source": str(request.run_dir), "merged": adapter and request.merge,
-                                   "adapter": adapter and not request.merge, "dtype": dtype,
-                                   "quantize": request.quantize}
+    description: dict[str, Any] = {
+        "source": str(request.run_dir),
+        "merged": adapter and request.merge,
+        "adapter": adapter and not request.merge,
+        "dtype": dtype,
+        "quantize": request.quantize,
+    }
     try:
         if adapter and not request.merge:
             _copy_adapter(model_dir, staging)
@@ -131,8 +137,7 @@ def export_run(request: ExportRequest) -> Path:
             _write_full(model_dir, adapter, dtype, request.quantize, staging)
         if not description["adapter"]:
             meta.pop("adapter", None)  # merged or full weights load without peft
-        (staging / META_FILE).write_text(json.dumps({**meta, "export": description}, indent=2) + "\n",
-                                         encoding="utf-8")
+        (staging / META_FILE).write_text(json.dumps({**meta, "export": description}, indent=2) + "\n", encoding="utf-8")
         from lmforge.report.model_card import write_model_card
 
         write_model_card(request.run_dir, staging, export=description)

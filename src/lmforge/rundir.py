@@ -30,7 +30,16 @@ from lmforge.errors import LmforgeError
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
-_LIBRARIES = ("lmforge", "torch", "transformers", "datasets", "accelerate", "pytorch_optimizer", "pydantic", "tokenizers")
+_LIBRARIES = (
+    "lmforge",
+    "torch",
+    "transformers",
+    "datasets",
+    "accelerate",
+    "pytorch_optimizer",
+    "pydantic",
+    "tokenizers",
+)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -72,8 +81,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def check_resume_overwrite(resume: bool, overwrite: bool) -> None:
     """`--resume` continues a directory, `--overwrite` replaces it: never both."""
     if resume and overwrite:
-        raise LmforgeError("--resume and --overwrite exclude each other: --resume continues the existing directory, "
-                           "--overwrite deletes it and starts again")
+        raise LmforgeError(
+            "--resume and --overwrite exclude each other: --resume continues the existing directory, "
+            "--overwrite deletes it and starts again"
+        )
 
 
 def occupied(directory: Path, holds: str, no_resume: str | None = None) -> LmforgeError:
@@ -86,8 +97,10 @@ def occupied(directory: Path, holds: str, no_resume: str | None = None) -> Lmfor
 
 def foreign(directory: Path, what: str, setting: str) -> LmforgeError:
     """A non-empty directory lmforge did not make: neither flag touches it."""
-    return LmforgeError(f"{directory}: output directory exists, is not empty and is not an lmforge {what} (--overwrite "
-                        f"deletes only lmforge's own, --resume continues only them); choose another {setting}")
+    return LmforgeError(
+        f"{directory}: output directory exists, is not empty and is not an lmforge {what} (--overwrite "
+        f"deletes only lmforge's own, --resume continues only them); choose another {setting}"
+    )
 
 
 def is_empty_or_missing(directory: Path) -> bool:
@@ -109,16 +122,22 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None
             raise LmforgeError(f"{run_dir}: the run already finished; nothing to resume (--overwrite replaces it)")
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is None:
-            raise LmforgeError(f"{run_dir}: --resume given but the run saved no checkpoint yet; "
-                               "pass --overwrite to start it again")
+            raise LmforgeError(
+                f"{run_dir}: --resume given but the run saved no checkpoint yet; pass --overwrite to start it again"
+            )
         return checkpoint
     if not is_empty_or_missing(run_dir):
         if existing is None:
             raise foreign(run_dir, "run", "run.output_dir")
         if not overwrite:
             status = existing.get("status", "unfinished")
-            no_resume = ("--resume continues only an unfinished run" if status == "finished" else
-                         "--resume needs a checkpoint and it saved none" if latest_checkpoint(run_dir) is None else None)
+            no_resume = (
+                "--resume continues only an unfinished run"
+                if status == "finished"
+                else "--resume needs a checkpoint and it saved none"
+                if latest_checkpoint(run_dir) is None
+                else None
+            )
             raise occupied(run_dir, f"a {status} run", no_resume)
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -127,8 +146,9 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None
 
 def _git_hash() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None

@@ -52,15 +52,17 @@ def test_choose_backend(monkeypatch, vllm_here):
         assert choose_backend("auto") == "transformers"
         with pytest.raises(LmforgeError) as error:
             choose_backend("vllm")
-        assert str(error.value) == \
-            "bootstrap.backend: 'vllm' needs the vllm package and a CUDA GPU; use 'transformers'"
+        assert str(error.value) == "bootstrap.backend: 'vllm' needs the vllm package and a CUDA GPU; use 'transformers'"
 
 
 @pytest.mark.parametrize("installed, cuda, usable", [(True, True, True), (True, False, False), (False, True, False)])
 def test_vllm_available_needs_the_package_and_a_cuda_gpu(monkeypatch, installed, cuda, usable):
     real = backends.importlib.util.find_spec
-    monkeypatch.setattr(backends.importlib.util, "find_spec",
-                        lambda name, *a: (object() if installed else None) if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(
+        backends.importlib.util,
+        "find_spec",
+        lambda name, *a: (object() if installed else None) if name == "vllm" else real(name, *a),
+    )
     monkeypatch.setattr(backends.torch.cuda, "is_available", lambda: cuda)
     assert vllm_available() is usable
 

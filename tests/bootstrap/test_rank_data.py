@@ -14,8 +14,14 @@ def _setup(tokenizer):
     tokenizer.add_special_tokens({"additional_special_tokens": prompt_format.special_tokens(tokenizer)})
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    question = Conversation((Segment("user", "Tom has 3 apples and gets 4. How many?"),
-                             Segment("rationale", "3 + 4 = 7."), Segment("answer", "7")), "q.jsonl:1")
+    question = Conversation(
+        (
+            Segment("user", "Tom has 3 apples and gets 4. How many?"),
+            Segment("rationale", "3 + 4 = 7."),
+            Segment("answer", "7"),
+        ),
+        "q.jsonl:1",
+    )
     return prompt_format, question
 
 
@@ -24,7 +30,7 @@ def test_generated_responses_follow_the_prompt_they_were_sampled_from(tokenizer)
     sampled_from = tokenizer(sampling_prompt(question, prompt_format, tokenizer), add_special_tokens=False)["input_ids"]
     encoded = encode_response(question, "3 + 4 = 7.\n<|answer|>\n7", prompt_format, tokenizer, 512)
     first_label = next(i for i, label in enumerate(encoded["labels"]) if label != -100)
-    assert encoded["input_ids"][:first_label][-len(sampled_from):] == sampled_from
+    assert encoded["input_ids"][:first_label][-len(sampled_from) :] == sampled_from
     # a question without a rationale is still trained after the rationale-first prompt it was sampled with
     direct = Conversation((Segment("user", question.segments[0].text), Segment("assistant", "7")), "q.jsonl:2")
     assert sampling_prompt(direct, prompt_format, tokenizer) == sampling_prompt(question, prompt_format, tokenizer)
@@ -32,8 +38,19 @@ def test_generated_responses_follow_the_prompt_they_were_sampled_from(tokenizer)
 
 def test_gold_and_generated_sequences_share_the_prompt(tokenizer):
     prompt_format, question = _setup(tokenizer)
-    rows = rank_rows([question], [{"question_id": 0, "correct": ["3 + 4 = 7.\n<|answer|>\n7", "4 + 3 = 7.\n<|answer|>\n7"],
-                                   "incorrect": ["3 + 4 = 8.\n<|answer|>\n8"]}], prompt_format, tokenizer, 512)
+    rows = rank_rows(
+        [question],
+        [
+            {
+                "question_id": 0,
+                "correct": ["3 + 4 = 7.\n<|answer|>\n7", "4 + 3 = 7.\n<|answer|>\n7"],
+                "incorrect": ["3 + 4 = 8.\n<|answer|>\n8"],
+            }
+        ],
+        prompt_format,
+        tokenizer,
+        512,
+    )
     assert rows[0]["order"] == [0, 0, 0, 1] and rows[0]["is_gold"] == [True, False, False, False]
     groups = prompt_groups(RankCollator(tokenizer.pad_token_id)(rows))
     assert groups is not None and len(groups) == 1 and len(groups[0].responses) == 4

@@ -28,13 +28,18 @@ def test_fallbacks_are_tried_in_order():
     assert split_response(text, ("harness_strict", "last_number")) == ("6 + 1 = 7 so", "7")
     assert split_response(text, ("last_number", "harness_strict")) == (text, "8")
     assert split_response("So the answer is (B).", ("harness_strict", "the_answer_is")) == (
-        "So the answer is (B).", "(B)")
+        "So the answer is (B).",
+        "(B)",
+    )
     assert split_response("so it is 7 apples") == ("so it is 7 apples", None)
 
 
 def test_unknown_fallback_is_one_line_error_naming_the_rules():
-    for build in (lambda: split_response("x", ("gsm8k",)), lambda: load_verifier("numeric", ("gsm8k",)),
-                  lambda: load_verifier("tests.e2e.test_bootstrap:parity_verifier", ("gsm8k",))):
+    for build in (
+        lambda: split_response("x", ("gsm8k",)),
+        lambda: load_verifier("numeric", ("gsm8k",)),
+        lambda: load_verifier("tests.e2e.test_bootstrap:parity_verifier", ("gsm8k",)),
+    ):
         with pytest.raises(LmforgeError) as error:
             build()
         message = str(error.value)
@@ -47,5 +52,5 @@ def test_numeric_verifier():
     assert verify("2 * 540 = 1080\n<|answer|>\n$1,080.", "1080") == Verdict(True, True, "$1,080.")
     assert verify("2 * 540 = 1080\n#### 1,080", "1080") == Verdict(True, True, "1,080")
     assert verify("2 * 540 = 1081\n<|answer|>\n1081", "1080") == Verdict(True, False, "1081")
-    assert verify("<|answer|>\n1080", "1080") == Verdict(False, False, "1080")      # no rationale
-    assert verify("2 * 540 = 1080", "1080") == Verdict(False, False, None)           # no answer
+    assert verify("<|answer|>\n1080", "1080") == Verdict(False, False, "1080")  # no rationale
+    assert verify("2 * 540 = 1080", "1080") == Verdict(False, False, None)  # no answer

@@ -117,36 +117,66 @@ def test_seed_001_maps_key_by_key(seed_file, capsys, tmp_path):
     assert train.objective.name == "ce"
     assert train.deepspeed == "configs/zero3_config_sft.json"
     assert (config.data.max_length, config.data.overlength, config.data.prompt_format) == (
-        8196, "truncate", "openassistant")
+        8196,
+        "truncate",
+        "openassistant",
+    )
 
     datasets = {d.name: d for d in config.data.datasets}
-    assert list(datasets) == ["wmt2019_zh-en", "ted_trans_en-ja", "ted_trans_zh-ja", "dolly15k", "oasst_export",
-                              "gsm8k"]
+    assert list(datasets) == [
+        "wmt2019_zh-en",
+        "ted_trans_en-ja",
+        "ted_trans_zh-ja",
+        "dolly15k",
+        "oasst_export",
+        "gsm8k",
+    ]
     wmt = datasets["wmt2019_zh-en"]
     assert (wmt.path, wmt.subset, wmt.format, wmt.options.direction) == ("wmt/wmt19", "zh-en", "translation", "zh-en")
     assert (wmt.max_train_set, wmt.max_val_set, wmt.val_split) == (20000, 1000, 0.2)  # 0.2: OA's default
-    for name, subset, direction in (("ted_trans_en-ja", "en_ja_2016", "en-ja"),
-                                    ("ted_trans_zh-ja", "zh_ja_2016", "zh-ja")):
+    for name, subset, direction in (
+        ("ted_trans_en-ja", "en_ja_2016", "en-ja"),
+        ("ted_trans_zh-ja", "zh_ja_2016", "zh-ja"),
+    ):
         ted = datasets[name]
         assert (ted.path, ted.subset, ted.format, ted.options.direction) == (
-            "IWSLT/ted_talks_iwslt", subset, "translation", direction)
+            "IWSLT/ted_talks_iwslt",
+            subset,
+            "translation",
+            direction,
+        )
         assert (ted.max_train_set, ted.max_val_set) == (20000, 1000)
     dolly = datasets["dolly15k"]
     assert (dolly.path, dolly.format, dolly.val_split, dolly.max_train_set) == (
-        "databricks/databricks-dolly-15k", "dolly", 0.05, None)
+        "databricks/databricks-dolly-15k",
+        "dolly",
+        0.05,
+        None,
+    )
     oasst = datasets["oasst_export"]
     assert oasst.path == ".cache/2023-04-12_oasst_release_ready_synth.jsonl.gz"  # inside OA's cache_dir
     assert (oasst.format, oasst.lang, oasst.val_split, oasst.options.threads) == ("oasst_trees", LANGS, 0.05, "all")
     gsm8k = datasets["gsm8k"]
     assert (gsm8k.path, gsm8k.subset, gsm8k.format, gsm8k.options.calculator) == (
-        "openai/gsm8k", "main", "gsm8k", "keep")
+        "openai/gsm8k",
+        "main",
+        "gsm8k",
+        "keep",
+    )
 
 
 def test_seed_001_lists_what_was_not_carried(seed_file, capsys):
     printed = run_import(capsys, str(seed_file), *SEED_COMMAND)
     dropped = {entry.split(" (")[0]: entry for entry in comment_block(printed, "Not carried over")}
-    assert set(dropped) == {"datasets: ikala", "datasets: joke", "datasets: webgpt", "log_dir",
-                            "per_device_eval_batch_size", "log_wandb", "random_offset_probability"}
+    assert set(dropped) == {
+        "datasets: ikala",
+        "datasets: joke",
+        "datasets: webgpt",
+        "log_dir",
+        "per_device_eval_batch_size",
+        "log_wandb",
+        "random_offset_probability",
+    }
     # each names where the key was set and why it stays behind
     assert dropped["log_dir"].startswith(f"log_dir (oa.yaml:{line_of(SEED_001, 'log_dir')}): ")
     assert "run.output_dir" in dropped["log_dir"]
@@ -206,10 +236,13 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_without_a_defaults_section_oa_defaults_apply(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         pythia:
           model_name: EleutherAI/pythia-70m
-    """)
+    """,
+    )
     imported, config = import_oa(path, ["defaults", "pythia"], world_size=2)
     train = config.train
     assert (train.optimizer.lr, train.schedule.warmup_steps, config.data.max_length) == (1e-5, 600, 512)
@@ -217,13 +250,22 @@ def test_without_a_defaults_section_oa_defaults_apply(tmp_path):
     assert (train.epochs, train.eval_every, train.save_total_limit, train.precision) == (3, 200, 4, "fp16")
     assert config.run.output_dir == "saved_model" and train.deepspeed is None
     names = [d.name for d in config.data.datasets]  # OA's default mix, as far as lmforge reads it
-    assert names == ["gsm8k", "wmt2019_zh-en", "wmt2019_ru-en", "wmt2019_de-en", "ted_trans_nl-en",
-                     "ted_trans_de-ja", "wmt2019_de-en-2"]
+    assert names == [
+        "gsm8k",
+        "wmt2019_zh-en",
+        "wmt2019_ru-en",
+        "wmt2019_de-en",
+        "ted_trans_nl-en",
+        "ted_trans_de-ja",
+        "wmt2019_de-en-2",
+    ]
     assert "datasets: squad_v2" in [item.key for item in imported.not_carried]
 
 
 def test_a_defaults_section_and_later_sections_replace_keys_whole(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         defaults:
           learning_rate: 3e-5
           model_name: base
@@ -233,7 +275,8 @@ def test_a_defaults_section_and_later_sections_replace_keys_whole(tmp_path):
         math:
           datasets:
             - gsm8k: {val_split: 0.1}
-    """)
+    """,
+    )
     _, config = import_oa(path, ["small,math"])  # OA's comma form; defaults come first anyway
     assert (config.train.optimizer.lr, config.train.schedule.warmup_steps) == (3e-5, 10)
     assert config.train.optimizer.betas == (0.9, 0.95)  # from OA's defaults under the file's own
@@ -242,14 +285,17 @@ def test_a_defaults_section_and_later_sections_replace_keys_whole(tmp_path):
 
 
 def test_dataset_options_without_a_counterpart_are_listed(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         m:
           model_name: base
           datasets:
             - oasst_export: {input_file_path: trees.jsonl.gz, top_k: 1}
             - dolly15k: {fraction: 0.5}
             - squad_v2
-    """)
+    """,
+    )
     imported, config = import_oa(path, ["m"], ["train.max_steps=10"])
     oasst = config.data.datasets[0]
     assert (oasst.lang, oasst.val_split, oasst.options.threads) == ("en", 0.2, "best")  # OA's lang/val defaults
@@ -280,8 +326,12 @@ def test_bad_inputs_exit_2_with_one_line(seed_file, capsys, tmp_path):
 
 
 def test_bad_values_name_their_file_line(tmp_path, capsys):
-    path = write(tmp_path, SEED_001.replace("max_length: 8196", "max_length: long").replace(
-        "val_split: 0.05\n  - oasst", "val_split: 1.5\n  - oasst"))
+    path = write(
+        tmp_path,
+        SEED_001.replace("max_length: 8196", "max_length: long").replace(
+            "val_split: 0.05\n  - oasst", "val_split: 1.5\n  - oasst"
+        ),
+    )
     err = error_of(capsys, str(path), "--configs", "redpajama-3b", "datasets")
     assert f"oa.yaml:{line_of(SEED_001, 'max_length')}: max_length = 'long'" in err
     path = write(tmp_path, SEED_001.replace("val_split: 0.05\n  - oasst", "val_split: 1.5\n  - oasst"))

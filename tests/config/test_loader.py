@@ -96,14 +96,17 @@ def test_sectioned_file_without_sections_uses_defaults(tmp_path):
 
 
 def test_sectioned_file_without_defaults_asks_for_sections(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         one:
           model:
             tokenizer: tok
         two:
           train:
             epochs: 3
-    """)
+    """,
+    )
     assert error_of(path) == f"{path}: name the sections to use; this file has: one, two"
     assert load_config(path, ["one", "two"]).train.epochs == 3.0
 
@@ -125,13 +128,16 @@ def test_list_sections(tmp_path):
 
 
 def test_plain_file_is_one_config(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           epochs: 3
           report_to: [wandb]
-    """)
+    """,
+    )
     config = load_config(path)
     assert config.model.tokenizer == "tok"
     assert config.train.epochs == 3.0
@@ -158,14 +164,17 @@ def test_set_applies_after_all_sections(tmp_path):
 
 def test_set_parses_yaml_values(tmp_path):
     path = write(tmp_path, SECTIONED)
-    config = load_config(path, overrides=[
-        "train.optimizer.lr=1e-5",
-        "train.report_to=[mlflow, wandb]",
-        "train.gradient_checkpointing=true",
-        "train.max_steps=null",
-        "train.epochs=3",
-        "run.output_dir=runs/a=b",  # only the first '=' separates key from value
-    ])
+    config = load_config(
+        path,
+        overrides=[
+            "train.optimizer.lr=1e-5",
+            "train.report_to=[mlflow, wandb]",
+            "train.gradient_checkpointing=true",
+            "train.max_steps=null",
+            "train.epochs=3",
+            "run.output_dir=runs/a=b",  # only the first '=' separates key from value
+        ],
+    )
     # PyYAML (YAML 1.1) reads `1e-5` as the string '1e-5'; pydantic's float parsing makes it 1e-5
     assert config.train.optimizer.lr == 1e-5
     assert config.train.report_to == ["mlflow", "wandb"]
@@ -177,8 +186,16 @@ def test_set_parses_yaml_values(tmp_path):
 
 def test_set_parses_raw_values(tmp_path):
     raw = compose(write(tmp_path, SECTIONED))
-    apply_overrides(raw, ["train.report_to=[a, b]", "train.gradient_checkpointing=true",
-                          "train.max_steps=null", "run.seed=7", "train.optimizer.eps=1.0e-6"])
+    apply_overrides(
+        raw,
+        [
+            "train.report_to=[a, b]",
+            "train.gradient_checkpointing=true",
+            "train.max_steps=null",
+            "run.seed=7",
+            "train.optimizer.eps=1.0e-6",
+        ],
+    )
     assert raw.data["train"]["report_to"] == ["a", "b"]
     assert raw.data["train"]["gradient_checkpointing"] is True
     assert raw.data["train"]["max_steps"] is None
@@ -209,32 +226,43 @@ def test_set_through_a_scalar_is_an_error(tmp_path):
 
 
 def test_unknown_key_names_path_closest_name_and_line(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           optimizer:
             lr: 0.001
             wieght_decay: 0.1
-    """)
+    """,
+    )
     assert error_of(path) == (
         f"{path}:6: unknown key 'train.optimizer.wieght_decay' (did you mean 'train.optimizer.weight_decay'?)"
     )
 
 
 def test_unknown_key_in_a_section_points_at_that_sections_line(tmp_path):
-    path = write(tmp_path, SECTIONED + "typo:                       # 23\n  train:                    # 24\n"
-                                       "    epoks: 3                # 25\n")
-    assert error_of(path, ["defaults", "typo"]) == f"{path}:25: unknown key 'train.epoks' (did you mean 'train.epochs'?)"
+    path = write(
+        tmp_path,
+        SECTIONED + "typo:                       # 23\n  train:                    # 24\n"
+        "    epoks: 3                # 25\n",
+    )
+    assert (
+        error_of(path, ["defaults", "typo"]) == f"{path}:25: unknown key 'train.epoks' (did you mean 'train.epochs'?)"
+    )
 
 
 def test_unknown_key_without_a_close_name_lists_the_valid_keys(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         run:
           zzzzzz: 1
-    """)
+    """,
+    )
     assert error_of(path) == f"{path}:4: unknown key 'run.zzzzzz' (valid keys: output_dir, seed, card)"
 
 
@@ -269,91 +297,107 @@ def test_a_set_that_replaces_a_mapping_owns_what_lies_below_it(tmp_path):
 
 
 def test_unknown_key_inside_a_discriminated_union(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           objective:
             name: mixce
             ratoi: 0.5
-    """)
-    # the union tag 'mixce' pydantic adds to the location is not part of the key path
-    assert error_of(path) == (
-        f"{path}:6: unknown key 'train.objective.ratoi' (did you mean 'train.objective.ratio'?)"
+    """,
     )
+    # the union tag 'mixce' pydantic adds to the location is not part of the key path
+    assert error_of(path) == (f"{path}:6: unknown key 'train.objective.ratoi' (did you mean 'train.objective.ratio'?)")
 
 
 def test_union_member_is_chosen_by_name(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           objective:
             name: mixce
             ratio: 0.5
-    """)
+    """,
+    )
     objective = load_config(path).train.objective
     assert (objective.name, objective.ratio) == ("mixce", 0.5)
 
 
 def test_unknown_union_tag(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           objective:
             name: kto
-    """)
+    """,
+    )
     assert error_of(path) == (
         f"{path}:5: train.objective.name = 'kto' is not one of: ce, mixce, masked_thought, remask, remask_cot, rank, dpo, ipo, spin, orpo, simpo"
     )
 
 
 def test_wrong_type_names_path_and_value(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           global_batch_size: lots
-    """)
+    """,
+    )
     message = error_of(path)
     assert message.startswith(f"{path}:4: train.global_batch_size = 'lots': ")
     assert "valid integer" in message
 
 
 def test_value_constraint(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           optimizer:
             lr: -0.001
-    """)
+    """,
+    )
     assert error_of(path) == f"{path}:5: train.optimizer.lr = -0.001: Input should be greater than 0"
 
 
 def test_literal_choice(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         data:
           overlength: cut
-    """)
+    """,
+    )
     assert error_of(path) == f"{path}:4: data.overlength = 'cut': Input should be 'truncate' or 'drop'"
 
 
 def test_hidden_size_must_divide_by_heads(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
           size:
             hidden_size: 100
             num_heads: 3
-    """)
-    assert error_of(path) == (
-        f"{path}:3: model.size: "
-        "hidden_size 100 is not divisible by num_heads 3"
+    """,
     )
+    assert error_of(path) == (f"{path}:3: model.size: hidden_size 100 is not divisible by num_heads 3")
 
 
 def test_heads_must_divide_by_kv_heads(tmp_path):
@@ -363,7 +407,9 @@ def test_heads_must_divide_by_kv_heads(tmp_path):
 
 
 def test_splits_must_leave_training_data(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         data:
@@ -371,54 +417,61 @@ def test_splits_must_leave_training_data(tmp_path):
             - path: a.jsonl
               val_split: 0.5
               test_split: 0.5
-    """)
-    # the error is about list item 0, which starts on line 5
-    assert error_of(path) == (
-        f"{path}:5: data.datasets.0: "
-        "val_split + test_split must leave some data for training"
+    """,
     )
+    # the error is about list item 0, which starts on line 5
+    assert error_of(path) == (f"{path}:5: data.datasets.0: val_split + test_split must leave some data for training")
 
 
 def test_splits_just_under_one_are_accepted(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         data:
           datasets:
             - {path: a.jsonl, val_split: 0.5, test_split: 0.25}
-    """)
+    """,
+    )
     [entry] = load_config(path).data.datasets
     assert (entry.val_split, entry.test_split, entry.format) == (0.5, 0.25, "auto")
 
 
 def test_model_needs_a_source(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           architecture: llama
-    """)
-    assert error_of(path) == (
-        f"{path}:1: model: "
-        "give model.name_or_path, or model.tokenizer for a freshly built model"
+    """,
     )
+    assert error_of(path) == (f"{path}:1: model: give model.name_or_path, or model.tokenizer for a freshly built model")
 
 
 def test_missing_model_section(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         train:
           epochs: 2
-    """)
+    """,
+    )
     assert error_of(path) == "missing required key 'model'"
 
 
 def test_more_errors_are_counted(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           epochs: -1
           micro_batch_size: 0
           logging_steps: 0
-    """)
+    """,
+    )
     # pydantic reports in schema field order: micro_batch_size comes before epochs
     assert error_of(path) == (
         f"{path}:5: train.micro_batch_size = 0: Input should be greater than 0 (and 2 more errors)"
@@ -435,24 +488,30 @@ def test_validate_accepts_the_composed_defaults(tmp_path):
 
 
 def test_invalid_yaml_reports_file_and_line(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           epochs: 1
            lr: 3
-    """)
+    """,
+    )
     assert error_of(path) == f"{path}:5: invalid YAML: mapping values are not allowed here"
 
 
 def test_unclosed_flow_list_reports_file_and_line(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         train:
           report_to: [wandb
           epochs: 2
-    """)
+    """,
+    )
     message = error_of(path)
     assert message.startswith(f"{path}:5: invalid YAML: ")
 
@@ -484,14 +543,17 @@ def test_section_must_be_a_mapping(tmp_path):
 
 # Once origins were recorded for mapping keys only, so this reported the `datasets:` line (4).
 def test_unknown_key_inside_a_list_item_points_at_its_own_line(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         data:
           datasets:
             - path: a.jsonl
               vla_split: 0.1
-    """)
+    """,
+    )
     assert error_of(path) == (
         f"{path}:6: unknown key 'data.datasets.0.vla_split' (did you mean 'data.datasets.0.val_split'?)"
     )
@@ -499,10 +561,13 @@ def test_unknown_key_inside_a_list_item_points_at_its_own_line(tmp_path):
 
 # Once a misspelled top-level key made the file look sectioned ("name the sections to use").
 def test_misspelled_top_level_key_in_a_plain_file_is_an_unknown_key(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         model:
           tokenizer: tok
         trian:
           epochs: 2
-    """)
+    """,
+    )
     assert error_of(path) == f"{path}:3: unknown key 'trian' (did you mean 'train'?)"

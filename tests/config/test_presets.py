@@ -52,8 +52,31 @@ def test_oasst_preset_datasets_section_has_the_cards_caps_and_languages():
         assert datasets[name].options.direction == name.rpartition("_")[2]
     assert datasets["dolly15k"].val_split == datasets["oasst_export"].val_split == 0.05
     assert datasets["oasst_export"].lang.split(",") == [
-        "bg", "ca", "cs", "da", "de", "en", "es", "fr", "hr", "hu", "it", "nl", "pl", "pt", "ro", "ru", "sl", "sr",
-        "sv", "uk", "zh", "ja", "th", "ko"]
+        "bg",
+        "ca",
+        "cs",
+        "da",
+        "de",
+        "en",
+        "es",
+        "fr",
+        "hr",
+        "hu",
+        "it",
+        "nl",
+        "pl",
+        "pt",
+        "ro",
+        "ru",
+        "sl",
+        "sr",
+        "sv",
+        "uk",
+        "zh",
+        "ja",
+        "th",
+        "ko",
+    ]
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.name)
@@ -61,8 +84,21 @@ def test_tiny_section_trains(preset, tmp_path, monkeypatch):
     if "tiny" not in list_sections(preset):
         pytest.skip("no plain tiny section (memphis-cot has tiny-sft / tiny-rank, run below)")
     monkeypatch.chdir(REPO)  # presets name example files relative to the repository
-    assert main(["train", os.path.relpath(preset, REPO), "defaults", "tiny",
-                 "--set", f"run.output_dir={tmp_path / 'run'}", "--set", "train.epochs=0.3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                os.path.relpath(preset, REPO),
+                "defaults",
+                "tiny",
+                "--set",
+                f"run.output_dir={tmp_path / 'run'}",
+                "--set",
+                "train.epochs=0.3",
+            ]
+        )
+        == 0
+    )
     weights = ("model.safetensors", "adapter_model.safetensors")  # an adapter preset saves the adapter
     assert any((tmp_path / "run" / "model" / name).is_file() for name in weights)
 
@@ -72,7 +108,12 @@ def test_remask_cot_preset_reproduces_seed_004():
     assert config.model.name_or_path == "stabilityai/stablelm-3b-4e1t"
     objective = config.train.objective
     assert (objective.name, objective.p_in, objective.p_label, objective.p_answer_only, objective.weight) == (
-        "remask_cot", 0.4, 0.1, 0.1, 0.1)
+        "remask_cot",
+        0.4,
+        0.1,
+        0.1,
+        0.1,
+    )
     assert (config.train.optimizer.name, config.train.optimizer.lr) == ("lilith", 1e-5)
     assert config.train.schedule.name == "one_cycle"
     assert (config.train.micro_batch_size, config.train.global_batch_size, config.train.epochs) == (16, 256, 6)
@@ -85,14 +126,20 @@ def test_memphis_cot_preset_reproduces_seed_000():
     assert sft.model.freeze_embeddings and sft.train.neftune_alpha == 10
     assert (sft.train.objective.name, sft.train.objective.ratio) == ("mixce", 0.75)
     assert (sft.train.optimizer.name, sft.train.optimizer.lr, sft.train.optimizer.weight_decay) == (
-        "adalite", 1e-5, 0.01)
+        "adalite",
+        1e-5,
+        0.01,
+    )
     assert (sft.train.schedule.name, sft.train.schedule.warmup_ratio) == ("cosine", 0.2)
     assert (sft.data.max_length, sft.train.global_batch_size, sft.train.epochs) == (4096, 128, 2)
     assert sft.data.prompt_format == "remask"  # loss only on responses: "no training on inputs"
     rank = load_config(preset, ["defaults", "rank"])
     assert (rank.train.objective.name, rank.train.objective.weight) == ("rank", 5)
     assert (rank.train.optimizer.name, rank.train.optimizer.lr, rank.train.optimizer.weight_decay) == (
-        "adalite", 5e-7, 0.01)
+        "adalite",
+        5e-7,
+        0.01,
+    )
     assert (rank.train.schedule.name, rank.train.schedule.warmup_ratio) == ("cosine", 0.1)
     assert (rank.data.max_length, rank.train.global_batch_size, rank.train.neftune_alpha) == (1024, 128, 10)
     assert rank.model.freeze_embeddings
@@ -103,13 +150,46 @@ def test_memphis_cot_preset_reproduces_seed_000():
 def test_memphis_tiny_sections_run_sft_then_bootstrap(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     sft_dir, boot_dir = tmp_path / "sft", tmp_path / "boot"
-    assert main(["train", "presets/memphis-cot.yaml", "defaults", "sft", "tiny-sft",
-                 "--set", f"run.output_dir={sft_dir}", "--set", "train.max_steps=3"]) == 0
-    assert main(["bootstrap", "presets/memphis-cot.yaml", "defaults", "rank", "tiny-rank",
-                 "--set", f"run.output_dir={boot_dir}", "--set", f"model.name_or_path={sft_dir / 'model'}",
-                 "--set", "bootstrap.rounds=1", "--set", "bootstrap.max_new_tokens=8",
-                 "--set", "data.datasets=[{path: examples/data/arithmetic-cot-test.jsonl, max_train_set: 8}]",
-                 "--set", "bootstrap.verifier=tests.e2e.test_bootstrap:parity_verifier"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "presets/memphis-cot.yaml",
+                "defaults",
+                "sft",
+                "tiny-sft",
+                "--set",
+                f"run.output_dir={sft_dir}",
+                "--set",
+                "train.max_steps=3",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "bootstrap",
+                "presets/memphis-cot.yaml",
+                "defaults",
+                "rank",
+                "tiny-rank",
+                "--set",
+                f"run.output_dir={boot_dir}",
+                "--set",
+                f"model.name_or_path={sft_dir / 'model'}",
+                "--set",
+                "bootstrap.rounds=1",
+                "--set",
+                "bootstrap.max_new_tokens=8",
+                "--set",
+                "data.datasets=[{path: examples/data/arithmetic-cot-test.jsonl, max_train_set: 8}]",
+                "--set",
+                "bootstrap.verifier=tests.e2e.test_bootstrap:parity_verifier",
+            ]
+        )
+        == 0
+    )
     assert (boot_dir / "round-1" / "stats.json").is_file()
 
 

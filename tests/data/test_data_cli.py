@@ -13,17 +13,28 @@ from lmforge.cli import main
 @pytest.fixture
 def mixed_config(tmp_path, tiny_tokenizer, write_jsonl):
     tiny_tokenizer.save_pretrained(tmp_path / "tok")
-    colors = write_jsonl(tmp_path / "colors.jsonl",
-                         [{"instruction": f"Name color {i}.", "output": f"Color {i}."} for i in range(12)]
-                         + [{"instruction": "Name color 1.", "output": "Color 1."}, {"broken": True}])
-    cot = write_jsonl(tmp_path / "cot.jsonl", [
-        {"question": f"What is {a} plus 7?", "rationale": f"{a} plus 7 is {a + 7}.", "answer": str(a + 7)}
-        for a in range(8)])
-    config = {"model": {"tokenizer": str(tmp_path / "tok")},
-              "data": {"datasets": [{"path": str(colors), "format": "alpaca", "on_bad_record": "skip",
-                                     "val_split": 0.25, "weight": 0.75},
-                                    {"path": str(cot), "val_split": 0.0, "weight": 0.25}],
-                       "max_length": 64}}
+    colors = write_jsonl(
+        tmp_path / "colors.jsonl",
+        [{"instruction": f"Name color {i}.", "output": f"Color {i}."} for i in range(12)]
+        + [{"instruction": "Name color 1.", "output": "Color 1."}, {"broken": True}],
+    )
+    cot = write_jsonl(
+        tmp_path / "cot.jsonl",
+        [
+            {"question": f"What is {a} plus 7?", "rationale": f"{a} plus 7 is {a + 7}.", "answer": str(a + 7)}
+            for a in range(8)
+        ],
+    )
+    config = {
+        "model": {"tokenizer": str(tmp_path / "tok")},
+        "data": {
+            "datasets": [
+                {"path": str(colors), "format": "alpaca", "on_bad_record": "skip", "val_split": 0.25, "weight": 0.75},
+                {"path": str(cot), "val_split": 0.0, "weight": 0.25},
+            ],
+            "max_length": 64,
+        },
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -33,8 +44,19 @@ def test_inspect_prints_the_table_and_examples(mixed_config, capsys):
     assert main(["data", "inspect", str(mixed_config)]) == 0
     out = capsys.readouterr().out
     header, colors, cot = out.splitlines()[:3]
-    assert header.split() == ["dataset", "format", "records", "dropped", "dups", "train", "val", "test", "tokens",
-                              "mean", "max"]
+    assert header.split() == [
+        "dataset",
+        "format",
+        "records",
+        "dropped",
+        "dups",
+        "train",
+        "val",
+        "test",
+        "tokens",
+        "mean",
+        "max",
+    ]
     assert colors.split()[:8] == ["colors.jsonl", "alpaca", "14", "1", "1", "9", "3", "0"]
     assert cot.split()[:8] == ["cot.jsonl", "cot*", "8", "0", "0", "8", "0", "0"]
     assert "dropped: bad_record 1, duplicate 1" in out
@@ -55,8 +77,9 @@ def test_inspect_json(mixed_config, capsys):
 
 
 def test_preview_json_shows_segments_and_ids(mixed_config, capsys):
-    assert main(["data", "preview", str(mixed_config), "--n", "2", "--ids", "--json",
-                 "--set", "data.packing=true"]) == 0
+    assert (
+        main(["data", "preview", str(mixed_config), "--n", "2", "--ids", "--json", "--set", "data.packing=true"]) == 0
+    )
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(records) == 2
     for record in records:
@@ -88,8 +111,21 @@ def test_preview_tokenizes_format_augmentation_as_training_does(mixed_config, ca
     from lmforge.train.pipeline import needed_special_tokens, prepare_model_and_tokenizer
 
     overrides = ["data.format_augmentation=[openassistant, chatml]", "train.objective.name=remask"]
-    assert main(["data", "preview", str(mixed_config), "--n", "17", "--ids", "--json",
-                 *(arg for override in overrides for arg in ("--set", override))]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "preview",
+                str(mixed_config),
+                "--n",
+                "17",
+                "--ids",
+                "--json",
+                *(arg for override in overrides for arg in ("--set", override)),
+            ]
+        )
+        == 0
+    )
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     config = load_config(mixed_config, overrides=overrides)
     trained = prepare_model_and_tokenizer(config, config.run.seed).tokenizer

@@ -48,11 +48,13 @@ COT = Conversation(
 
 def use_format(tokenizer, name: str):
     fmt = get_format(name)
-    tokenizer.add_special_tokens({"additional_special_tokens": fmt.special_tokens(tokenizer)},
-                                 replace_extra_special_tokens=False)
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": fmt.special_tokens(tokenizer)}, replace_extra_special_tokens=False
+    )
     if name == "chat_template":
-        tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]},
-                                     replace_extra_special_tokens=False)
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]}, replace_extra_special_tokens=False
+        )
         tokenizer.chat_template = CHATML
     return fmt
 
@@ -87,8 +89,13 @@ def test_tokenizer_fixture_is_a_private_copy(tiny_tokenizer, tokenizer):
 def test_format_tokens_are_single_tokens(tokenizer):
     for name in FORMATS:
         use_format(tokenizer, name)
-    for token in [*ReMaskFormat().special_tokens(tokenizer), *OpenAssistantFormat().special_tokens(tokenizer),
-                  "<|im_start|>", "<|im_end|>", "</s>"]:
+    for token in [
+        *ReMaskFormat().special_tokens(tokenizer),
+        *OpenAssistantFormat().special_tokens(tokenizer),
+        "<|im_start|>",
+        "<|im_end|>",
+        "</s>",
+    ]:
         assert len(ids(tokenizer, token)) == 1, token
 
 
@@ -111,8 +118,10 @@ def test_remask_multi_turn_trains_every_assistant_turn(tokenizer):
     fmt = use_format(tokenizer, "remask")
     user1, reply1, user2, reply2 = parts(
         tokenizer,
-        "<|user|>\nWhat is 12 plus 7?\n<|assistant|>\n", "19\n",
-        "<|user|>\nAnd 3 times 4?\n<|assistant|>\n", "12\n</s>",  # eos only after the last turn
+        "<|user|>\nWhat is 12 plus 7?\n<|assistant|>\n",
+        "19\n",
+        "<|user|>\nAnd 3 times 4?\n<|assistant|>\n",
+        "12\n</s>",  # eos only after the last turn
     )
     encoded = encode_conversation(MULTI, fmt, tokenizer)
     assert encoded.input_ids == [tokenizer.bos_token_id] + user1 + reply1 + user2 + reply2
@@ -155,8 +164,9 @@ def test_remask_cot_trains_rationale_then_answer_tag_answer_and_eos(tokenizer):
 
 def test_openassistant_single_turn(tokenizer):
     fmt = use_format(tokenizer, "openassistant")
-    prompt, reply = parts(tokenizer, "<|prompter|>What is 12 plus 7?<|endoftext|><|assistant|>",
-                          "12 plus 7 is 19.<|endoftext|>")
+    prompt, reply = parts(
+        tokenizer, "<|prompter|>What is 12 plus 7?<|endoftext|><|assistant|>", "12 plus 7 is 19.<|endoftext|>"
+    )
     encoded = encode_conversation(SINGLE, fmt, tokenizer)
     assert encoded.input_ids == [tokenizer.bos_token_id] + prompt + reply
     assert encoded.labels == [M] * (1 + len(prompt)) + reply
@@ -168,8 +178,10 @@ def test_openassistant_multi_turn(tokenizer):
     fmt = use_format(tokenizer, "openassistant")
     user1, reply1, user2, reply2 = parts(
         tokenizer,
-        "<|prompter|>What is 12 plus 7?<|endoftext|><|assistant|>", "19<|endoftext|>",
-        "<|prompter|>And 3 times 4?<|endoftext|><|assistant|>", "12<|endoftext|>",
+        "<|prompter|>What is 12 plus 7?<|endoftext|><|assistant|>",
+        "19<|endoftext|>",
+        "<|prompter|>And 3 times 4?<|endoftext|><|assistant|>",
+        "12<|endoftext|>",
     )
     encoded = encode_conversation(MULTI, fmt, tokenizer)
     assert encoded.input_ids == [tokenizer.bos_token_id] + user1 + reply1 + user2 + reply2
@@ -195,7 +207,9 @@ def test_openassistant_system_message_is_prompt(tokenizer):
 def test_openassistant_cot_writes_rationale_then_hash_answer(tokenizer):
     fmt = use_format(tokenizer, "openassistant")
     prompt, rationale, answer = parts(
-        tokenizer, "<|prompter|>What is 12 plus 7?<|endoftext|><|assistant|>", "12 plus 7 is 19.\n",
+        tokenizer,
+        "<|prompter|>What is 12 plus 7?<|endoftext|><|assistant|>",
+        "12 plus 7 is 19.\n",
         "#### 19<|endoftext|>",
     )
     encoded = encode_conversation(COT, fmt, tokenizer)
@@ -210,7 +224,8 @@ def test_openassistant_cot_writes_rationale_then_hash_answer(tokenizer):
 def test_chat_template_single_turn_has_no_bos(tokenizer):
     fmt = use_format(tokenizer, "chat_template")
     prompt, reply = parts(
-        tokenizer, "<|im_start|>user\nWhat is 12 plus 7?<|im_end|>\n<|im_start|>assistant\n",
+        tokenizer,
+        "<|im_start|>user\nWhat is 12 plus 7?<|im_end|>\n<|im_start|>assistant\n",
         "12 plus 7 is 19.<|im_end|>\n",
     )
     encoded = encode_conversation(SINGLE, fmt, tokenizer)
@@ -225,8 +240,10 @@ def test_chat_template_multi_turn(tokenizer):
     fmt = use_format(tokenizer, "chat_template")
     user1, reply1, user2, reply2 = parts(
         tokenizer,
-        "<|im_start|>user\nWhat is 12 plus 7?<|im_end|>\n<|im_start|>assistant\n", "19<|im_end|>\n",
-        "<|im_start|>user\nAnd 3 times 4?<|im_end|>\n<|im_start|>assistant\n", "12<|im_end|>\n",
+        "<|im_start|>user\nWhat is 12 plus 7?<|im_end|>\n<|im_start|>assistant\n",
+        "19<|im_end|>\n",
+        "<|im_start|>user\nAnd 3 times 4?<|im_end|>\n<|im_start|>assistant\n",
+        "12<|im_end|>\n",
     )
     encoded = encode_conversation(MULTI, fmt, tokenizer)
     assert encoded.input_ids == user1 + reply1 + user2 + reply2
@@ -253,8 +270,10 @@ def test_chat_template_system_message_is_prompt(tokenizer):
 def test_chat_template_cot_marks_the_hash_answer_tail(tokenizer):
     fmt = use_format(tokenizer, "chat_template")
     prompt, rationale, answer = parts(
-        tokenizer, "<|im_start|>user\nWhat is 12 plus 7?<|im_end|>\n<|im_start|>assistant\n",
-        "12 plus 7 is 19.\n", "#### 19<|im_end|>\n",
+        tokenizer,
+        "<|im_start|>user\nWhat is 12 plus 7?<|im_end|>\n<|im_start|>assistant\n",
+        "12 plus 7 is 19.\n",
+        "#### 19<|im_end|>\n",
     )
     encoded = encode_conversation(COT, fmt, tokenizer)
     assert encoded.input_ids == prompt + rationale + answer
@@ -262,21 +281,26 @@ def test_chat_template_cot_marks_the_hash_answer_tail(tokenizer):
     assert encoded.token_roles == [PROMPT] * len(prompt) + [RATIONALE] * len(rationale) + [ANSWER] * len(answer)
 
 
-@pytest.mark.parametrize("template", [
-    # a header that changes with the number of messages
-    "{{ messages|length }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}assistant: {% endif %}",
-    # a generation prompt that differs from how an assistant turn is written
-    "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}bot: {% endif %}",
-], ids=["length-header", "mismatched-generation-prompt"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        # a header that changes with the number of messages
+        "{{ messages|length }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}assistant: {% endif %}",
+        # a generation prompt that differs from how an assistant turn is written
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}bot: {% endif %}",
+    ],
+    ids=["length-header", "mismatched-generation-prompt"],
+)
 def test_chat_template_that_is_not_prefix_stable_is_rejected(tokenizer, template):
     fmt = ChatTemplateFormat()
     tokenizer.chat_template = template
     with pytest.raises(LmforgeError) as info:
         encode_conversation(SINGLE, fmt, tokenizer)
-    assert str(info.value).startswith("s.jsonl:1: the tokenizer's chat_template does not render conversations "
-                                      "prefix by prefix")
+    assert str(info.value).startswith(
+        "s.jsonl:1: the tokenizer's chat_template does not render conversations prefix by prefix"
+    )
 
 
 def test_chat_template_format_needs_a_template(tokenizer):
@@ -307,8 +331,9 @@ def _text_before_first_trained(pieces) -> str:
     raise AssertionError("no trained piece")
 
 
-CHAT = Conversation(SYSTEM.segments[:2] + (Segment("assistant", "Red."), Segment("user", "And another?"),
-                                            Segment("assistant", "Blue.")))
+CHAT = Conversation(
+    SYSTEM.segments[:2] + (Segment("assistant", "Red."), Segment("user", "And another?"), Segment("assistant", "Blue."))
+)
 
 
 @pytest.mark.parametrize("name", ["remask", "openassistant"])
@@ -334,15 +359,20 @@ def test_remask_saved_cot_template_renders_the_training_text(tokenizer):
     fmt = use_format(tokenizer, "remask")
     tokenizer.chat_template = fmt.chat_template(cot=True)
     rendered = "".join(piece for piece, _ in fmt.render(COT, tokenizer))
-    assert tokenizer.apply_chat_template(_messages(COT), tokenize=False) == rendered == (
-        "<|user|>\nWhat is 12 plus 7?\n<|rationale|>\n12 plus 7 is 19.\n<|answer|>\n19\n</s>"
+    assert (
+        tokenizer.apply_chat_template(_messages(COT), tokenize=False)
+        == rendered
+        == ("<|user|>\nWhat is 12 plus 7?\n<|rationale|>\n12 plus 7 is 19.\n<|answer|>\n19\n</s>")
     )
 
 
-@pytest.mark.parametrize("cot, conversation, expected", [
-    (False, CHAT, "<|system|>\nYou are a helpful assistant.\n<|user|>\nName a color.\n<|assistant|>\n"),
-    (True, COT, "<|user|>\nWhat is 12 plus 7?\n<|rationale|>\n"),
-])
+@pytest.mark.parametrize(
+    "cot, conversation, expected",
+    [
+        (False, CHAT, "<|system|>\nYou are a helpful assistant.\n<|user|>\nName a color.\n<|assistant|>\n"),
+        (True, COT, "<|user|>\nWhat is 12 plus 7?\n<|rationale|>\n"),
+    ],
+)
 def test_remask_generation_prompt_is_the_text_before_the_first_trained_piece(tokenizer, cot, conversation, expected):
     fmt = use_format(tokenizer, "remask")
     prompt = conversation.prompt_segments()
@@ -350,8 +380,10 @@ def test_remask_generation_prompt_is_the_text_before_the_first_trained_piece(tok
     assert _text_before_first_trained(fmt.render(conversation, tokenizer)) == expected
     # and the saved template's generation prompt agrees
     tokenizer.chat_template = fmt.chat_template(cot=cot)
-    assert tokenizer.apply_chat_template(_messages(Conversation(prompt)), tokenize=False,
-                                         add_generation_prompt=True) == expected
+    assert (
+        tokenizer.apply_chat_template(_messages(Conversation(prompt)), tokenize=False, add_generation_prompt=True)
+        == expected
+    )
 
 
 @pytest.mark.parametrize("name", ["openassistant", "chat_template"])
@@ -369,11 +401,14 @@ def test_remask_conversation_ending_with_a_user_turn_gets_no_eos(tokenizer):
     tokenizer.chat_template = fmt.chat_template(cot=False)
     conversation = Conversation(MULTI.segments[:3])
     rendered = "".join(piece for piece, _ in fmt.render(conversation, tokenizer))
-    assert rendered == tokenizer.apply_chat_template(_messages(conversation), tokenize=False) == (
-        "<|user|>\nWhat is 12 plus 7?\n<|assistant|>\n19\n<|user|>\nAnd 3 times 4?\n"
+    assert (
+        rendered
+        == tokenizer.apply_chat_template(_messages(conversation), tokenize=False)
+        == ("<|user|>\nWhat is 12 plus 7?\n<|assistant|>\n19\n<|user|>\nAnd 3 times 4?\n")
     )
-    user1, reply1, user2 = parts(tokenizer, "<|user|>\nWhat is 12 plus 7?\n<|assistant|>\n", "19\n",
-                                 "<|user|>\nAnd 3 times 4?\n")
+    user1, reply1, user2 = parts(
+        tokenizer, "<|user|>\nWhat is 12 plus 7?\n<|assistant|>\n", "19\n", "<|user|>\nAnd 3 times 4?\n"
+    )
     encoded = encode_conversation(conversation, fmt, tokenizer)
     assert encoded.input_ids == [tokenizer.bos_token_id] + user1 + reply1 + user2
     assert encoded.labels == [M] * (1 + len(user1)) + reply1 + [M] * len(user2)

@@ -107,8 +107,11 @@ def test_truncate_keeps_max_length_tokens(tokenizer, remask):
     report = DatasetReport("d.jsonl")
     rows = tokenize_conversations([SHORT, LONG], remask, tokenizer, max_length, "truncate", report)
     assert len(rows) == 2
-    assert rows[1] == {"input_ids": long.input_ids[:max_length], "labels": long.labels[:max_length],
-                       "token_roles": long.token_roles[:max_length]}
+    assert rows[1] == {
+        "input_ids": long.input_ids[:max_length],
+        "labels": long.labels[:max_length],
+        "token_roles": long.token_roles[:max_length],
+    }
     assert sum(label != IGNORE_INDEX for label in rows[1]["labels"]) == 3
     assert report.truncated == 1
     assert dict(report.dropped) == {}
@@ -143,15 +146,21 @@ def alpaca_rows(n, output="Red."):
 
 def test_build_datasets_reports(tmp_path, tokenizer, remask, write_jsonl):
     colors = write_jsonl(tmp_path / "colors.jsonl", alpaca_rows(10))
-    cot = write_jsonl(tmp_path / "cot.jsonl", [
-        {"question": f"What is {a} plus 7?", "rationale": f"{a} plus 7 is {a + 7}.", "answer": str(a + 7)}
-        for a in (1, 2, 3)
-    ])
-    chats = write_jsonl(tmp_path / "chats.jsonl", [
-        {"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Red."}]},
-        {"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": ""}]},
-        {"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}]},
-    ])
+    cot = write_jsonl(
+        tmp_path / "cot.jsonl",
+        [
+            {"question": f"What is {a} plus 7?", "rationale": f"{a} plus 7 is {a + 7}.", "answer": str(a + 7)}
+            for a in (1, 2, 3)
+        ],
+    )
+    chats = write_jsonl(
+        tmp_path / "chats.jsonl",
+        [
+            {"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Red."}]},
+            {"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": ""}]},
+            {"messages": [{"role": "user", "content": "Name a color."}, {"role": "assistant", "content": "Blue."}]},
+        ],
+    )
     specs = [
         DatasetSpec(str(colors), val_split=0.2, test_split=0.1),  # 1 test, 2 val, 7 train
         DatasetSpec(str(cot), format="cot", val_split=0.0),
@@ -183,9 +192,9 @@ def test_build_datasets_reports(tmp_path, tokenizer, remask, write_jsonl):
 
 
 def test_build_datasets_is_deterministic(tmp_path, tokenizer, remask, write_jsonl):
-    path = write_jsonl(tmp_path / "q.jsonl", [
-        {"instruction": f"What is {a} plus 7?", "output": f"{a + 7}"} for a in range(12)
-    ])
+    path = write_jsonl(
+        tmp_path / "q.jsonl", [{"instruction": f"What is {a} plus 7?", "output": f"{a + 7}"} for a in range(12)]
+    )
     specs = [DatasetSpec(str(path), val_split=0.25)]
     first = build_datasets(specs, remask, tokenizer, 512, "drop", seed=5)
     again = build_datasets(specs, remask, tokenizer, 512, "drop", seed=5)
@@ -196,8 +205,9 @@ def test_build_datasets_is_deterministic(tmp_path, tokenizer, remask, write_json
 
 def test_build_datasets_without_val_has_none(tmp_path, tokenizer, remask, write_jsonl):
     path = write_jsonl(tmp_path / "c.jsonl", alpaca_rows(4))
-    data = build_datasets([DatasetSpec(str(path), val_split=0.0)], remask, tokenizer, 512, "drop", seed=0,
-                          dedup=NO_DEDUP)
+    data = build_datasets(
+        [DatasetSpec(str(path), val_split=0.0)], remask, tokenizer, 512, "drop", seed=0, dedup=NO_DEDUP
+    )
     assert data.val is None
     assert len(data.train) == 4
 

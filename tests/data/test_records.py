@@ -21,13 +21,15 @@ WHERE = "train.jsonl:3"
 
 
 def test_messages_with_string_content():
-    record = {"messages": [
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What is 12 plus 7?"},
-        {"role": "assistant", "content": "19"},
-        {"role": "user", "content": "And 3 times 4?"},
-        {"role": "assistant", "content": "12"},
-    ]}
+    record = {
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is 12 plus 7?"},
+            {"role": "assistant", "content": "19"},
+            {"role": "user", "content": "And 3 times 4?"},
+            {"role": "assistant", "content": "12"},
+        ]
+    }
     assert from_messages(record, WHERE) == Conversation(
         (
             Segment("system", "You are a helpful assistant."),
@@ -41,14 +43,19 @@ def test_messages_with_string_content():
 
 
 def test_messages_with_list_of_parts_content():
-    record = {"messages": [
-        {"role": "user", "content": [
-            {"type": "text", "text": "Describe "},
-            {"type": "image_url", "image_url": {"url": "http://x/cat.png"}},  # not text: skipped
-            {"text": "this cat."},  # no type means text
-        ]},
-        {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
-    ]}
+    record = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Describe "},
+                    {"type": "image_url", "image_url": {"url": "http://x/cat.png"}},  # not text: skipped
+                    {"text": "this cat."},  # no type means text
+                ],
+            },
+            {"role": "assistant", "content": [{"type": "text", "text": "A cat."}]},
+        ]
+    }
     conversation = from_messages(record, WHERE)
     assert conversation.segments == (Segment("user", "Describe this cat."), Segment("assistant", "A cat."))
 
@@ -151,13 +158,16 @@ def test_cot_missing_answer_names_field_and_location():
 # --------------------------------------------------------------------------- detection
 
 
-@pytest.mark.parametrize("record, expected", [
-    ({"messages": [], "instruction": "x", "output": "y"}, "messages"),  # messages is checked first
-    ({"question": "q", "rationale": "r", "answer": "a"}, "cot"),
-    ({"question": "q", "rationale": "r"}, "cot"),  # detected, then the transform reports the gap
-    ({"instruction": "i", "input": "", "output": "o"}, "alpaca"),
-    ({"instruction": "i", "output": "o"}, "alpaca"),
-])
+@pytest.mark.parametrize(
+    "record, expected",
+    [
+        ({"messages": [], "instruction": "x", "output": "y"}, "messages"),  # messages is checked first
+        ({"question": "q", "rationale": "r", "answer": "a"}, "cot"),
+        ({"question": "q", "rationale": "r"}, "cot"),  # detected, then the transform reports the gap
+        ({"instruction": "i", "input": "", "output": "o"}, "alpaca"),
+        ({"instruction": "i", "output": "o"}, "alpaca"),
+    ],
+)
 def test_detect_format(record, expected):
     assert detect_format(record, WHERE) == expected
 

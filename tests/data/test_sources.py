@@ -49,8 +49,10 @@ def test_invalid_utf8_names_line_and_byte_offset(tmp_path):
     offset = data.index(b"\xff")
     with pytest.raises(LmforgeError) as info:
         list(read_records(path))
-    assert str(info.value) == (f"{path}:2: invalid UTF-8 at byte offset {offset}; "
-                               "set the dataset's encoding_errors: replace to substitute U+FFFD")
+    assert str(info.value) == (
+        f"{path}:2: invalid UTF-8 at byte offset {offset}; "
+        "set the dataset's encoding_errors: replace to substitute U+FFFD"
+    )
 
 
 def test_invalid_utf8_in_gzip_says_decompressed(tmp_path):
@@ -76,8 +78,10 @@ def test_byte_order_mark_is_skipped(tmp_path):
 def test_csv_with_line_numbers(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text('instruction,output\nName a color.,Red.\n"Say\nhi",Hi!\n')
-    assert list(read_records(path)) == [({"instruction": "Name a color.", "output": "Red."}, f"{path}:2"),
-                                        ({"instruction": "Say\nhi", "output": "Hi!"}, f"{path}:4")]
+    assert list(read_records(path)) == [
+        ({"instruction": "Name a color.", "output": "Red."}, f"{path}:2"),
+        ({"instruction": "Say\nhi", "output": "Hi!"}, f"{path}:4"),
+    ]
 
 
 def test_parquet(tmp_path):

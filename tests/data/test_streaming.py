@@ -18,8 +18,9 @@ def write_docs(path, docs):
 
 def test_rows_are_full_and_positions_restart_per_document(tmp_path, tokenizer):
     docs = ["The cat sat on the mat.", "The dog ran to the park.", "A bird sang in the tree."] * 5
-    stream = PackedTextStream([TextSource(write_docs(tmp_path / "a.jsonl", docs))], tokenizer, max_length=16,
-                              batch_docs=4)
+    stream = PackedTextStream(
+        [TextSource(write_docs(tmp_path / "a.jsonl", docs))], tokenizer, max_length=16, batch_docs=4
+    )
     rows = list(stream)
     total = sum(len(tokenizer(d, add_special_tokens=False)["input_ids"]) + 2 for d in docs)  # + bos, eos
     assert sum(len(r["input_ids"]) for r in rows) == total
@@ -44,8 +45,12 @@ def test_weighted_interleaving_is_deterministic(tmp_path, tokenizer):
         return list(itertools.islice(iter(stream), 20))
 
     rows = first_rows(1)
-    starts = [row["input_ids"][i + 1] for row in rows for i, p in enumerate(row["position_ids"])
-              if p == 0 and row["input_ids"][i] == tokenizer.bos_token_id and i + 1 < len(row["input_ids"])]
+    starts = [
+        row["input_ids"][i + 1]
+        for row in rows
+        for i, p in enumerate(row["position_ids"])
+        if p == 0 and row["input_ids"][i] == tokenizer.bos_token_id and i + 1 < len(row["input_ids"])
+    ]
     share = starts.count(cat) / (starts.count(cat) + starts.count(bird))
     assert 0.65 < share < 0.95
     assert rows == first_rows(1) and rows != first_rows(2)

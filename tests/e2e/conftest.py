@@ -32,11 +32,19 @@ def write_config(path: Path, user_files: Path, output_dir: Path, **train) -> Pat
     config = {
         "defaults": {
             "run": {"output_dir": str(output_dir), "seed": 7},
-            "model": {"tokenizer": str(user_files / "tokenizer"),
-                      "size": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "max_position_embeddings": 256}},
+            "model": {
+                "tokenizer": str(user_files / "tokenizer"),
+                "size": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "max_position_embeddings": 256},
+            },
             "data": {"datasets": [{"path": str(user_files / "train.jsonl"), "val_split": 0.1}], "max_length": 160},
-            "train": {"global_batch_size": 8, "micro_batch_size": 4, "max_steps": 4, "logging_steps": 1,
-                      "optimizer": {"lr": 3e-3}, **train},
+            "train": {
+                "global_batch_size": 8,
+                "micro_batch_size": 4,
+                "max_steps": 4,
+                "logging_steps": 1,
+                "optimizer": {"lr": 3e-3},
+                **train,
+            },
         }
     }
     path.write_text(yaml.safe_dump(config))

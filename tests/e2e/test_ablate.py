@@ -17,10 +17,26 @@ from tests.e2e.conftest import write_config
 
 
 def test_ablate_tiny(tmp_path, user_files, capsys):
-    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "ablation", max_steps=2, eval_every=2,
-                          objective={"name": "remask_cot", "p_in": 0.3})
-    code = main(["ablate", str(config), "--variants", "sft,masked_thought,remask", "--seeds", "2",
-                 "--test", str(user_files / "test.jsonl")])
+    config = write_config(
+        tmp_path / "c.yaml",
+        user_files,
+        tmp_path / "ablation",
+        max_steps=2,
+        eval_every=2,
+        objective={"name": "remask_cot", "p_in": 0.3},
+    )
+    code = main(
+        [
+            "ablate",
+            str(config),
+            "--variants",
+            "sft,masked_thought,remask",
+            "--seeds",
+            "2",
+            "--test",
+            str(user_files / "test.jsonl"),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     root = tmp_path / "ablation"
@@ -66,8 +82,23 @@ PAIRS = Path(__file__).resolve().parents[2] / "examples" / "data" / "arithmetic-
 
 def test_ablate_compares_sft_with_preference_objectives_on_pairs(tmp_path, user_files):
     config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "ablation", max_steps=2)
-    assert main(["ablate", str(config), "--variants", "sft,dpo,simpo", "--seeds", "1", "--test",
-                 str(user_files / "test.jsonl"), "--set", f"data.datasets=[{{path: {PAIRS}, val_split: 0.1}}]"]) == 0
+    assert (
+        main(
+            [
+                "ablate",
+                str(config),
+                "--variants",
+                "sft,dpo,simpo",
+                "--seeds",
+                "1",
+                "--test",
+                str(user_files / "test.jsonl"),
+                "--set",
+                f"data.datasets=[{{path: {PAIRS}, val_split: 0.1}}]",
+            ]
+        )
+        == 0
+    )
     root = tmp_path / "ablation"
     result = json.loads((root / "ablation.json").read_text())
     assert [row["label"] for row in result["variants"]] == ["SFT", "DPO", "SimPO"]

@@ -46,22 +46,36 @@ class KeepModel(TrainerCallback):
 
 
 CASES = {
-    "lora-ce-checkpointing-frozen": dict(adapter=LORA, model={"freeze_embeddings": True},
-                                         train={"gradient_checkpointing": True}),
+    "lora-ce-checkpointing-frozen": dict(
+        adapter=LORA, model={"freeze_embeddings": True}, train={"gradient_checkpointing": True}
+    ),
     "dora-mixce": dict(adapter={**LORA, "type": "dora"}, train={"objective": {"name": "mixce", "ratio": 0.75}}),
     "qlora4-remask_cot-neftune-checkpointing": dict(
-        adapter={**LORA, "rslora": True}, quantization=QLORA4,
-        train={"objective": {"name": "remask_cot"}, "neftune_alpha": 5.0, "gradient_checkpointing": True}),
-    "qlora8-remask": dict(adapter={**LORA, "target_modules": ["q_proj", "v_proj"]}, quantization={"bits": 8},
-                          train={"objective": {"name": "remask", "fused": False}}),
+        adapter={**LORA, "rslora": True},
+        quantization=QLORA4,
+        train={"objective": {"name": "remask_cot"}, "neftune_alpha": 5.0, "gradient_checkpointing": True},
+    ),
+    "qlora8-remask": dict(
+        adapter={**LORA, "target_modules": ["q_proj", "v_proj"]},
+        quantization={"bits": 8},
+        train={"objective": {"name": "remask", "fused": False}},
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_adapter_run_trains_saves_and_reloads_exactly(tmp_path, user_files, case, capsys):
     spec = CASES[case]
-    path = adapter_config(tmp_path, user_files, "run", spec["adapter"], spec.get("quantization"), spec.get("model"),
-                          max_steps=4, **spec["train"])
+    path = adapter_config(
+        tmp_path,
+        user_files,
+        "run",
+        spec["adapter"],
+        spec.get("quantization"),
+        spec.get("model"),
+        max_steps=4,
+        **spec["train"],
+    )
     keep = KeepModel()
     result = run_training(load_config(path), extra_callbacks=[keep])
     out = capsys.readouterr().out
@@ -76,8 +90,9 @@ def test_adapter_run_trains_saves_and_reloads_exactly(tmp_path, user_files, case
     assert sum(t.numel() for t in adapter.values()) < sum(t.numel() for t in base.values()) / 2
     assert any("trainable_tokens" in key for key in adapter)
     meta = json.loads((model_dir / "lmforge.json").read_text())
-    assert meta["adapter"]["quantization"] == (None if "quantization" not in spec else
-                                               load_config(path).model.quantization.model_dump())
+    assert meta["adapter"]["quantization"] == (
+        None if "quantization" not in spec else load_config(path).model.quantization.model_dump()
+    )
     # the saved adapter, loaded onto its base (quantized as in training), is the trained model
     loaded = load_checkpoint(result.run_dir)
     with torch.no_grad():
@@ -88,8 +103,13 @@ def test_adapter_run_trains_saves_and_reloads_exactly(tmp_path, user_files, case
 
 
 def test_adapter_resume_is_exact(tmp_path, user_files):
-    train = {"max_steps": 8, "save_every": 4, "objective": {"name": "remask_cot"}, "neftune_alpha": 10.0,
-             "schedule": {"name": "cosine", "warmup_ratio": 0.25}}
+    train = {
+        "max_steps": 8,
+        "save_every": 4,
+        "objective": {"name": "remask_cot"},
+        "neftune_alpha": 10.0,
+        "schedule": {"name": "cosine", "warmup_ratio": 0.25},
+    }
     straight = load_config(adapter_config(tmp_path, user_files, "straight", {**LORA, "type": "dora"}, **train))
     run_training(straight)
     resumed = load_config(adapter_config(tmp_path, user_files, "resumed", {**LORA, "type": "dora"}, **train))
@@ -114,8 +134,22 @@ def lora_run(tmp_path_factory, user_files):
 
 
 def test_sweep_and_eval_take_adapter_checkpoints(lora_run, user_files, capsys):
-    assert main(["sweep", str(lora_run), "--task", str(user_files / "test.jsonl"), "--limit", "4",
-                 "--max-new-tokens", "8", "--copy-best"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                str(lora_run),
+                "--task",
+                str(user_files / "test.jsonl"),
+                "--limit",
+                "4",
+                "--max-new-tokens",
+                "8",
+                "--copy-best",
+            ]
+        )
+        == 0
+    )
     report = json.loads((lora_run / "sweep" / "sweep.json").read_text())
     assert [row["step"] for row in report["rows"]] == [2, 4]
     best = lora_run / "best"
@@ -125,8 +159,23 @@ def test_sweep_and_eval_take_adapter_checkpoints(lora_run, user_files, capsys):
     assert (moved / "base" / "model.safetensors").is_file()
     assert load_checkpoint(moved).model is not None
     output = lora_run.parent / "eval.json"
-    assert main(["eval", str(lora_run / "checkpoint-2"), "--task", str(user_files / "test.jsonl"), "--limit", "2",
-                 "--max-new-tokens", "8", "--output", str(output)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(lora_run / "checkpoint-2"),
+                "--task",
+                str(user_files / "test.jsonl"),
+                "--limit",
+                "2",
+                "--max-new-tokens",
+                "8",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     assert json.loads(output.read_text())["tasks"][0]["metrics"]["n"] == 2
 
 
@@ -147,8 +196,9 @@ def test_bootstrap_keeps_training_the_adapter(tmp_path, user_files, lora_run):
         assert trained.keys() == start.keys()
         assert any(not torch.equal(trained[k], start[k]) for k in start)
         # every round's adapter sits on the fresh base that travels with the starting model
-        assert json.loads((model_dir / "lmforge.json").read_text())["adapter"]["base"] == \
-            str(lora_run / "model" / "base")
+        assert json.loads((model_dir / "lmforge.json").read_text())["adapter"]["base"] == str(
+            lora_run / "model" / "base"
+        )
 
 
 def test_an_adapter_model_refuses_a_second_adapter(tmp_path, user_files, lora_run, capsys):
@@ -159,14 +209,26 @@ def test_an_adapter_model_refuses_a_second_adapter(tmp_path, user_files, lora_ru
     assert "\n" not in err
 
 
-@pytest.mark.parametrize("adapter, quantization, size, message", [
-    ({**LORA, "target_modules": ["q_proj", "query"]}, None, {},
-     "model.adapter.target_modules: 'query' matches no module of LlamaForCausalLM; its linear layers are down_proj"),
-    (LORA, QLORA4, {"intermediate_size": 40},
-     "model.quantization: bitsandbytes' 4-bit CPU kernel needs output sizes divisible by 32 and input sizes by 64, "
-     "but model.layers.0.mlp.gate_proj is 64 -> 40"),
-    (None, QLORA4, {}, "quantization: a quantized base trains only through an adapter"),
-], ids=["target-matches-nothing", "4bit-shape", "quantization-without-adapter"])
+@pytest.mark.parametrize(
+    "adapter, quantization, size, message",
+    [
+        (
+            {**LORA, "target_modules": ["q_proj", "query"]},
+            None,
+            {},
+            "model.adapter.target_modules: 'query' matches no module of LlamaForCausalLM; its linear layers are down_proj",
+        ),
+        (
+            LORA,
+            QLORA4,
+            {"intermediate_size": 40},
+            "model.quantization: bitsandbytes' 4-bit CPU kernel needs output sizes divisible by 32 and input sizes by 64, "
+            "but model.layers.0.mlp.gate_proj is 64 -> 40",
+        ),
+        (None, QLORA4, {}, "quantization: a quantized base trains only through an adapter"),
+    ],
+    ids=["target-matches-nothing", "4bit-shape", "quantization-without-adapter"],
+)
 def test_bad_adapter_configs_are_one_line_errors(tmp_path, user_files, capsys, adapter, quantization, size, message):
     path = adapter_config(tmp_path, user_files, "bad", adapter, quantization)
     config = yaml.safe_load(path.read_text())

@@ -34,16 +34,32 @@ def sft_model(tmp_path_factory, user_files):
     return root / "run" / "model"
 
 
-def _bootstrap_config(tmp_path, user_files, sft_model, out, verifier="tests.e2e.test_bootstrap:parity_verifier",
-                      rounds=2):
-    path = write_config(tmp_path / f"{out}.yaml", user_files, tmp_path / out, objective={"name": "rank", "weight": 5},
-                        global_batch_size=4, micro_batch_size=2, max_steps=None, epochs=1)
+def _bootstrap_config(
+    tmp_path, user_files, sft_model, out, verifier="tests.e2e.test_bootstrap:parity_verifier", rounds=2
+):
+    path = write_config(
+        tmp_path / f"{out}.yaml",
+        user_files,
+        tmp_path / out,
+        objective={"name": "rank", "weight": 5},
+        global_batch_size=4,
+        micro_batch_size=2,
+        max_steps=None,
+        epochs=1,
+    )
     config = yaml.safe_load(path.read_text())
     config["defaults"]["model"] = {"name_or_path": str(sft_model), "freeze_embeddings": True}
     config["defaults"]["data"]["datasets"] = [{"path": str(user_files / "test.jsonl")}]  # 8 questions
-    config["defaults"]["bootstrap"] = {"rounds": rounds, "samples": 4, "max_new_tokens": 12, "temperature": 1.0,
-                                       "top_p": 1.0, "generation_batch_size": 8, "verifier": verifier,
-                                       "backend": "transformers"}
+    config["defaults"]["bootstrap"] = {
+        "rounds": rounds,
+        "samples": 4,
+        "max_new_tokens": 12,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "generation_batch_size": 8,
+        "verifier": verifier,
+        "backend": "transformers",
+    }
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -86,8 +102,11 @@ def test_groups_pairing_and_dpo_rounds(tmp_path, user_files, sft_model):
         assert group["correct"] and group["incorrect"]
         assert all(len(t) % 2 == 0 for t in group["correct"]) and all(len(t) % 2 == 1 for t in group["incorrect"])
     assert (round_dir / "train" / "reference" / "reference_logps.json").is_file()
-    first_loss = next(json.loads(line)["loss"] for line in (round_dir / "train" / "metrics.jsonl").read_text()
-                      .splitlines() if "loss" in json.loads(line))
+    first_loss = next(
+        json.loads(line)["loss"]
+        for line in (round_dir / "train" / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    )
     assert first_loss == pytest.approx(0.693147, rel=1e-4)  # the policy starts as its reference
 
 
@@ -95,10 +114,22 @@ def test_pairs_file_of_a_round_trains_with_lmforge_train(tmp_path, user_files, s
     config = _bootstrap_config(tmp_path, user_files, sft_model, "pairs_round", rounds=1)
     assert main(["bootstrap", str(config)]) == 0
     pairs = tmp_path / "pairs_round" / "round-1" / "pairs.jsonl"
-    train = write_config(tmp_path / "dpo.yaml", user_files, tmp_path / "dpo", max_steps=2,
-                         objective={"name": "dpo"})
-    assert main(["train", str(train), "--set", f"data.datasets=[{{path: {pairs}, val_split: 0}}]",
-                 "--set", f"model.name_or_path={sft_model}", "--set", "model.tokenizer=null"]) == 0
+    train = write_config(tmp_path / "dpo.yaml", user_files, tmp_path / "dpo", max_steps=2, objective={"name": "dpo"})
+    assert (
+        main(
+            [
+                "train",
+                str(train),
+                "--set",
+                f"data.datasets=[{{path: {pairs}, val_split: 0}}]",
+                "--set",
+                f"model.name_or_path={sft_model}",
+                "--set",
+                "model.tokenizer=null",
+            ]
+        )
+        == 0
+    )
 
 
 class Kill(Exception):
@@ -125,8 +156,9 @@ def test_kill_and_resume_matches_an_uninterrupted_run(tmp_path, user_files, sft_
 
     for r in (1, 2):
         for name in ("generations.jsonl", "pairs.jsonl"):
-            assert (tmp_path / "resumed" / f"round-{r}" / name).read_text() == \
-                (tmp_path / "straight" / f"round-{r}" / name).read_text()
+            assert (tmp_path / "resumed" / f"round-{r}" / name).read_text() == (
+                tmp_path / "straight" / f"round-{r}" / name
+            ).read_text()
     a = load_file(tmp_path / "straight" / "round-2" / "train" / "model" / "model.safetensors")
     b = load_file(tmp_path / "resumed" / "round-2" / "train" / "model" / "model.safetensors")
     for name in a:
@@ -140,8 +172,9 @@ def _error(capsys, argv) -> str:
 
 
 def test_two_empty_rounds_stop_with_a_clear_message(tmp_path, user_files, sft_model, capsys):
-    config = _bootstrap_config(tmp_path, user_files, sft_model, "empty",
-                               verifier="tests.e2e.test_bootstrap:always_right", rounds=3)
+    config = _bootstrap_config(
+        tmp_path, user_files, sft_model, "empty", verifier="tests.e2e.test_bootstrap:always_right", rounds=3
+    )
     message = _error(capsys, ["bootstrap", str(config)])
     assert "bootstrap stopped after round 2: 2 rounds in a row built no (correct, incorrect) pair" in message
     assert not (tmp_path / "empty" / "round-3").exists()
@@ -150,10 +183,13 @@ def test_two_empty_rounds_stop_with_a_clear_message(tmp_path, user_files, sft_mo
 def test_bad_inputs(tmp_path, user_files, sft_model, capsys):
     config = _bootstrap_config(tmp_path, user_files, sft_model, "bad")
     assert "cannot import 'nope.module:fn'" in _error(
-        capsys, ["bootstrap", str(config), "--set", "bootstrap.verifier=nope.module:fn"])
+        capsys, ["bootstrap", str(config), "--set", "bootstrap.verifier=nope.module:fn"]
+    )
     assert "bootstrap.samples = 1" in _error(capsys, ["bootstrap", str(config), "--set", "bootstrap.samples=1"])
     chat = tmp_path / "chat.jsonl"
-    chat.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                             {"role": "assistant", "content": "hello"}]}) + "\n")
+    chat.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n"
+    )
     assert "no record has a gold answer" in _error(
-        capsys, ["bootstrap", str(config), "--set", f"data.datasets=[{{path: {chat}}}]"])
+        capsys, ["bootstrap", str(config), "--set", f"data.datasets=[{{path: {chat}}}]"]
+    )

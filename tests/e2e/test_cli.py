@@ -23,15 +23,23 @@ def trained_run(tmp_path_factory, user_files):
 
 
 def test_train_writes_a_complete_run_directory(trained_run):
-    for name in ("config.yaml", "metrics.jsonl", "loss_curve.png", "run.json", "model/model.safetensors",
-                 "model/tokenizer.json", "model/lmforge.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "loss_curve.png",
+        "run.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+        "model/lmforge.json",
+    ):
         assert (trained_run / name).is_file(), name
     run = json.loads((trained_run / "run.json").read_text())
     assert run["status"] == "finished" and run["global_step"] == 4
     assert {"torch", "transformers", "lmforge"} <= run["versions"].keys()
     assert len(next(iter(run["data_sha256"].values()))) == 64
     assert run["final_metrics"]["eval_perplexity"] == pytest.approx(
-        float(torch.tensor(run["final_metrics"]["eval_loss"]).exp()), rel=1e-6)
+        float(torch.tensor(run["final_metrics"]["eval_loss"]).exp()), rel=1e-6
+    )
     rows = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4]
     assert any("eval_loss" in r for r in rows)
@@ -45,8 +53,9 @@ def test_saved_model_loads_and_generates_with_plain_transformers(trained_run):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     assert "<|rationale|>" in tokenizer.get_vocab() and len(tokenizer) == model.get_input_embeddings().num_embeddings
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Tom has 3 apples."}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Tom has 3 apples."}], tokenize=False, add_generation_prompt=True
+    )
     assert prompt == "<|user|>\nTom has 3 apples.\n<|rationale|>\n"  # CoT-trained: rationale first
     ids = tokenizer(tokenizer.bos_token + prompt, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**ids, max_new_tokens=5, do_sample=False)
@@ -61,7 +70,7 @@ def test_generate_command_uses_the_models_prompt_format(trained_run, capsys):
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ids = tokenizer("<s><|user|>\nTom has 3 apples.\n<|rationale|>\n", return_tensors="pt", add_special_tokens=False)
-    out = model.generate(**ids, max_new_tokens=6, do_sample=False)[0, ids["input_ids"].shape[1]:].tolist()
+    out = model.generate(**ids, max_new_tokens=6, do_sample=False)[0, ids["input_ids"].shape[1] :].tolist()
     stops = set(model.generation_config.eos_token_id)
     out = out[: next((i for i, t in enumerate(out) if t in stops), len(out))]
     assert printed == tokenizer.decode(out, skip_special_tokens=False).strip()
@@ -176,8 +185,13 @@ def test_generate_refuses_an_unfinished_run(tmp_path, user_files, capsys):
 
 
 def test_schedule_plot_writes_a_png(tmp_path, user_files, capsys):
-    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=40,
-                          schedule={"name": "one_cycle", "warmup_ratio": 0.3})
+    config = write_config(
+        tmp_path / "c.yaml",
+        user_files,
+        tmp_path / "run",
+        max_steps=40,
+        schedule={"name": "one_cycle", "warmup_ratio": 0.3},
+    )
     out = tmp_path / "lr.png"
     assert main(["schedule", "plot", str(config), "--output", str(out)]) == 0
     assert out.stat().st_size > 1000
@@ -192,8 +206,14 @@ def test_schedule_plot_estimates_steps_from_the_data(tmp_path, user_files, capsy
 
 
 def test_impossible_schedule_is_a_config_error(tmp_path, user_files, capsys):
-    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=10,
-                          schedule={"name": "wsd", "warmup_ratio": 0.5, "decay_ratio": 0.6})
+    config = write_config(
+        tmp_path / "c.yaml",
+        user_files,
+        tmp_path / "run",
+        max_steps=10,
+        schedule={"name": "wsd", "warmup_ratio": 0.5, "decay_ratio": 0.6},
+    )
     assert "train.schedule: wsd: 5 warmup + 6 decay steps exceed 10 total steps" in _error(
-        capsys, ["schedule", "plot", str(config), "--output", str(tmp_path / "lr.png")])
+        capsys, ["schedule", "plot", str(config), "--output", str(tmp_path / "lr.png")]
+    )
     assert "train.schedule: wsd" in _error(capsys, ["train", str(config)])

@@ -56,7 +56,8 @@ def test_train_contract(tmp_path, user_files, capsys):
         run_training(load_config(config), extra_callbacks=[Interrupt(at_step=1)])
 
     assert "holds a failed run; pass --resume to continue it or --overwrite" in _refuses_existing(
-        capsys, ["train", str(config)], run)
+        capsys, ["train", str(config)], run
+    )
     assert BOTH in _error(capsys, ["train", str(config), "--resume", "--overwrite"])
     assert main(["train", str(config), "--resume"]) == 0
     record = json.loads((run / "run.json").read_text())
@@ -111,8 +112,7 @@ def test_bootstrap_contract(tmp_path, user_files, sft_model, capsys):  # noqa: F
 
     foreign = _foreign(tmp_path, "mine")
     for flags in ([], ["--overwrite"], ["--resume"]):
-        assert str(foreign) in _error(capsys, ["bootstrap", str(config), "--set", f"run.output_dir={foreign}",
-                                               *flags])
+        assert str(foreign) in _error(capsys, ["bootstrap", str(config), "--set", f"run.output_dir={foreign}", *flags])
     assert (foreign / "precious.txt").read_text() == "keep me"
 
 
@@ -129,7 +129,8 @@ def test_ablate_contract(tmp_path, user_files, capsys):
     assert "holds a finished ablation" in _refuses_existing(capsys, [*argv, "--seeds", "1"], root)
     assert BOTH in _error(capsys, [*argv, "--resume", "--overwrite"])
     assert "ran with a different config.train.optimizer.lr" in _error(
-        capsys, [*argv, "--resume", "--set", "train.optimizer.lr=0.1"])
+        capsys, [*argv, "--resume", "--set", "train.optimizer.lr=0.1"]
+    )
 
     # --resume keeps the finished run and trains the one a second seed adds
     capsys.readouterr()
@@ -215,8 +216,20 @@ def test_help_lists_every_command_on_one_line(capsys, monkeypatch):
         main(["--help"])
     assert exit_.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    for command in ("train", "config", "schedule", "generate", "bootstrap", "ablate", "demo", "eval", "sweep",
-                    "data", "export", "estimate"):
+    for command in (
+        "train",
+        "config",
+        "schedule",
+        "generate",
+        "bootstrap",
+        "ablate",
+        "demo",
+        "eval",
+        "sweep",
+        "data",
+        "export",
+        "estimate",
+    ):
         (line,) = [line for line in lines if line.split()[:1] == [command]]
         assert len(line.split()) > 2, line  # the name, then its one-line help
 
@@ -256,10 +269,8 @@ def test_eval_fewshot_seed_and_format(finished_run, user_files, tmp_path, capsys
     assert main([*common, "--shots", "1", "--fewshot-seed", "7", "--output", str(output)]) == 0
     assert json.loads(output.read_text())["tasks"][0]["fewshot_seed"] == 7
     assert _error(capsys, [*common, "--shots", "1", "--seed", "7"]) == "lmforge: error: --seed is now --fewshot-seed"
-    assert _error(capsys, [*common, "--formats", "plain,remask"]) == \
-        "lmforge: error: --formats is now --format A,B,..."
-    assert "--seed is now --fewshot-seed" in _error(capsys, ["sweep", str(finished_run), "--task", test,
-                                                             "--seed", "3"])
+    assert _error(capsys, [*common, "--formats", "plain,remask"]) == "lmforge: error: --formats is now --format A,B,..."
+    assert "--seed is now --fewshot-seed" in _error(capsys, ["sweep", str(finished_run), "--task", test, "--seed", "3"])
 
     output = tmp_path / "robust.json"
     capsys.readouterr()
@@ -270,8 +281,7 @@ def test_eval_fewshot_seed_and_format(finished_run, user_files, tmp_path, capsys
     output = tmp_path / "plain.json"
     assert main([*common, "--format", "plain", "--output", str(output)]) == 0
     assert json.loads(output.read_text())["tasks"][0]["prompt_format"] == "plain"
-    assert "--harness evaluates one prompt format" in _error(capsys, [*common, "--format", "plain,remask",
-                                                                      "--harness"])
+    assert "--harness evaluates one prompt format" in _error(capsys, [*common, "--format", "plain,remask", "--harness"])
 
 
 def test_eval_tasks_config_key_is_fewshot_seed(tmp_path, user_files, capsys):
@@ -280,6 +290,7 @@ def test_eval_tasks_config_key_is_fewshot_seed(tmp_path, user_files, capsys):
     assert main(["config", "show", str(config), "--set", entry]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["train"]["eval_tasks"][0]["fewshot_seed"] == 5
-    message = _error(capsys, ["config", "show", str(config), "--set",
-                              "train.eval_tasks=[{task: t.jsonl, every: 2, seed: 5}]"])
+    message = _error(
+        capsys, ["config", "show", str(config), "--set", "train.eval_tasks=[{task: t.jsonl, every: 2, seed: 5}]"]
+    )
     assert "unknown key" in message and "seed" in message

@@ -16,21 +16,29 @@ from tests.e2e.conftest import write_config
 def _two_sources(tmp_path):
     """Stage 'easy' draws only from a.jsonl (questions about apples), stage 'hard' only from b.jsonl."""
     for name, word in (("a", "apples"), ("b", "boxes")):
-        rows = [{"question": f"How many {word} {i}?", "rationale": f"{i} + 1 = {i + 1}.", "answer": str(i + 1)}
-                for i in range(24)]
+        rows = [
+            {"question": f"How many {word} {i}?", "rationale": f"{i} + 1 = {i + 1}.", "answer": str(i + 1)}
+            for i in range(24)
+        ]
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def test_stages_train_in_order(tmp_path, user_files):
     _two_sources(tmp_path)
-    path = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=6, global_batch_size=8,
-                        micro_batch_size=8)
+    path = write_config(
+        tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=6, global_batch_size=8, micro_batch_size=8
+    )
     config = yaml.safe_load(path.read_text())
     config["defaults"]["data"].update(
-        datasets=[{"path": str(tmp_path / "a.jsonl"), "name": "a", "val_split": 0},
-                  {"path": str(tmp_path / "b.jsonl"), "name": "b", "val_split": 0}],
-        stages=[{"name": "easy", "weights": {"a": 1.0}, "mix_size": 24},
-                {"name": "hard", "weights": {"b": 1.0}, "mix_size": 24}])
+        datasets=[
+            {"path": str(tmp_path / "a.jsonl"), "name": "a", "val_split": 0},
+            {"path": str(tmp_path / "b.jsonl"), "name": "b", "val_split": 0},
+        ],
+        stages=[
+            {"name": "easy", "weights": {"a": 1.0}, "mix_size": 24},
+            {"name": "hard", "weights": {"b": 1.0}, "mix_size": 24},
+        ],
+    )
     config["defaults"]["data"]["dedup"] = {"near": False}
     path.write_text(yaml.safe_dump(config))
     loaded = load_config(path)

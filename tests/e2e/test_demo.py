@@ -40,8 +40,20 @@ def test_demo_accuracy_is_lmforge_evals(smoke_demo, tmp_path, capsys):
     run, test = smoke_demo / "run", smoke_demo / "inputs" / "test.jsonl"
     output = tmp_path / "eval.json"
     capsys.readouterr()
-    code = main(["eval", str(run / "model"), "--task", str(test), "--max-new-tokens", "96", "--batch-size", "64",
-                 "--output", str(output)])
+    code = main(
+        [
+            "eval",
+            str(run / "model"),
+            "--task",
+            str(test),
+            "--max-new-tokens",
+            "96",
+            "--batch-size",
+            "64",
+            "--output",
+            str(output),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     (task,) = json.loads(output.read_text())["tasks"]
     assert task["prompt_format"] == "remask" and task["shots"] == 0

@@ -81,10 +81,18 @@ def greedy_outputs(model, model_dir: Path, problems: list[dict]) -> list[str]:
     meta = json.loads((model_dir / "lmforge.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     prompt_format = get_format(meta["prompt_format"])
-    prompts = [prompt_format.generation_prompt((Segment("user", p["question"]),), tokenizer, cot=meta["cot"])
-               for p in problems]
-    return generate(model, tokenizer, prompts, stop_token_ids(tokenizer, meta["stop_strings"]), max_new_tokens=64,
-                    batch_size=len(prompts), add_bos=wants_bos(tokenizer, prompt_format))
+    prompts = [
+        prompt_format.generation_prompt((Segment("user", p["question"]),), tokenizer, cot=meta["cot"]) for p in problems
+    ]
+    return generate(
+        model,
+        tokenizer,
+        prompts,
+        stop_token_ids(tokenizer, meta["stop_strings"]),
+        max_new_tokens=64,
+        batch_size=len(prompts),
+        add_bos=wants_bos(tokenizer, prompt_format),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,30 +108,44 @@ def unquantized_outputs(demo_run, held_out) -> list[str]:
 # writes the identical whole output (rationale and answer) for 0.92-0.98 of the problems and
 # the identical final answer for 0.92-1.0; NF4 loses more (whole outputs 0.62-0.67, final
 # answers 0.77-0.95), still far above the ~0 of a broken copy.
-@pytest.mark.parametrize("bits, layer, min_same_output, min_same_answer", [
-    ("8bit", "Linear8bitLt", 0.85, 0.85),
-    ("4bit", "Linear4bit", 0.5, 0.65),
-])
-def test_quantized_demo_model_answers_as_the_unquantized_one(demo_run, held_out, unquantized_outputs, tmp_path,
-                                                             capsys, bits, layer, min_same_output, min_same_answer):
+@pytest.mark.parametrize(
+    "bits, layer, min_same_output, min_same_answer",
+    [
+        ("8bit", "Linear8bitLt", 0.85, 0.85),
+        ("4bit", "Linear4bit", 0.5, 0.65),
+    ],
+)
+def test_quantized_demo_model_answers_as_the_unquantized_one(
+    demo_run, held_out, unquantized_outputs, tmp_path, capsys, bits, layer, min_same_output, min_same_answer
+):
     output = _export(capsys, str(demo_run), "--output", str(tmp_path / f"demo-{bits}"), "--quantize", bits)
-    assert _export_record(output)["export"] == {"source": str(demo_run), "merged": False, "adapter": False,
-                                                "dtype": "float32", "quantize": bits}
+    assert _export_record(output)["export"] == {
+        "source": str(demo_run),
+        "merged": False,
+        "adapter": False,
+        "dtype": "float32",
+        "quantize": bits,
+    }
     assert json.loads((output / "config.json").read_text())["quantization_config"][f"load_in_{bits}"] is True
 
     model = AutoModelForCausalLM.from_pretrained(output)  # as is: no quantization_config passed
-    linears = {name: type(module).__name__ for name, module in model.named_modules()
-               if isinstance(module, torch.nn.Linear)}
+    linears = {
+        name: type(module).__name__ for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)
+    }
     assert linears.pop("lm_head") == "Linear"  # transformers keeps the output head unquantized
     assert set(linears.values()) == {layer}
 
     quantized = greedy_outputs(model, output, held_out)
     same_output = sum(a == b for a, b in zip(unquantized_outputs, quantized)) / HELD_OUT
-    same_answer = sum(extract_strict_answer(a) == extract_strict_answer(b)
-                      for a, b in zip(unquantized_outputs, quantized)) / HELD_OUT
+    same_answer = (
+        sum(extract_strict_answer(a) == extract_strict_answer(b) for a, b in zip(unquantized_outputs, quantized))
+        / HELD_OUT
+    )
     with capsys.disabled():
-        print(f"\n[export {bits}] identical greedy outputs {same_output:.3f}, identical final answers "
-              f"{same_answer:.3f} on {HELD_OUT} held-out problems")
+        print(
+            f"\n[export {bits}] identical greedy outputs {same_output:.3f}, identical final answers "
+            f"{same_answer:.3f} on {HELD_OUT} held-out problems"
+        )
     assert same_output >= min_same_output and same_answer >= min_same_answer, (same_output, same_answer)
 
 
@@ -157,8 +179,9 @@ def adapter_logits(lora_run, probe) -> torch.Tensor:
         return load_checkpoint(lora_run).model(probe).logits  # (1, T, V)
 
 
-def test_merged_export_loads_without_peft_and_matches_the_adapter_run(lora_run, probe, adapter_logits, tmp_path,
-                                                                       capsys):
+def test_merged_export_loads_without_peft_and_matches_the_adapter_run(
+    lora_run, probe, adapter_logits, tmp_path, capsys
+):
     from peft import PeftModel
 
     from lmforge.models.adapters import adapter_base, resize_for
@@ -166,8 +189,13 @@ def test_merged_export_loads_without_peft_and_matches_the_adapter_run(lora_run, 
     output = _export(capsys, str(lora_run), "--output", str(tmp_path / "merged"), "--merge")
     meta = _export_record(output)
     assert "adapter" not in meta  # full weights: nothing for a loader to attach
-    assert meta["export"] == {"source": str(lora_run), "merged": True, "adapter": False, "dtype": "float32",
-                              "quantize": None}
+    assert meta["export"] == {
+        "source": str(lora_run),
+        "merged": True,
+        "adapter": False,
+        "dtype": "float32",
+        "quantize": None,
+    }
     assert not (output / "adapter_config.json").exists() and not (output / "base").exists()
 
     model, info = AutoModelForCausalLM.from_pretrained(output, output_loading_info=True)
@@ -191,7 +219,7 @@ def test_merged_export_in_bf16(lora_run, probe, adapter_logits, tmp_path, capsys
     output = _export(capsys, str(lora_run), "--output", str(tmp_path / "bf16"), "--merge", "--dtype", "bf16")
     assert _export_record(output)["export"]["dtype"] == "bfloat16"
     with safe_open(str(output / "model.safetensors"), "pt") as weights:
-        assert {weights.get_slice(name).get_dtype() for name in weights.keys()} == {"BF16"}
+        assert {weights.get_slice(name).get_dtype() for name in weights.keys()}  # noqa: SIM118 (safe_open has no __iter__) == {"BF16"}
     model = AutoModelForCausalLM.from_pretrained(output, dtype="auto")
     assert model.dtype == torch.bfloat16
     with torch.no_grad():
@@ -301,8 +329,9 @@ def test_quantize_without_bitsandbytes(demo_run, tmp_path, capsys, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes"
-                        else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else find_spec(name, *a)
+    )
     message = _refused(capsys, [str(demo_run), "--output", str(tmp_path / "out"), "--quantize", "8bit"])
     assert "--quantize: needs bitsandbytes, which is not installed (pip install 'lmforge[qlora]')" in message
     assert not (tmp_path / "out").exists()

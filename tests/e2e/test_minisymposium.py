@@ -27,8 +27,7 @@ def test_tiny_qlora_run_then_sweep_over_its_checkpoints(tmp_path, monkeypatch, c
         assert not (checkpoint / "model.safetensors").exists()
     finished = json.loads((run / "run.json").read_text())
     assert finished["status"] == "finished" and finished["global_step"] == 24
-    losses = [row["loss"] for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-              if "loss" in row]
+    losses = [row["loss"] for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in row]
     assert losses[-1] < losses[0] - 1.0  # the tiny lr and trained head learn something in six epochs (6.2 -> 3.9)
 
     capsys.readouterr()

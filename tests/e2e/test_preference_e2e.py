@@ -26,8 +26,9 @@ def _losses(run: Path) -> list[float]:
 
 
 def _pairs_config(tmp_path, user_files, name, **objective):
-    config = write_config(tmp_path / f"{name}.yaml", user_files, tmp_path / name, max_steps=8,
-                          objective={"name": name, **objective})
+    config = write_config(
+        tmp_path / f"{name}.yaml", user_files, tmp_path / name, max_steps=8, objective={"name": name, **objective}
+    )
     return config, ["--set", f"data.datasets=[{{path: {PAIRS}, val_split: 0.1}}]"]
 
 
@@ -60,10 +61,23 @@ def test_spin_answers_come_from_the_previous_iteration(tmp_path, user_files):
     first = write_config(tmp_path / "it1.yaml", user_files, tmp_path / "it1", max_steps=4, objective=spin)
     assert main(["train", str(first)]) == 0
     second = write_config(tmp_path / "it2.yaml", user_files, tmp_path / "it2", max_steps=4, objective=spin)
-    assert main(["train", str(second), "--set", f"model.name_or_path={tmp_path / 'it1' / 'model'}",
-                 "--set", "model.tokenizer=null"]) == 0
-    answers = [json.loads((tmp_path / it / "reference" / "own_generations.json").read_text())["values"]
-               for it in ("it1", "it2")]
+    assert (
+        main(
+            [
+                "train",
+                str(second),
+                "--set",
+                f"model.name_or_path={tmp_path / 'it1' / 'model'}",
+                "--set",
+                "model.tokenizer=null",
+            ]
+        )
+        == 0
+    )
+    answers = [
+        json.loads((tmp_path / it / "reference" / "own_generations.json").read_text())["values"]
+        for it in ("it1", "it2")
+    ]
     assert answers[0] != answers[1]
     for it in ("it1", "it2"):
         assert _losses(tmp_path / it)[0] == pytest.approx(math.log(2.0), rel=1e-4)
@@ -77,21 +91,33 @@ def test_spin_answers_come_from_the_previous_iteration(tmp_path, user_files):
 
     row = rows[0]
     prompt = _prompt_ids(row["input_ids"], row["labels"])
-    stops = [prepared.tokenizer.convert_tokens_to_ids(s)
-             for s in prepared.prompt_format.stop_strings(prepared.tokenizer)]
+    stops = [
+        prepared.tokenizer.convert_tokens_to_ids(s) for s in prepared.prompt_format.stop_strings(prepared.tokenizer)
+    ]
     with torch.no_grad():
-        out = prepared.model.eval().generate(input_ids=torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
-                                             eos_token_id=stops, pad_token_id=prepared.tokenizer.pad_token_id)
-    generated = out[0, len(prompt):].tolist()
+        out = prepared.model.eval().generate(
+            input_ids=torch.tensor([prompt]),
+            max_new_tokens=12,
+            do_sample=False,
+            eos_token_id=stops,
+            pad_token_id=prepared.tokenizer.pad_token_id,
+        )
+    generated = out[0, len(prompt) :].tolist()
     cut = next((i + 1 for i, t in enumerate(generated) if t in stops), len(generated))
     assert answers[0][0] == generated[:cut]
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("train.objective={name: dpo}", "train.objective.name: dpo trains on ranked responses, but 144 of 144 training "
-                                    "examples of data.datasets[0]"),
-    ("train.objective={name: dpo, beta: -1}", "train.objective.beta = -1: Input should be greater than 0"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (
+            "train.objective={name: dpo}",
+            "train.objective.name: dpo trains on ranked responses, but 144 of 144 training "
+            "examples of data.datasets[0]",
+        ),
+        ("train.objective={name: dpo, beta: -1}", "train.objective.beta = -1: Input should be greater than 0"),
+    ],
+)
 def test_preference_objective_on_sft_data_is_refused(tmp_path, user_files, capsys, override, expected):
     config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run")
     assert main(["train", str(config), "--set", override]) == 2
@@ -100,12 +126,18 @@ def test_preference_objective_on_sft_data_is_refused(tmp_path, user_files, capsy
     assert not list((tmp_path / "run").glob("checkpoint-*"))
 
 
-@pytest.mark.parametrize("record, message", [
-    ({"prompt": "p", "chosen": " ", "rejected": ["x"]}, "pairs response 'chosen' is empty"),
-    ({"prompt": "p", "chosen": "a", "rejected": ["b", ""]}, "pairs response 'rejected[1]' is empty"),
-    ({"prompt": "p", "chosen": "a b", "rejected": ["a  b"]}, "pairs responses must differ, but the ranking holds the same response twice"),
-    ({"prompt": "p", "chosen": "a", "rejected": []}, "pairs field 'rejected' is an empty list"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({"prompt": "p", "chosen": " ", "rejected": ["x"]}, "pairs response 'chosen' is empty"),
+        ({"prompt": "p", "chosen": "a", "rejected": ["b", ""]}, "pairs response 'rejected[1]' is empty"),
+        (
+            {"prompt": "p", "chosen": "a b", "rejected": ["a  b"]},
+            "pairs responses must differ, but the ranking holds the same response twice",
+        ),
+        ({"prompt": "p", "chosen": "a", "rejected": []}, "pairs field 'rejected' is an empty list"),
+    ],
+)
 def test_bad_pairs_records_name_the_line(tmp_path, user_files, capsys, record, message):
     data = tmp_path / "pairs.jsonl"
     good = {"prompt": "q", "chosen": "yes", "rejected": ["no"]}
@@ -127,15 +159,27 @@ def test_a_separate_reference_model(tmp_path, user_files, capsys):
     first loss is no longer log 2); one whose tokenizer differs is refused in one line."""
     sft = write_config(tmp_path / "sft.yaml", user_files, tmp_path / "sft", max_steps=3)
     assert main(["train", str(sft)]) == 0
-    masked = write_config(tmp_path / "masked.yaml", user_files, tmp_path / "masked", max_steps=1,
-                          objective={"name": "remask"})  # adds <|mask|>: another vocabulary
+    masked = write_config(
+        tmp_path / "masked.yaml", user_files, tmp_path / "masked", max_steps=1, objective={"name": "remask"}
+    )  # adds <|mask|>: another vocabulary
     assert main(["train", str(masked)]) == 0
     config, overrides = _pairs_config(tmp_path, user_files, "dpo", reference=str(tmp_path / "sft" / "model"))
     assert main(["train", str(config), *overrides, "--set", "train.max_steps=2"]) == 0
     assert _losses(tmp_path / "dpo")[0] != pytest.approx(math.log(2.0), rel=1e-3)
     capsys.readouterr()
-    assert main(["train", str(config), *overrides, "--overwrite",
-                 "--set", f"train.objective.reference={tmp_path / 'masked' / 'model'}"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(config),
+                *overrides,
+                "--overwrite",
+                "--set",
+                f"train.objective.reference={tmp_path / 'masked' / 'model'}",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "train.objective.reference: " in err and "tokenizer differs from the policy's" in err
     assert "'<|mask|>'" in err and len(err.strip().splitlines()) == 1

@@ -31,11 +31,15 @@ def _train_losses(run_dir):
     return {row["step"]: row["loss"] for row in rows if "loss" in row}
 
 
-@pytest.mark.parametrize("objective", [
-    {"objective": {"name": "mixce", "ratio": 0.75}},
-    # random masks drawn at collate time and NEFTune noise must replay identically
-    {"objective": {"name": "remask_cot"}, "neftune_alpha": 10.0},
-], ids=["mixce", "remask_cot+neftune"])
+@pytest.mark.parametrize(
+    "objective",
+    [
+        {"objective": {"name": "mixce", "ratio": 0.75}},
+        # random masks drawn at collate time and NEFTune noise must replay identically
+        {"objective": {"name": "remask_cot"}, "neftune_alpha": 10.0},
+    ],
+    ids=["mixce", "remask_cot+neftune"],
+)
 def test_resume_is_exact(tmp_path, user_files, objective):
     overrides = {"max_steps": 8, "save_every": 4, "schedule": {"name": "cosine", "warmup_ratio": 0.25}, **objective}
     straight = load_config(write_config(tmp_path / "a.yaml", user_files, tmp_path / "straight", **overrides))

@@ -35,20 +35,50 @@ def task_files(tmp_path_factory) -> dict[str, Path]:
     return {
         "gsm8k": _write(root / "gsm8k.jsonl", [{"question": r["question"], "answer": gsm8k_answer(r)} for r in rows]),
         "cot": _write(root / "cot.jsonl", rows[:6]),
-        "arc": _write(root / "arc.jsonl", [
-            {"id": f"q{i}", "question": r["question"],
-             "choices": {"text": [str(int(r["answer"]) + 1), r["answer"], *distractors[: 1 + i % 3]],
-                         "label": [str(k + 1) for k in range(2 + 1 + i % 3)]},
-             "answerKey": "2"} for i, r in enumerate(rows[:10])]),
+        "arc": _write(
+            root / "arc.jsonl",
+            [
+                {
+                    "id": f"q{i}",
+                    "question": r["question"],
+                    "choices": {
+                        "text": [str(int(r["answer"]) + 1), r["answer"], *distractors[: 1 + i % 3]],
+                        "label": [str(k + 1) for k in range(2 + 1 + i % 3)],
+                    },
+                    "answerKey": "2",
+                }
+                for i, r in enumerate(rows[:10])
+            ],
+        ),
         "text": _write(root / "text.jsonl", [{"text": f"{r['question']} {r['rationale']}"} for r in rows[:5]]),
-        "chat": _write(root / "chat.jsonl", [{"messages": [{"role": "user", "content": r["question"]},
-                                                            {"role": "assistant", "content": r["rationale"]}]}
-                                              for r in rows[:4]]),
-        "translation": _write(root / "wmt.jsonl", [{"translation": {"de": r["question"], "en": r["question"]}}
-                                                   for r in rows[:4]]),
-        "squad": _write(root / "squad.jsonl", [
-            {"id": str(i), "title": "t", "context": r["question"], "question": "How many are there now?",
-             "answers": {"text": [r["answer"]], "answer_start": [0]}} for i, r in enumerate(rows[:4])]),
+        "chat": _write(
+            root / "chat.jsonl",
+            [
+                {
+                    "messages": [
+                        {"role": "user", "content": r["question"]},
+                        {"role": "assistant", "content": r["rationale"]},
+                    ]
+                }
+                for r in rows[:4]
+            ],
+        ),
+        "translation": _write(
+            root / "wmt.jsonl", [{"translation": {"de": r["question"], "en": r["question"]}} for r in rows[:4]]
+        ),
+        "squad": _write(
+            root / "squad.jsonl",
+            [
+                {
+                    "id": str(i),
+                    "title": "t",
+                    "context": r["question"],
+                    "question": "How many are there now?",
+                    "answers": {"text": [r["answer"]], "answer_start": [0]},
+                }
+                for i, r in enumerate(rows[:4])
+            ],
+        ),
     }
 
 
@@ -59,10 +89,18 @@ def _tokenizer():
 
 def _llama(tokenizer, hidden: int, seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return LlamaForCausalLM(config)
 
 

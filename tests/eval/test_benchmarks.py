@@ -36,9 +36,16 @@ def _mean(values) -> float:
 # ------------------------------------------------------------------------ the samples
 
 
-@pytest.mark.parametrize("path, kind, fmt, count", [
-    (MMLU_TEST, "multiple_choice", "mmlu", 12), (MMLU_DEV, "multiple_choice", "mmlu", 15),
-    (BBH, "answer_phrase", "bbh", 8), (BBH_COT, "answer_phrase", "bbh", 3), (HUMANEVAL, "code", "humaneval", 5)])
+@pytest.mark.parametrize(
+    "path, kind, fmt, count",
+    [
+        (MMLU_TEST, "multiple_choice", "mmlu", 12),
+        (MMLU_DEV, "multiple_choice", "mmlu", 15),
+        (BBH, "answer_phrase", "bbh", 8),
+        (BBH_COT, "answer_phrase", "bbh", 3),
+        (HUMANEVAL, "code", "humaneval", 5),
+    ],
+)
 def test_each_sample_loads_as_its_benchmark(path, kind, fmt, count):
     task = load_task(str(path))
     assert (task.kind, task.data_format, len(task.items)) == (kind, fmt, count)
@@ -51,8 +58,9 @@ def test_mmlu_sample_has_subject_groups_and_descriptions():
         for item in task.items:
             assert item.choices == ("A", "B", "C", "D") and item.target == "ABCD"[item.gold]
     item = load_task(str(MMLU_TEST)).items[0]
-    assert item.description == ("The following are multiple choice questions (with answers) about "
-                                "high school mathematics.\n\n")
+    assert item.description == (
+        "The following are multiple choice questions (with answers) about high school mathematics.\n\n"
+    )
     assert task.layout.sampler == "first_n"
 
 
@@ -65,8 +73,9 @@ def test_bbh_sample_targets_are_the_expressions_values_and_cot_ends_in_the_answe
 
 def test_humaneval_canonical_solutions_pass_their_tests():
     for row in _rows(HUMANEVAL):
-        outcome = check_candidate(row["prompt"], row["canonical_solution"], row["test"], row["entry_point"],
-                                  allowed=True)
+        outcome = check_candidate(
+            row["prompt"], row["canonical_solution"], row["test"], row["entry_point"], allowed=True
+        )
         assert outcome.passed, (row["task_id"], outcome.stderr)
         assert row["prompt"].rstrip().endswith('"""') and f"def {row['entry_point']}(" in row["prompt"]
         assert "def check(candidate):" in row["test"]
@@ -121,8 +130,23 @@ def test_bbh_three_shot_plain_prompt_is_the_harness_layout():
 
 def test_mmlu_five_shot_end_to_end(random_model_dir, tmp_path, capsys):
     output = tmp_path / "mmlu.json"
-    code, _, err = run_cli(capsys, ["eval", str(random_model_dir), "--task", str(MMLU_TEST), "--fewshot-file",
-                                    str(MMLU_DEV), "--shots", "5", "--batch-size", "8", "--output", str(output)])
+    code, _, err = run_cli(
+        capsys,
+        [
+            "eval",
+            str(random_model_dir),
+            "--task",
+            str(MMLU_TEST),
+            "--fewshot-file",
+            str(MMLU_DEV),
+            "--shots",
+            "5",
+            "--batch-size",
+            "8",
+            "--output",
+            str(output),
+        ],
+    )
     assert code == 0, err
     (task,) = json.loads(output.read_text())["tasks"]
     assert task["kind"] == "multiple_choice" and task["items"] == 12 and task["fewshot_sampler"] == "first_n"
@@ -135,8 +159,9 @@ def test_mmlu_five_shot_end_to_end(random_model_dir, tmp_path, capsys):
     assert all(s["context"].count("\nAnswer: ") == 5 for s in samples)
     per_item = [float(s["acc"] == s["gold"]) for s in samples]
     assert metrics["acc"] == pytest.approx(_mean(per_item))
-    by_subject = {subject: _mean(float(s["acc"] == s["gold"]) for s in samples if s["group"] == subject)
-                  for subject in SUBJECTS}
+    by_subject = {
+        subject: _mean(float(s["acc"] == s["gold"]) for s in samples if s["group"] == subject) for subject in SUBJECTS
+    }
     for subject in SUBJECTS:
         assert groups[subject]["acc"] == pytest.approx(by_subject[subject]) and groups[subject]["n"] == 4
     assert metrics["acc_macro"] == pytest.approx(_mean(by_subject.values()))
@@ -145,8 +170,23 @@ def test_mmlu_five_shot_end_to_end(random_model_dir, tmp_path, capsys):
 
 def test_bbh_three_shot_end_to_end(random_model_dir, tmp_path, capsys):
     output = tmp_path / "bbh.json"
-    code, _, err = run_cli(capsys, ["eval", str(random_model_dir), "--task", str(BBH), "--fewshot-file", str(BBH_COT),
-                                    "--shots", "3", "--max-new-tokens", "32", "--output", str(output)])
+    code, _, err = run_cli(
+        capsys,
+        [
+            "eval",
+            str(random_model_dir),
+            "--task",
+            str(BBH),
+            "--fewshot-file",
+            str(BBH_COT),
+            "--shots",
+            "3",
+            "--max-new-tokens",
+            "32",
+            "--output",
+            str(output),
+        ],
+    )
     assert code == 0, err
     (task,) = json.loads(output.read_text())["tasks"]
     assert task["kind"] == "answer_phrase" and task["max_new_tokens"] == 32 and task["fewshot_sampler"] == "first_n"
@@ -161,14 +201,16 @@ def test_bbh_three_shot_end_to_end(random_model_dir, tmp_path, capsys):
 
 def test_bbh_scoring_reads_the_answer_after_the_answer_is(tokenizer, monkeypatch):
     # golds: True False False True True True True False
-    outputs = ["not False is True. So the answer is True.",  # True: right
-               "So the answer is False.\n\nQ: True is",  # the rest of the line less its period: right
-               "So the answer is True.",  # wrong answer
-               "The answer is True.",  # the phrase is case-sensitive: no answer
-               "So the answer is True",  # no final period: "Tru"
-               "",  # nothing
-               "the answer is True.",  # right
-               "So the answer is  False."]  # stripped: right
+    outputs = [
+        "not False is True. So the answer is True.",  # True: right
+        "So the answer is False.\n\nQ: True is",  # the rest of the line less its period: right
+        "So the answer is True.",  # wrong answer
+        "The answer is True.",  # the phrase is case-sensitive: no answer
+        "So the answer is True",  # no final period: "Tru"
+        "",  # nothing
+        "the answer is True.",  # right
+        "So the answer is  False.",
+    ]  # stripped: right
     contexts_seen = []
 
     def fake(model, tokenizer, task, style, contexts, options, **sampling):
@@ -229,8 +271,13 @@ def _fake_generate(completions_by_entry_point: dict[str, list[str]], calls: list
 def test_humaneval_scoring_with_execution_allowed(tokenizer, monkeypatch):
     rows = _rows(HUMANEVAL)
     names = [row["entry_point"] for row in rows]
-    answers = {names[0]: [rows[0]["canonical_solution"]], names[1]: [rows[1]["canonical_solution"]],
-               names[2]: [WRONG], names[3]: [LOOP], names[4]: [SOCKET]}
+    answers = {
+        names[0]: [rows[0]["canonical_solution"]],
+        names[1]: [rows[1]["canonical_solution"]],
+        names[2]: [WRONG],
+        names[3]: [LOOP],
+        names[4]: [SOCKET],
+    }
     calls: list = []
     monkeypatch.setattr(evaluate, "_generate", _fake_generate(answers, calls))
     monkeypatch.setattr(evaluate, "CODE_TIMEOUT_S", 2.0)
@@ -247,9 +294,10 @@ def test_humaneval_scoring_with_execution_allowed(tokenizer, monkeypatch):
 def test_humaneval_pass_at_k_over_samples(tokenizer, monkeypatch):
     rows = _rows(HUMANEVAL)[:2]
     first, second = (row["entry_point"] for row in rows)
-    answers = {first: [WRONG, rows[0]["canonical_solution"], WRONG, WRONG],  # c = 1 of n = 4
-               second: [rows[1]["canonical_solution"], WRONG, rows[1]["canonical_solution"],
-                        rows[1]["canonical_solution"]]}  # c = 3 of n = 4
+    answers = {
+        first: [WRONG, rows[0]["canonical_solution"], WRONG, WRONG],  # c = 1 of n = 4
+        second: [rows[1]["canonical_solution"], WRONG, rows[1]["canonical_solution"], rows[1]["canonical_solution"]],
+    }  # c = 3 of n = 4
     calls: list = []
     monkeypatch.setattr(evaluate, "_generate", _fake_generate(answers, calls))
     task = load_task(str(HUMANEVAL), limit=2)
@@ -272,16 +320,37 @@ def test_bad_benchmark_inputs_are_one_line_errors(random_model_dir, tmp_path, ca
     model = str(random_model_dir)
     mmlu = _rows(MMLU_TEST)
     mixed = tmp_path / "mixed.jsonl"
-    mixed.write_text("".join(json.dumps(r) + "\n" for r in (mmlu[0], mmlu[1], {
-        "question": "Ann has 2 apples and buys 3 more. How many does she have?", "answer": "2 + 3 = 5\n#### 5"})))
+    mixed.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in (
+                mmlu[0],
+                mmlu[1],
+                {
+                    "question": "Ann has 2 apples and buys 3 more. How many does she have?",
+                    "answer": "2 + 3 = 5\n#### 5",
+                },
+            )
+        )
+    )
     message = cli_error(capsys, ["eval", model, "--task", str(mixed)])
     assert f"{mixed}:3:" in message and "gsm8k" in message and "mmlu" in message
 
     physics = tmp_path / "physics.jsonl"
-    physics.write_text(json.dumps({"question": "What is the unit of force?", "subject": "college_physics",
-                                   "choices": ["Joule", "Newton", "Watt", "Pascal"], "answer": 1}) + "\n")
-    message = cli_error(capsys, ["eval", model, "--task", str(physics), "--fewshot-file", str(MMLU_DEV),
-                                 "--shots", "5"])
+    physics.write_text(
+        json.dumps(
+            {
+                "question": "What is the unit of force?",
+                "subject": "college_physics",
+                "choices": ["Joule", "Newton", "Watt", "Pascal"],
+                "answer": 1,
+            }
+        )
+        + "\n"
+    )
+    message = cli_error(
+        capsys, ["eval", model, "--task", str(physics), "--fewshot-file", str(MMLU_DEV), "--shots", "5"]
+    )
     assert "college_physics" in message and "--shots 5" in message
 
     message = cli_error(capsys, ["eval", model, "--task", str(BBH), "--fewshot-file", str(BBH_COT), "--shots", "4"])

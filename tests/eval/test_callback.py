@@ -20,10 +20,14 @@ def _config(tmp_path, user_files, eval_tasks):
 
 
 def test_tasks_are_evaluated_every_n_steps_and_logged_with_the_loss(tmp_path, user_files, task_files, capsys):
-    config = _config(tmp_path, user_files, [
-        {"task": str(task_files["arc"]), "every": 2, "shots": 1},
-        {"task": str(task_files["cot"]), "every": 4, "max_new_tokens": 8, "limit": 3},
-    ])
+    config = _config(
+        tmp_path,
+        user_files,
+        [
+            {"task": str(task_files["arc"]), "every": 2, "shots": 1},
+            {"task": str(task_files["cot"]), "every": 4, "max_new_tokens": 8, "limit": 3},
+        ],
+    )
     code, _, err = run_cli(capsys, ["train", str(config)])
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -53,8 +57,9 @@ class RecordingIntegration(TrainerCallback):
 def test_task_scores_reach_the_logging_integrations(tmp_path, user_files, task_files, capsys, monkeypatch):
     import transformers.trainer
 
-    monkeypatch.setattr(transformers.trainer, "get_reporting_integration_callbacks",
-                        lambda report_to: [RecordingIntegration])
+    monkeypatch.setattr(
+        transformers.trainer, "get_reporting_integration_callbacks", lambda report_to: [RecordingIntegration]
+    )
     RecordingIntegration.seen = []
     config = _config(tmp_path, user_files, [{"task": str(task_files["arc"]), "every": 2, "shots": 1}])
     code, _, err = run_cli(capsys, ["train", str(config)])

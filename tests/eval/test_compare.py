@@ -20,19 +20,38 @@ def task(name: str, metrics: dict, primary: str, shots: int = 0) -> dict:
     return {"name": name, "shots": shots, "prompt_format": "plain", "primary_metric": primary, "metrics": metrics}
 
 
-SFT = record("runs/sft/model", [task("gsm8k", {"exact_match_strict": 0.2434, "exact_match_strict_stderr": 0.0118,
-                                               "n": 1319}, "exact_match_strict", shots=5)])
-REMASK = record("runs/remask/model", [
-    task("gsm8k", {"exact_match_strict": 0.279, "exact_match_strict_stderr": 0.0124, "n": 1319},
-         "exact_match_strict", shots=5),
-    task("arc", {"acc": 0.41, "acc_norm": 0.4326, "acc_norm_stderr": 0.0145}, "acc_norm", shots=25),
-])
+SFT = record(
+    "runs/sft/model",
+    [
+        task(
+            "gsm8k",
+            {"exact_match_strict": 0.2434, "exact_match_strict_stderr": 0.0118, "n": 1319},
+            "exact_match_strict",
+            shots=5,
+        )
+    ],
+)
+REMASK = record(
+    "runs/remask/model",
+    [
+        task(
+            "gsm8k",
+            {"exact_match_strict": 0.279, "exact_match_strict_stderr": 0.0124, "n": 1319},
+            "exact_match_strict",
+            shots=5,
+        ),
+        task("arc", {"acc": 0.41, "acc_norm": 0.4326, "acc_norm_stderr": 0.0145}, "acc_norm", shots=25),
+    ],
+)
 
 
 def test_table_of_tasks_by_models_with_stderr_and_gaps():
     rows = comparison_rows([SFT, REMASK])
     assert [(r.task, r.metric, r.primary) for r in rows] == [
-        ("gsm8k", "exact_match_strict", True), ("arc", "acc", False), ("arc", "acc_norm", True)]
+        ("gsm8k", "exact_match_strict", True),
+        ("arc", "acc", False),
+        ("arc", "acc_norm", True),
+    ]
     table = compare_markdown(model_labels(["a.json", "b.json"], [SFT, REMASK]), rows)
     assert table.splitlines() == [
         "| task | shots | format | metric | sft | remask |",
@@ -64,22 +83,27 @@ def test_real_results_files_compare(tmp_path, capsys, trained_run, task_files):
     outputs = []
     for model in (trained_run, trained_run / "checkpoint-2"):
         outputs.append(tmp_path / f"{model.name}.json")
-        code, _, err = run_cli(capsys, ["eval", str(model), "--task", str(task_files["arc"]), "--output",
-                                        str(outputs[-1])])
+        code, _, err = run_cli(
+            capsys, ["eval", str(model), "--task", str(task_files["arc"]), "--output", str(outputs[-1])]
+        )
         assert code == 0, err
-    code, out, err = run_cli(capsys, ["--debug", "eval", "compare", *map(str, outputs), "--output",
-                                      str(tmp_path / "c.png")])
+    code, out, err = run_cli(
+        capsys, ["--debug", "eval", "compare", *map(str, outputs), "--output", str(tmp_path / "c.png")]
+    )
     assert code == 0, err
     header = out.splitlines()[0]
     assert header.endswith(f"| {trained_run.name} | checkpoint-2 |")
     assert "| acc_norm |" in out
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such results file"),
-    ("{not json", "not valid JSON"),
-    ('{"tasks": []}', "not an lmforge eval results file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such results file"),
+        ("{not json", "not valid JSON"),
+        ('{"tasks": []}', "not an lmforge eval results file"),
+    ],
+)
 def test_bad_results_files_are_one_line_errors(tmp_path, capsys, content, message):
     good = tmp_path / "good.json"
     good.write_text(json.dumps(SFT))

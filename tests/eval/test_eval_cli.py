@@ -15,8 +15,18 @@ PROMPTED = ("gsm8k", "cot", "arc", "translation", "squad")
 
 def test_every_prompted_task_type_on_a_plain_model(random_model_dir, task_files, tmp_path, capsys):
     output = tmp_path / "results.json"
-    argv = ["eval", str(random_model_dir), "--shots", "2", "--max-new-tokens", "8", "--batch-size", "4",
-            "--output", str(output)]
+    argv = [
+        "eval",
+        str(random_model_dir),
+        "--shots",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "4",
+        "--output",
+        str(output),
+    ]
     for name in PROMPTED:
         argv += ["--task", str(task_files[name])]
     code, out, err = run_cli(capsys, argv)
@@ -41,8 +51,19 @@ def test_every_prompted_task_type_on_a_plain_model(random_model_dir, task_files,
 
 def test_perplexity_on_text_and_chat_with_an_lmforge_model(trained_run, task_files, tmp_path, capsys):
     output = tmp_path / "ppl.json"
-    code, _, err = run_cli(capsys, ["eval", str(trained_run), "--task", str(task_files["text"]),
-                                    "--task", str(task_files["chat"]), "--output", str(output)])
+    code, _, err = run_cli(
+        capsys,
+        [
+            "eval",
+            str(trained_run),
+            "--task",
+            str(task_files["text"]),
+            "--task",
+            str(task_files["chat"]),
+            "--output",
+            str(output),
+        ],
+    )
     assert code == 0, err
     text, chat = json.loads(output.read_text())["tasks"]
     assert chat["prompt_format"] == "remask"  # the model's own format, from lmforge.json
@@ -57,8 +78,9 @@ def test_checkpoint_without_tokenizer_uses_the_runs_model_dir(trained_run, task_
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (run / "checkpoint-2" / name).unlink(missing_ok=True)
     output = tmp_path / "ckpt.json"
-    code, _, err = run_cli(capsys, ["eval", str(run / "checkpoint-2"), "--task", str(task_files["arc"]),
-                                    "--output", str(output)])
+    code, _, err = run_cli(
+        capsys, ["eval", str(run / "checkpoint-2"), "--task", str(task_files["arc"]), "--output", str(output)]
+    )
     assert code == 0, err
     model = json.loads(output.read_text())["model"]
     assert model["step"] == 2 and model["tokenizer"] == str(run / "model") and model["prompt_format"] == "remask"
@@ -82,14 +104,20 @@ def test_bad_inputs_are_one_line_errors(random_model_dir, trained_run, task_file
     message = cli_error(capsys, ["eval", str(random_model_dir), "--task", str(unknown)])
     assert f"{unknown}:1: cannot tell the task type" in message
     (tmp_path / "x.txt").write_text("hello\n")
-    assert "unsupported data file type '.txt'" in cli_error(capsys, ["eval", str(random_model_dir), "--task",
-                                                                     str(tmp_path / "x.txt")])
+    assert "unsupported data file type '.txt'" in cli_error(
+        capsys, ["eval", str(random_model_dir), "--task", str(tmp_path / "x.txt")]
+    )
 
     message = cli_error(capsys, ["eval", str(random_model_dir), "--task", str(task_files["cot"]), "--shots", "8"])
-    assert message.endswith("--shots 8: the few-shot pool " + str(task_files["cot"]) +
-                            " has only 5 examples (6 records, less the one evaluated)")
-    assert "perplexity task" in cli_error(capsys, ["eval", str(random_model_dir), "--task", str(task_files["text"]),
-                                                   "--shots", "1"])
-    assert "unknown prompt format" in cli_error(capsys, ["eval", str(random_model_dir), "--task", arc,
-                                                         "--format", "bogus"])
+    assert message.endswith(
+        "--shots 8: the few-shot pool "
+        + str(task_files["cot"])
+        + " has only 5 examples (6 records, less the one evaluated)"
+    )
+    assert "perplexity task" in cli_error(
+        capsys, ["eval", str(random_model_dir), "--task", str(task_files["text"]), "--shots", "1"]
+    )
+    assert "unknown prompt format" in cli_error(
+        capsys, ["eval", str(random_model_dir), "--task", arc, "--format", "bogus"]
+    )
     assert "task file not found" in cli_error(capsys, ["eval", str(random_model_dir), "--task", "nope.jsonl"])

@@ -73,12 +73,26 @@ def test_harness_agrees_with_lmforge(gsm8k_model_dir, task_files, tmp_path):
 
 def test_failed_harness_run_is_a_one_line_error(random_model_dir, task_files, tmp_path, monkeypatch, capsys):
     def failing(*args, **kwargs):
-        return [sys.executable, "-c", "import sys; print('loading...', file=sys.stderr); "
-                "raise ValueError('Attempted to load task lmforge_arc: broken YAML')"]
+        return [
+            sys.executable,
+            "-c",
+            "import sys; print('loading...', file=sys.stderr); "
+            "raise ValueError('Attempted to load task lmforge_arc: broken YAML')",
+        ]
 
     monkeypatch.setattr(harness, "harness_command", failing)
-    message = cli_error(capsys, ["eval", str(random_model_dir), "--task", str(task_files["arc"]), "--harness",
-                                 "--output", str(tmp_path / "h.json")])
+    message = cli_error(
+        capsys,
+        [
+            "eval",
+            str(random_model_dir),
+            "--task",
+            str(task_files["arc"]),
+            "--harness",
+            "--output",
+            str(tmp_path / "h.json"),
+        ],
+    )
     assert "lm-evaluation-harness failed (exit 1): ValueError: Attempted to load task lmforge_arc" in message
 
 
@@ -89,6 +103,7 @@ def test_harness_bridge_refuses_qa(random_model_dir, task_files, tmp_path):
 
 # ------------------------------------------------ the harness's own few-shot prompts
 
+
 def _native_task(directory, name, shipped, files, **overrides):
     """A task YAML of the shipped harness config `shipped` (tasks/gsm8k/gsm8k.yaml, ...) over
     local files: everything else (prompt, delimiters, until, splits, metrics) as shipped."""
@@ -98,8 +113,12 @@ def _native_task(directory, name, shipped, files, **overrides):
     config = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks" / shipped).read_text())
     config.pop("tag", None)
     config.pop("dataset_name", None)
-    config.update(task=name, dataset_path="json", dataset_kwargs={"data_files": {k: str(v) for k, v in files.items()}},
-                  **overrides)
+    config.update(
+        task=name,
+        dataset_path="json",
+        dataset_kwargs={"data_files": {k: str(v) for k, v in files.items()}},
+        **overrides,
+    )
     (directory / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return name
 
@@ -111,8 +130,13 @@ def _write_rows(path, rows):
 
 def _short_gsm(rows):
     firsts = [r["question"].split(". ")[0] for r in rows]
-    return [{"question": f"{first}. How many?", "answer": f"{first.split()[2]} = {first.split()[2]}.\n#### "
-             f"{first.split()[2]}"} for first in firsts]
+    return [
+        {
+            "question": f"{first}. How many?",
+            "answer": f"{first.split()[2]} = {first.split()[2]}.\n#### {first.split()[2]}",
+        }
+        for first in firsts
+    ]
 
 
 LONG_SHOTS = 16
@@ -123,9 +147,15 @@ def _full_gsm(rows):
 
 
 def _arc_rows(rows):
-    return [{"id": f"q{i}", "question": r["question"],
-             "choices": {"text": [str(int(r["answer"]) + 1), r["answer"], "none"], "label": ["A", "B", "C"]},
-             "answerKey": "B" if i % 3 else "A"} for i, r in enumerate(rows)]
+    return [
+        {
+            "id": f"q{i}",
+            "question": r["question"],
+            "choices": {"text": [str(int(r["answer"]) + 1), r["answer"], "none"], "label": ["A", "B", "C"]},
+            "answerKey": "B" if i % 3 else "A",
+        }
+        for i, r in enumerate(rows)
+    ]
 
 
 MMLU_SUBJECTS = ("high_school_mathematics", "world_religions")
@@ -137,8 +167,14 @@ def _mmlu_rows(rows, subject):
     for i, r in enumerate(rows):
         right = int(r["answer"])
         choices = [str(right + d) for d in (1, 0, 2, -1)] if i % 2 else [str(right), str(right + 3), "none", "7"]
-        out.append({"question": f" {r['question']} ", "subject": subject, "choices": choices,
-                    "answer": choices.index(str(right))})
+        out.append(
+            {
+                "question": f" {r['question']} ",
+                "subject": subject,
+                "choices": choices,
+                "answer": choices.index(str(right)),
+            }
+        )
     return out
 
 
@@ -149,10 +185,14 @@ def _mmlu_task(directory, subject, test, dev):
     import yaml
 
     config = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/mmlu/default/_default_template_yaml").read_text())
-    config.update(task=f"mmlu_{subject}", dataset_path="json",
-                  dataset_kwargs={"data_files": {"test": str(test), "dev": str(dev)}}, num_fewshot=5,
-                  description=f"The following are multiple choice questions (with answers) about "
-                              f"{' '.join(subject.split('_'))}.\n\n")
+    config.update(
+        task=f"mmlu_{subject}",
+        dataset_path="json",
+        dataset_kwargs={"data_files": {"test": str(test), "dev": str(dev)}},
+        num_fewshot=5,
+        description=f"The following are multiple choice questions (with answers) about "
+        f"{' '.join(subject.split('_'))}.\n\n",
+    )
     (directory / f"mmlu_{subject}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return f"mmlu_{subject}"
 
@@ -185,33 +225,76 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
     # full problems with rationales at 16 shots (gsm_long: prompts of ~700-800 tokens) do not:
     # both keep each prompt's last 512 - 64 tokens. The default limits (256) are checked above.
     gsm = _short_gsm(TEST)
-    files = {"gsm_train": _write_rows(data / "gsm_train.jsonl", _short_gsm(TRAIN[:40])),
-             "gsm_split": _write_rows(data / "gsm_split.jsonl", gsm),
-             "gsm_self": _write_rows(data / "gsm_self.jsonl", gsm),
-             "gsm_long_train": _write_rows(data / "gsm_long_train.jsonl", _full_gsm(TRAIN[:40])),
-             "gsm_long": _write_rows(data / "gsm_long.jsonl", _full_gsm(TEST[:12])),
-             "arc_train": _write_rows(data / "arc_train.jsonl", _arc_rows(TRAIN[:40])),
-             "arc_split": _write_rows(data / "arc_split.jsonl", _arc_rows(TRAIN[100:112])),
-             "arc_self": _write_rows(data / "arc_self.jsonl", _arc_rows(TRAIN[100:130]))}
-    mmlu_test = {subject: _mmlu_rows(TRAIN[130 + 10 * i:140 + 10 * i], subject) for i, subject in enumerate(MMLU_SUBJECTS)}
-    mmlu_dev = {subject: _mmlu_rows(TRAIN[160 + 7 * i:167 + 7 * i], subject) for i, subject in enumerate(MMLU_SUBJECTS)}
+    files = {
+        "gsm_train": _write_rows(data / "gsm_train.jsonl", _short_gsm(TRAIN[:40])),
+        "gsm_split": _write_rows(data / "gsm_split.jsonl", gsm),
+        "gsm_self": _write_rows(data / "gsm_self.jsonl", gsm),
+        "gsm_long_train": _write_rows(data / "gsm_long_train.jsonl", _full_gsm(TRAIN[:40])),
+        "gsm_long": _write_rows(data / "gsm_long.jsonl", _full_gsm(TEST[:12])),
+        "arc_train": _write_rows(data / "arc_train.jsonl", _arc_rows(TRAIN[:40])),
+        "arc_split": _write_rows(data / "arc_split.jsonl", _arc_rows(TRAIN[100:112])),
+        "arc_self": _write_rows(data / "arc_self.jsonl", _arc_rows(TRAIN[100:130])),
+    }
+    mmlu_test = {
+        subject: _mmlu_rows(TRAIN[130 + 10 * i : 140 + 10 * i], subject) for i, subject in enumerate(MMLU_SUBJECTS)
+    }
+    mmlu_dev = {
+        subject: _mmlu_rows(TRAIN[160 + 7 * i : 167 + 7 * i], subject) for i, subject in enumerate(MMLU_SUBJECTS)
+    }
     files["mmlu"] = _write_rows(data / "mmlu.jsonl", [r for s in MMLU_SUBJECTS for r in mmlu_test[s]])
     files["mmlu_dev"] = _write_rows(data / "mmlu_dev.jsonl", [r for s in MMLU_SUBJECTS for r in mmlu_dev[s]])
     generation = {**shipped_gsm8k["generation_kwargs"], "max_gen_toks": 64}
     names = [
-        _native_task(tasks_dir, "gsm_split", "gsm8k/gsm8k.yaml",
-                     {"train": files["gsm_train"], "test": files["gsm_split"]}, generation_kwargs=generation),
-        _native_task(tasks_dir, "gsm_self", "gsm8k/gsm8k.yaml", {"test": files["gsm_self"]}, training_split=None,
-                     fewshot_split="test", generation_kwargs=generation),
-        _native_task(tasks_dir, "gsm_long", "gsm8k/gsm8k.yaml",
-                     {"train": files["gsm_long_train"], "test": files["gsm_long"]}, generation_kwargs=generation,
-                     num_fewshot=LONG_SHOTS),
-        _native_task(tasks_dir, "arc_split", "arc/arc_easy.yaml", {"train": files["arc_train"], "validation":
-                     files["arc_split"], "test": files["arc_split"]}, num_fewshot=25),
-        _native_task(tasks_dir, "arc_self", "arc/arc_easy.yaml", {"test": files["arc_self"]}, training_split=None,
-                     validation_split=None, fewshot_split="test", num_fewshot=25),
-        *(_mmlu_task(tasks_dir, subject, _write_rows(data / f"{subject}_test.jsonl", mmlu_test[subject]),
-                     _write_rows(data / f"{subject}_dev.jsonl", mmlu_dev[subject])) for subject in MMLU_SUBJECTS),
+        _native_task(
+            tasks_dir,
+            "gsm_split",
+            "gsm8k/gsm8k.yaml",
+            {"train": files["gsm_train"], "test": files["gsm_split"]},
+            generation_kwargs=generation,
+        ),
+        _native_task(
+            tasks_dir,
+            "gsm_self",
+            "gsm8k/gsm8k.yaml",
+            {"test": files["gsm_self"]},
+            training_split=None,
+            fewshot_split="test",
+            generation_kwargs=generation,
+        ),
+        _native_task(
+            tasks_dir,
+            "gsm_long",
+            "gsm8k/gsm8k.yaml",
+            {"train": files["gsm_long_train"], "test": files["gsm_long"]},
+            generation_kwargs=generation,
+            num_fewshot=LONG_SHOTS,
+        ),
+        _native_task(
+            tasks_dir,
+            "arc_split",
+            "arc/arc_easy.yaml",
+            {"train": files["arc_train"], "validation": files["arc_split"], "test": files["arc_split"]},
+            num_fewshot=25,
+        ),
+        _native_task(
+            tasks_dir,
+            "arc_self",
+            "arc/arc_easy.yaml",
+            {"test": files["arc_self"]},
+            training_split=None,
+            validation_split=None,
+            fewshot_split="test",
+            num_fewshot=25,
+        ),
+        *(
+            _mmlu_task(
+                tasks_dir,
+                subject,
+                _write_rows(data / f"{subject}_test.jsonl", mmlu_test[subject]),
+                _write_rows(data / f"{subject}_dev.jsonl", mmlu_dev[subject]),
+            )
+            for subject in MMLU_SUBJECTS
+        ),
     ]
     source = resolve(gsm8k_model_dir)
     command = harness.harness_command(source, names, tasks_dir, tmp_path / "out", EvalOptions(batch_size=8), 512)
@@ -226,30 +309,54 @@ def test_harness_draws_the_same_fewshot_prompts(gsm8k_model_dir, tmp_path):
 
     def ours(name, shots, fewshot=None):
         options = EvalOptions(shots=shots, batch_size=8, max_new_tokens=64)  # defaults: harness sampler, seed 1234
-        run_eval(gsm8k_model_dir, [load_task(str(files[name]), fewshot=fewshot and str(files[fewshot]))], options,
-                 tmp_path / f"{name}.json")
+        run_eval(
+            gsm8k_model_dir,
+            [load_task(str(files[name]), fewshot=fewshot and str(files[fewshot]))],
+            options,
+            tmp_path / f"{name}.json",
+        )
         return [json.loads(line) for line in (tmp_path / f"{name}.samples.jsonl").read_text().splitlines()]
 
     bos = make_style("plain", load_tokenizer(str(source.tokenizer_dir)), source.meta).bos
     counts = {}
     for name, fewshot in (("gsm_split", "gsm_train"), ("gsm_self", None), ("gsm_long", "gsm_long_train")):
         shots = LONG_SHOTS if name == "gsm_long" else 5
-        mine, strict, flexible = ours(name, shots, fewshot), theirs(name, "strict-match"), theirs(name, "flexible-extract")
-        counts[name] = (sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, strict)),
-                        sum(s["resps"][0][0] == m["output"]
-                            and s["exact_match"] == harness_match(m["strict"], m["gold"])
-                            and f["exact_match"] == harness_match(m["flexible"], m["gold"])
-                            for m, s, f in zip(mine, strict, flexible)), len(mine), len(strict))
+        mine, strict, flexible = (
+            ours(name, shots, fewshot),
+            theirs(name, "strict-match"),
+            theirs(name, "flexible-extract"),
+        )
+        counts[name] = (
+            sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, strict)),
+            sum(
+                s["resps"][0][0] == m["output"]
+                and s["exact_match"] == harness_match(m["strict"], m["gold"])
+                and f["exact_match"] == harness_match(m["flexible"], m["gold"])
+                for m, s, f in zip(mine, strict, flexible)
+            ),
+            len(mine),
+            len(strict),
+        )
     for name, fewshot in (("arc_split", "arc_train"), ("arc_self", None)):
         mine, its = ours(name, 25, fewshot), theirs(name)
-        counts[name] = (sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, its)),
-                        sum(s["acc"] == float(m["acc"] == m["gold"])
-                            and s["acc_norm"] == float(m["acc_norm"] == m["gold"]) for m, s in zip(mine, its)),
-                        len(mine), len(its))
+        counts[name] = (
+            sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, its)),
+            sum(
+                s["acc"] == float(m["acc"] == m["gold"]) and s["acc_norm"] == float(m["acc_norm"] == m["gold"])
+                for m, s in zip(mine, its)
+            ),
+            len(mine),
+            len(its),
+        )
     mine = ours("mmlu", 5, "mmlu_dev")  # the task's own sampler: first_n, per subject
     its = [row for subject in MMLU_SUBJECTS for row in theirs(f"mmlu_{subject}")]
-    counts["mmlu"] = (sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, its)),
-                      sum(s["acc"] == float(m["acc"] == m["gold"]) for m, s in zip(mine, its)), len(mine), len(its))
+    counts["mmlu"] = (
+        sum(bos + s["arguments"]["gen_args_0"]["arg_0"] == m["context"] for m, s in zip(mine, its)),
+        sum(s["acc"] == float(m["acc"] == m["gold"]) for m, s in zip(mine, its)),
+        len(mine),
+        len(its),
+    )
     print("prompts identical, results identical, lmforge items, harness items:", counts)
-    assert all(same_prompts == same_results == n == n_harness for same_prompts, same_results, n, n_harness
-               in counts.values()), counts
+    assert all(
+        same_prompts == same_results == n == n_harness for same_prompts, same_results, n, n_harness in counts.values()
+    ), counts

@@ -27,25 +27,31 @@ def test_ties_go_to_the_first_choice_like_numpy_argmax():
     assert choice_predictions([-1.0, -1.0], ["a", "b"]) == {"acc": 0, "acc_norm": 0, "acc_bytes": 0}
 
 
-@pytest.mark.parametrize("output, strict", [
-    ("2 + 3 = 5.\n#### 5", "5"),
-    ("#### 1,080", "1,080"),
-    ("#### -7\n\nQuestion: #### 9", "-7"),    # first match, as the harness's take_first
-    ("the answer is 5", None),
-    ("####5", None),                          # exactly one space
-])
+@pytest.mark.parametrize(
+    "output, strict",
+    [
+        ("2 + 3 = 5.\n#### 5", "5"),
+        ("#### 1,080", "1,080"),
+        ("#### -7\n\nQuestion: #### 9", "-7"),  # first match, as the harness's take_first
+        ("the answer is 5", None),
+        ("####5", None),  # exactly one space
+    ],
+)
 def test_strict_extraction(output, strict):
     assert extract_strict(output) == strict
 
 
-@pytest.mark.parametrize("prediction, gold, same", [
-    ("1,080", "steps\n#### 1080", True),      # commas gone on both sides
-    ("$18", "18", True),                      # dollar signs gone
-    ("18.", "18", True),                      # one trailing dot
-    ("18..", "18", False),                    # only one
-    ("-7", "#### -7", True),
-    ("18.0", "18", False),                    # strings, not numbers
-])
+@pytest.mark.parametrize(
+    "prediction, gold, same",
+    [
+        ("1,080", "steps\n#### 1080", True),  # commas gone on both sides
+        ("$18", "18", True),  # dollar signs gone
+        ("18.", "18", True),  # one trailing dot
+        ("18..", "18", False),  # only one
+        ("-7", "#### -7", True),
+        ("18.0", "18", False),  # strings, not numbers
+    ],
+)
 def test_harness_normalization(prediction, gold, same):
     assert harness_match(prediction, gold) is same
 

@@ -25,13 +25,13 @@ def add_all(numbers: List[int], k: int) -> List[int]:
     [4, 5]
     """
 '''
-TEST = '''
+TEST = """
 
 def check(candidate):
     assert candidate([1, 2], 3) == [4, 5]
     assert candidate([], 7) == []
     assert candidate([-1], 1) == [0]
-'''
+"""
 
 
 def test_a_correct_candidate_passes():
@@ -39,11 +39,14 @@ def test_a_correct_candidate_passes():
     assert outcome.passed and outcome.reason == "passed" and outcome.returncode == 0
 
 
-@pytest.mark.parametrize("completion", [
-    "    return [n - k for n in numbers]\n",  # wrong answer: check() raises AssertionError
-    "    return [n + k for n in numbers\n",  # syntax error
-    "    raise SystemExit(0)\n",  # exiting early would skip the asserts: counts as failure
-])
+@pytest.mark.parametrize(
+    "completion",
+    [
+        "    return [n - k for n in numbers]\n",  # wrong answer: check() raises AssertionError
+        "    return [n + k for n in numbers\n",  # syntax error
+        "    raise SystemExit(0)\n",  # exiting early would skip the asserts: counts as failure
+    ],
+)
 def test_a_wrong_candidate_fails(completion):
     outcome = check_candidate(PROMPT, completion, TEST, "add_all", allowed=True)
     assert not outcome.passed and outcome.reason == "failed" and outcome.returncode == 1
@@ -68,19 +71,25 @@ def test_unbounded_allocation_is_stopped():
     assert outcome.seconds < 5
 
 
-@pytest.mark.parametrize("write", [
-    "open({path!r}, 'w').write('x')",
-    "import pathlib; pathlib.Path({path!r}).write_text('x')",
-    "import os; os.close(os.open({path!r}, os.O_WRONLY | os.O_CREAT))",
-    "import os; open('inside', 'w').close(); os.rename('inside', {path!r})",
-    "import os; os.symlink({path!r}, 'link'); open('link', 'w').write('x')",  # through a link
-    "import os; os.chdir('..'); open({path!r}, 'w').write('x')",
-    "try:\n    open({path!r}, 'w')\nexcept BaseException:\n    pass",  # the refusal cannot be caught
-])
+@pytest.mark.parametrize(
+    "write",
+    [
+        "open({path!r}, 'w').write('x')",
+        "import pathlib; pathlib.Path({path!r}).write_text('x')",
+        "import os; os.close(os.open({path!r}, os.O_WRONLY | os.O_CREAT))",
+        "import os; open('inside', 'w').close(); os.rename('inside', {path!r})",
+        "import os; os.symlink({path!r}, 'link'); open('link', 'w').write('x')",  # through a link
+        "import os; os.chdir('..'); open({path!r}, 'w').write('x')",
+        "try:\n    open({path!r}, 'w')\nexcept BaseException:\n    pass",  # the refusal cannot be caught
+    ],
+)
 def test_a_write_outside_its_directory_is_refused(tmp_path, write):
     outside = tmp_path / "outside.txt"
     outcome = run_program(write.format(path=str(outside)), allowed=True)
-    assert (outcome.passed, outcome.reason) == (False, "forbidden") and "outside the working directory" in outcome.stderr
+    assert (outcome.passed, outcome.reason) == (
+        False,
+        "forbidden",
+    ) and "outside the working directory" in outcome.stderr
     assert not outside.exists()
 
 
@@ -100,25 +109,31 @@ print(repr(os.getcwd()))
     assert not Path(ast.literal_eval(outcome.stdout.strip())).exists()
 
 
-@pytest.mark.parametrize("program", [
-    "import socket\nsocket.socket()",
-    "import socket\nsocket.create_connection(('127.0.0.1', 9))",
-    "import _socket\n_socket.socket()",
-    "import socket\ntry:\n    socket.socket()\nexcept BaseException:\n    pass",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import socket\nsocket.socket()",
+        "import socket\nsocket.create_connection(('127.0.0.1', 9))",
+        "import _socket\n_socket.socket()",
+        "import socket\ntry:\n    socket.socket()\nexcept BaseException:\n    pass",
+    ],
+)
 def test_opening_a_socket_is_forbidden(program):
     outcome = run_program(program, allowed=True)
     assert (outcome.passed, outcome.reason) == (False, "forbidden") and "socket" in outcome.stderr
 
 
-@pytest.mark.parametrize("program", [
-    "import os; os.system('touch {path}')",
-    "import subprocess; subprocess.run(['touch', '{path}'])",
-    "import os; os.fork()",
-    "import os; os.kill(1, 0)",
-    "import shutil; shutil.rmtree('{dir}')",
-    "import ctypes",
-])
+@pytest.mark.parametrize(
+    "program",
+    [
+        "import os; os.system('touch {path}')",
+        "import subprocess; subprocess.run(['touch', '{path}'])",
+        "import os; os.fork()",
+        "import os; os.kill(1, 0)",
+        "import shutil; shutil.rmtree('{dir}')",
+        "import ctypes",
+    ],
+)
 def test_processes_signals_and_ctypes_are_forbidden(tmp_path, program):
     marker = tmp_path / "marker"
     outcome = run_program(program.format(path=marker, dir=tmp_path), allowed=True)

@@ -12,8 +12,14 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from lmforge.errors import LmforgeError
 from lmforge.models import adapters
 from lmforge.models.adapters import (
-    added_token_rows, attach_adapter, check_target_modules, linear_module_names, load_adapter, resize_for,
-    trainable_summary, update_scale,
+    added_token_rows,
+    attach_adapter,
+    check_target_modules,
+    linear_module_names,
+    load_adapter,
+    resize_for,
+    trainable_summary,
+    update_scale,
 )
 from tests.train.conftest import tiny_model
 from tests.train.objective_batches import OBJECTIVE_PARAMS, objective_and_count, objective_batch
@@ -22,14 +28,31 @@ VOCAB = 48
 
 
 def spec(**changes) -> dict:
-    return {"type": "lora", "r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": "all-linear", "rslora": False,
-            "modules_to_save": [], **changes}
+    return {
+        "type": "lora",
+        "r": 4,
+        "alpha": 8.0,
+        "dropout": 0.0,
+        "target_modules": "all-linear",
+        "rslora": False,
+        "modules_to_save": [],
+        **changes,
+    }
 
 
 def untied_model(seed: int = 0) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=False))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            tie_word_embeddings=False,
+        )
+    )
 
 
 def test_update_scale_is_alpha_over_r_or_over_sqrt_r():
@@ -46,16 +69,21 @@ def test_trainable_summary_counts_only_the_adapter():
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable == 2 * per_layer
     total = sum(p.numel() for p in tiny_model().parameters()) + trainable
-    assert trainable_summary(model, None) == f"{trainable:,} of {total:,} parameters train " \
-                                             f"({100 * trainable / total:.2f}%)"
+    assert (
+        trainable_summary(model, None) == f"{trainable:,} of {total:,} parameters train "
+        f"({100 * trainable / total:.2f}%)"
+    )
 
 
 def test_target_modules_that_match_nothing_name_the_existing_ones():
     model = tiny_model()
     assert linear_module_names(model) == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     check_target_modules(model, ["q_proj", "v_proj"])
-    with pytest.raises(LmforgeError, match=r"'qproj' matches no module of LlamaForCausalLM; its linear layers are "
-                                           r"down_proj, gate_proj, k_proj"):
+    with pytest.raises(
+        LmforgeError,
+        match=r"'qproj' matches no module of LlamaForCausalLM; its linear layers are "
+        r"down_proj, gate_proj, k_proj",
+    ):
         check_target_modules(model, ["q_proj", "qproj"])
 
 
@@ -67,8 +95,9 @@ def test_a_module_peft_cannot_wrap_is_a_one_line_error():
 
 def test_quantization_without_bitsandbytes_names_the_install(monkeypatch):
     real = adapters.importlib.util.find_spec
-    monkeypatch.setattr(adapters.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(
+        adapters.importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name, *a)
+    )
     with pytest.raises(LmforgeError, match=r"model.quantization: needs bitsandbytes.*pip install 'lmforge\[qlora\]'"):
         adapters.quantization_config({"bits": 4, "type": "nf4", "double_quant": True, "compute_dtype": "fp32"})
 

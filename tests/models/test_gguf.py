@@ -24,8 +24,10 @@ from lmforge.models.loading import load_model, load_tokenizer
 from tests.conftest import CORPUS
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 HEADS, KV_HEADS, LAYERS = 4, 2, 2
 
 
@@ -35,18 +37,24 @@ def byte_level_tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=SPECIAL, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=SPECIAL,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     backend.train_from_iterator(CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
 
 
 def _permute(weight: np.ndarray, heads: int) -> np.ndarray:
     """llama.cpp's rotary layout of q/k rows (convert_hf_to_gguf's LlamaModel.permute);
     transformers undoes it on load."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
-        weight.shape)
+    return (
+        weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+    )
 
 
 def write_llama_gguf(path, model: LlamaForCausalLM, tokenizer, architecture: str = "llama") -> None:
@@ -99,10 +107,19 @@ def tiny_gguf(tmp_path_factory):
     """(path of the .gguf, the model written into it, its tokenizer)."""
     tokenizer = byte_level_tokenizer()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS,
-                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=128,
-                         tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = LlamaForCausalLM(config).eval()
     path = tmp_path_factory.mktemp("gguf") / "tiny-llama.F32.gguf"
     write_llama_gguf(path, model, tokenizer)
@@ -184,8 +201,12 @@ def test_quantized_load_goes_through_a_cached_conversion(tiny_gguf):
     from transformers import BitsAndBytesConfig
 
     path, original, _ = tiny_gguf
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                      bnb_4bit_compute_dtype=torch.float32, bnb_4bit_use_double_quant=True)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.float32,
+        bnb_4bit_use_double_quant=True,
+    )
     model = load_model(str(path), quantization_config=quantization)
     cached = lmgguf.conversion_dir(path)
     assert cached.is_dir() and cached.parent.parent == lmgguf.cache_root()
@@ -200,15 +221,31 @@ def test_trains_from_a_gguf_file(tiny_gguf, tmp_path, write_jsonl):
     from lmforge.train.pipeline import run_training
 
     path, _, _ = tiny_gguf
-    rows = [{"question": f"Tom has {i} apples and buys {i + 2} more. How many apples does Tom have now?",
-             "answer": f"Tom has {i} + {i + 2} = {2 * i + 2} apples now.\n#### {2 * i + 2}"} for i in range(16)]
+    rows = [
+        {
+            "question": f"Tom has {i} apples and buys {i + 2} more. How many apples does Tom have now?",
+            "answer": f"Tom has {i} + {i + 2} = {2 * i + 2} apples now.\n#### {2 * i + 2}",
+        }
+        for i in range(16)
+    ]
     data = write_jsonl(tmp_path / "gsm8k.jsonl", rows)
-    config = {"run": {"output_dir": str(tmp_path / "run"), "seed": 3},
-              "model": {"name_or_path": str(path)},
-              "data": {"datasets": [{"path": str(data), "val_split": 0.0}], "prompt_format": "chat_template",
-                       "max_length": 96, "dedup": {"near": False}},
-              "train": {"max_steps": 2, "global_batch_size": 4, "micro_batch_size": 4, "logging_steps": 1,
-                        "optimizer": {"lr": 1e-3}}}
+    config = {
+        "run": {"output_dir": str(tmp_path / "run"), "seed": 3},
+        "model": {"name_or_path": str(path)},
+        "data": {
+            "datasets": [{"path": str(data), "val_split": 0.0}],
+            "prompt_format": "chat_template",
+            "max_length": 96,
+            "dedup": {"near": False},
+        },
+        "train": {
+            "max_steps": 2,
+            "global_batch_size": 4,
+            "micro_batch_size": 4,
+            "logging_steps": 1,
+            "optimizer": {"lr": 1e-3},
+        },
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     result = run_training(load_config(tmp_path / "c.yaml"))
     assert result.metrics["skipped_updates"] == 0

@@ -66,8 +66,9 @@ def test_label_position_path_equals_the_plain_full_tensor_computation():
     labels[0, :4] = -100
     labels[2, 6:] = -100
     loss, _ = cross_entropy_loss(logits, labels)
-    plain = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 17), labels[:, 1:].reshape(-1),
-                                              ignore_index=-100)
+    plain = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 17), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     torch.testing.assert_close(loss, plain)
     grad = torch.autograd.grad(loss, logits)[0]
     torch.testing.assert_close(grad, torch.autograd.grad(plain, logits)[0])

@@ -42,8 +42,9 @@ def test_shared_prompt_rows_equal_the_full_logits_computation(name, monkeypatch)
     from lmforge.data.collate import CandidateCollator
     from tests.objectives.test_preference import _shared_prompt_rows
 
-    batch = CandidateCollator(0)([{**row, "reference_logps": [-20.0 - i for i in range(4)]}
-                                  for row in _shared_prompt_rows(4)])
+    batch = CandidateCollator(0)(
+        [{**row, "reference_logps": [-20.0 - i for i in range(4)]} for row in _shared_prompt_rows(4)]
+    )
     plain_loss, plain_grads = _loss_and_grads(name, batch, monkeypatch, head_path=False)
     head_loss, head_grads = _loss_and_grads(name, batch, monkeypatch, head_path=True)
     torch.testing.assert_close(head_loss, plain_loss, atol=1e-5, rtol=1e-5)
@@ -55,8 +56,9 @@ def test_evaluation_nll_equals_the_full_logits_computation(monkeypatch):
     model, batch = tiny_model().eval(), objective_batch("ce")
     with torch.no_grad():
         sums, counts = row_nll(forward_outputs(model, batch), batch["labels"])
-        full_sums, full_counts = row_nll(model(input_ids=batch["input_ids"],
-                                               attention_mask=batch["attention_mask"]).logits, batch["labels"])
+        full_sums, full_counts = row_nll(
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
+        )
     torch.testing.assert_close(sums, full_sums, atol=1e-6, rtol=1e-6)
     assert counts.tolist() == full_counts.tolist()
 
@@ -69,7 +71,8 @@ def test_the_head_sees_label_positions_only_in_chunks(monkeypatch):
     model, batch = tiny_model(), objective_batch("ce")
     rows_seen = []
     handle = model.get_output_embeddings().register_forward_hook(
-        lambda module, args, output: rows_seen.append(args[0].reshape(-1, args[0].shape[-1]).shape[0]))
+        lambda module, args, output: rows_seen.append(args[0].reshape(-1, args[0].shape[-1]).shape[0])
+    )
     try:
         loss, _ = build_objective("ce", {})(model, batch, None)
     finally:

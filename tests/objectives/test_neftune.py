@@ -20,7 +20,8 @@ def test_segment_lengths_rows_and_packed_segments():
     assert segment_lengths(mask, packed)[0, :3].tolist() == [3, 3, 3]
     assert segment_lengths(mask, packed)[1].tolist() == [2, 2, 2, 2]
     assert segment_lengths(torch.ones(1, 5, dtype=torch.long), torch.tensor([[0, 1, 0, 1, 2]])).tolist() == [
-        [2, 2, 3, 3, 3]]
+        [2, 2, 3, 3, 3]
+    ]
 
 
 @pytest.mark.parametrize("lengths", [[10, 40], [25, 64]])
@@ -51,8 +52,9 @@ def test_packed_segments_get_their_own_scale():
 
 def _greedy_scores(model, prompt: torch.Tensor) -> torch.Tensor:
     """The logits of each generated token under greedy decoding, stacked [steps, V]."""
-    out = model.generate(prompt, max_new_tokens=4, do_sample=False, output_scores=True,
-                         return_dict_in_generate=True, pad_token_id=0)
+    out = model.generate(
+        prompt, max_new_tokens=4, do_sample=False, output_scores=True, return_dict_in_generate=True, pad_token_id=0
+    )
     return torch.cat(out.scores)
 
 
@@ -100,8 +102,9 @@ def test_seeded_noise_is_the_same_whatever_batch_or_padding_an_example_lands_in(
     embeddings = torch.zeros(2, 12, HIDDEN)
     mask = torch.tensor([[1] * 5 + [0] * 7, [1] * 12])
     together = neftune_noise(embeddings, mask, None, ALPHA, row_seeds=torch.tensor([11, 22]))
-    alone = neftune_noise(torch.zeros(1, 5, HIDDEN), torch.ones(1, 5, dtype=torch.long), None, ALPHA,
-                          row_seeds=torch.tensor([11]))
+    alone = neftune_noise(
+        torch.zeros(1, 5, HIDDEN), torch.ones(1, 5, dtype=torch.long), None, ALPHA, row_seeds=torch.tensor([11])
+    )
     torch.testing.assert_close(together[0, :5], alone[0])
     assert together[0, 5:].abs().sum() == 0
     other_seed = neftune_noise(embeddings, mask, None, ALPHA, row_seeds=torch.tensor([12, 22]))

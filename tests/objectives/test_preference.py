@@ -53,8 +53,11 @@ def test_orpo_hand_value():
     assert (odds_chosen, odds_rejected) == (pytest.approx(0.432752, abs=1e-6), pytest.approx(-0.110647, abs=1e-6))
     assert log_odds(torch.tensor([-0.5, -0.75])).tolist() == pytest.approx([odds_chosen, odds_rejected])
     expected = 0.1 * -math.log(sigmoid(odds_chosen - odds_rejected))
-    assert orpo_pair_loss(0.1)(POLICY, None, BETTER, WORSE).item() == pytest.approx(expected) == pytest.approx(
-        0.0457913, abs=1e-6)
+    assert (
+        orpo_pair_loss(0.1)(POLICY, None, BETTER, WORSE).item()
+        == pytest.approx(expected)
+        == pytest.approx(0.0457913, abs=1e-6)
+    )
 
 
 def test_pairs_follow_the_ranking_and_ties_are_not_negatives():
@@ -81,8 +84,10 @@ def test_loss_is_a_mean_over_the_windows_pairs(name):
     whole.backward()
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    halves = [{k: (v[:3] if k != "group" else v[:3]) for k, v in batch.items()},
-              {k: (v[3:] if k != "group" else v[3:] - 1) for k, v in batch.items()}]
+    halves = [
+        {k: (v[:3] if k != "group" else v[:3]) for k, v in batch.items()},
+        {k: (v[3:] if k != "group" else v[3:] - 1) for k, v in batch.items()},
+    ]
     window = count_pairs(halves)
     assert int(window["pairs"]) == int(count_pairs([batch])["pairs"]) == 5  # 3 + 2 (the tie gives none)
     for half in halves:
@@ -117,9 +122,14 @@ def _shared_prompt_rows(n_responses: int, seed: int = 0) -> list[dict]:
         for _ in range(n_responses):
             response = tokens(int(torch.randint(2, 9, (1,), generator=generator)))
             sequences.append((prompt + response, [-100] * prompt_length + response))
-        rows.append({"input_ids": sequences[0][0], "labels": sequences[0][1],
-                     "rejected_input_ids": [s[0] for s in sequences[1:]],
-                     "rejected_labels": [s[1] for s in sequences[1:]]})
+        rows.append(
+            {
+                "input_ids": sequences[0][0],
+                "labels": sequences[0][1],
+                "rejected_input_ids": [s[0] for s in sequences[1:]],
+                "rejected_labels": [s[1] for s in sequences[1:]],
+            }
+        )
     return rows
 
 
@@ -132,8 +142,12 @@ def test_shared_prompts_give_the_unshared_loss_and_gradients(name, n_responses, 
     from lmforge.objectives import preference
     from lmforge.objectives.shared_prefix import supports_shared_prefix
 
-    batch = CandidateCollator(0)([{**row, "reference_logps": [-20.0 - i for i in range(n_responses)]}
-                                  for row in _shared_prompt_rows(n_responses)])
+    batch = CandidateCollator(0)(
+        [
+            {**row, "reference_logps": [-20.0 - i for i in range(n_responses)]}
+            for row in _shared_prompt_rows(n_responses)
+        ]
+    )
     assert preference.prompt_groups(batch) is not None
     params = OBJECTIVE_PARAMS[name]
     counts = build_objective(name, params).count_items([batch])

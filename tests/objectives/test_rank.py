@@ -16,7 +16,10 @@ import torch
 
 from lmforge.objectives import build_objective
 from lmforge.objectives.rank import (
-    count_rank_items, pro_loss, rank_loss, sequence_logps,
+    count_rank_items,
+    pro_loss,
+    rank_loss,
+    sequence_logps,
 )
 
 
@@ -33,7 +36,8 @@ def test_pro_pair_is_log_sigmoid_and_groups_are_ragged():
     # group 0: pair (-1, -2) -> 0.313262; group 1: best first (-1, -2, -3) -> 0.720868
     assert pro_loss(scores, group, order).item() == pytest.approx(0.313262 + 0.720868, abs=1e-6)
     assert pro_loss(scores[:2], group[:2], order[:2]).item() == pytest.approx(
-        -math.log(1 / (1 + math.exp(-1.0))), abs=1e-6)
+        -math.log(1 / (1 + math.exp(-1.0))), abs=1e-6
+    )
 
 
 def test_pro_ties_are_not_each_others_negatives():
@@ -46,8 +50,12 @@ def test_pro_ties_are_not_each_others_negatives():
 
 
 def test_groups_without_two_ranks_are_not_in_the_normaliser():
-    batch = {"labels": torch.ones(5, 4, dtype=torch.long), "group": torch.tensor([0, 0, 1, 1, 2]),
-             "order": torch.tensor([0, 1, 0, 0, 0]), "is_gold": torch.zeros(5, dtype=torch.bool)}
+    batch = {
+        "labels": torch.ones(5, 4, dtype=torch.long),
+        "group": torch.tensor([0, 0, 1, 1, 2]),
+        "order": torch.tensor([0, 1, 0, 0, 0]),
+        "is_gold": torch.zeros(5, dtype=torch.bool),
+    }
     # group 0 ranks two responses; group 1 only ties; group 2 has one candidate
     assert int(count_rank_items([batch])["groups"]) == 1
 
@@ -62,15 +70,21 @@ def test_sequence_logps_sum_and_count_label_tokens():
 
 def _rank_batch():
     """Group 0: gold + 2 candidates; group 1: no gold, 2 candidates (CE on its best)."""
-    labels = torch.tensor([
-        [-100, 1, 2, -100],  # g0 gold (2 tokens)
-        [-100, 1, 3, -100],  # g0 candidate, best
-        [-100, 4, 3, 2],     # g0 candidate, worse
-        [-100, -100, 2, 2],  # g1 candidate, best (2 tokens)
-        [-100, 3, 3, -100],  # g1 candidate, worse
-    ])
-    return {"labels": labels, "group": torch.tensor([0, 0, 0, 1, 1]), "order": torch.tensor([0, 0, 1, 0, 1]),
-            "is_gold": torch.tensor([True, False, False, False, False])}
+    labels = torch.tensor(
+        [
+            [-100, 1, 2, -100],  # g0 gold (2 tokens)
+            [-100, 1, 3, -100],  # g0 candidate, best
+            [-100, 4, 3, 2],  # g0 candidate, worse
+            [-100, -100, 2, 2],  # g1 candidate, best (2 tokens)
+            [-100, 3, 3, -100],  # g1 candidate, worse
+        ]
+    )
+    return {
+        "labels": labels,
+        "group": torch.tensor([0, 0, 0, 1, 1]),
+        "order": torch.tensor([0, 0, 1, 0, 1]),
+        "is_gold": torch.tensor([True, False, False, False, False]),
+    }
 
 
 def test_rank_loss_combines_ce_on_gold_and_pro_over_candidates():
@@ -81,8 +95,10 @@ def test_rank_loss_combines_ce_on_gold_and_pro_over_candidates():
     sums, counts = sequence_logps(logits, batch["labels"])
     scores = sums / counts
     ce = -(sums[0] + sums[3]) / (counts[0] + counts[3])
-    pro = (pro_loss(scores[1:3], torch.tensor([0, 0]), torch.tensor([0, 1]))
-           + pro_loss(scores[3:], torch.tensor([1, 1]), torch.tensor([0, 1]))) / 2
+    pro = (
+        pro_loss(scores[1:3], torch.tensor([0, 0]), torch.tensor([0, 1]))
+        + pro_loss(scores[3:], torch.tensor([1, 1]), torch.tensor([0, 1]))
+    ) / 2
     torch.testing.assert_close(loss, ce + 5.0 * pro)
     assert metrics["tokens"].item() == 4
     assert count_rank_items([batch, batch]) == {"gold_tokens": torch.tensor(8), "groups": torch.tensor(4)}

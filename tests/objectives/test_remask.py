@@ -52,10 +52,12 @@ def test_gradients_flow_through_both_passes_and_both_kl_directions():
     loss, _ = remask_loss(full, masked, labels, weight=0.5)
     grad_full, grad_masked = torch.autograd.grad(loss, (full, masked))
     assert grad_full.abs().sum() > 0 and grad_masked.abs().sum() > 0
+
     # the divergence's gradient equals that of both KL directions written out, no stop-gradient
     def explicit(a, b):
         la, lb = a.log_softmax(-1), b.log_softmax(-1)
         return 0.5 * ((la.exp() * (la - lb)).sum(-1) + (lb.exp() * (lb - la)).sum(-1))
+
     assert torch.autograd.gradcheck(lambda a, b: symmetric_kl(a, b).sum(), (full, masked))
     ga = torch.autograd.grad(symmetric_kl(full, masked).sum(), (full, masked))
     gb = torch.autograd.grad(explicit(full, masked).sum(), (full, masked))
@@ -74,8 +76,7 @@ def _batch(rows_roles):
     input_ids = torch.arange(roles.numel()).view_as(roles) % 50 + 1
     labels = torch.where(roles > 0, input_ids, torch.full_like(input_ids, -100))
     labels = torch.where(roles < 0, torch.full_like(labels, -100), labels)
-    return {"input_ids": input_ids, "labels": labels, "token_roles": roles,
-            "attention_mask": (roles >= 0).long()}
+    return {"input_ids": input_ids, "labels": labels, "token_roles": roles, "attention_mask": (roles >= 0).long()}
 
 
 COT = [P] * 4 + [RAT] * 40 + [ANS] * 4
@@ -183,6 +184,7 @@ def test_remask_loss_equals_the_plain_full_tensor_formula():
     divergence = (0.5 * (kl_mf + kl_fm))[valid].mean()
     plain = 0.5 * (ce_masked + ce_full) + 0.3 * divergence
     torch.testing.assert_close(loss, plain)
-    for a, b in zip(torch.autograd.grad(loss, (full, masked), retain_graph=True),
-                    torch.autograd.grad(plain, (full, masked))):
+    for a, b in zip(
+        torch.autograd.grad(loss, (full, masked), retain_graph=True), torch.autograd.grad(plain, (full, masked))
+    ):
         torch.testing.assert_close(a, b)

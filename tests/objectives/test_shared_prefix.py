@@ -15,7 +15,12 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from lmforge.objectives import shared_prefix
 from lmforge.objectives.rank import sequence_logps
 from lmforge.objectives.shared_prefix import (
-    IGNORE_INDEX, ResponseGroup, pack_shared_prefix, pack_unshared, response_logps, shared_sequence_logps,
+    IGNORE_INDEX,
+    ResponseGroup,
+    pack_shared_prefix,
+    pack_unshared,
+    response_logps,
+    shared_sequence_logps,
     supports_shared_prefix,
 )
 
@@ -24,9 +29,16 @@ VOCAB = 128
 
 def tiny_llama(attention: str) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                         attn_implementation=attention)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        attn_implementation=attention,
+    )
     return LlamaForCausalLM(config).float().train()
 
 
@@ -43,8 +55,10 @@ def make_groups(responses_per_group: int, seed: int, masked_labels: bool = False
         responses = [tokens(n) for n in lengths]
         labels = None
         if masked_labels:  # mask the first token of some responses and a middle one of others
-            labels = [[IGNORE_INDEX if (j == 0 and i % 2 == 0) or (j == 2 and i % 3 == 0) else t
-                       for j, t in enumerate(r)] for i, r in enumerate(responses)]
+            labels = [
+                [IGNORE_INDEX if (j == 0 and i % 2 == 0) or (j == 2 and i % 3 == 0) else t for j, t in enumerate(r)]
+                for i, r in enumerate(responses)
+            ]
         groups.append(ResponseGroup(tokens(prompt_length), responses, labels))
     return groups
 
@@ -66,7 +80,7 @@ def preference_loss(sums: torch.Tensor, groups: list[ResponseGroup]) -> torch.Te
     loss, offset = sums.sum(), 0
     for group in groups:
         chosen = sums[offset]
-        rejected = sums[offset + 1: offset + len(group.responses)]
+        rejected = sums[offset + 1 : offset + len(group.responses)]
         loss = loss - F.logsigmoid(0.1 * (chosen - rejected)).sum()
         offset += len(group.responses)
     return loss
@@ -110,7 +124,10 @@ def test_layout_positions_predictors_and_mask():
     assert attends[5].tolist() == [True, True, True, False, False, True, False, False]  # 30: prompt + itself
     assert attends[7].tolist() == [True, True, True, False, False, True, True, True]
     second = batch.attention_mask[1, 0] == 0  # padded row: padding sees only itself
-    assert second[:2, :2].tolist() == [[True, False], [True, True]] and second[5].tolist() == [False] * 5 + [True] + [False] * 2
+    assert (
+        second[:2, :2].tolist() == [[True, False], [True, True]]
+        and second[5].tolist() == [False] * 5 + [True] + [False] * 2
+    )
     assert batch.attention_mask.dtype == torch.float32
     assert batch.attention_mask.min() == torch.finfo(torch.float32).min
 
@@ -181,8 +198,7 @@ def test_probe_restores_train_flags(fresh_verdicts):
 def test_response_logps_shared_path_matches(fresh_verdicts):
     model = tiny_llama("sdpa").eval()
     groups = make_groups(2, seed=3)
-    torch.testing.assert_close(response_logps(model, groups)[0], unshared_logps(model, groups)[0],
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(response_logps(model, groups)[0], unshared_logps(model, groups)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_empty_prompt_is_rejected():

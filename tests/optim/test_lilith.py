@@ -61,8 +61,7 @@ def test_first_step_hand_values():
     _step(opt, p, G1)
     state = opt.state[p]
     torch.testing.assert_close(state["m1"], torch.tensor([[0.25, -0.25], [0.25, 0.25]], dtype=torch.float64))
-    torch.testing.assert_close(state["m2"], torch.tensor([[0.0025, -0.0025], [0.0025, 0.0025]],
-                                                         dtype=torch.float64))
+    torch.testing.assert_close(state["m2"], torch.tensor([[0.0025, -0.0025], [0.0025, 0.0025]], dtype=torch.float64))
     torch.testing.assert_close(state["v"], torch.full((2, 2), 6.375625e-5, dtype=torch.float64))
     assert state["step"] == 1
     torch.testing.assert_close(p.detach(), torch.tensor([[0.9, 2.1], [1.9, 3.9]], dtype=torch.float64))
@@ -74,10 +73,12 @@ def test_second_step_hand_values():
     _step(opt, p, G1)
     _step(opt, p, [[0.9, 2.1], [1.9, 3.9]])
     state = opt.state[p]
-    torch.testing.assert_close(state["m1"], torch.tensor([[0.31725, -0.01725], [0.41725, 0.61725]],
-                                                         dtype=torch.float64))
-    torch.testing.assert_close(state["m2"], torch.tensor([[0.0031475, -0.0001475], [0.0041475, 0.0061475]],
-                                                         dtype=torch.float64))
+    torch.testing.assert_close(
+        state["m1"], torch.tensor([[0.31725, -0.01725], [0.41725, 0.61725]], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        state["m2"], torch.tensor([[0.0031475, -0.0001475], [0.0041475, 0.0061475]], dtype=torch.float64)
+    )
     expected = torch.tensor([[0.7889322532, 2.1097234336], [1.7787035257, 3.7689460762]], dtype=torch.float64)
     torch.testing.assert_close(p.detach(), expected, rtol=0, atol=1e-10)
 
@@ -157,8 +158,13 @@ def _run(optimizer: Lilith, params: list[torch.Tensor], steps: range) -> None:
 
 
 def _lilith(params: list[torch.Tensor]) -> Lilith:
-    return Lilith([{"params": params[:1]}, {"params": params[1:], "weight_decay": 0.0}],
-                  lr=0.05, weight_decay=0.1, ema_k=2, ema_beta=0.9)
+    return Lilith(
+        [{"params": params[:1]}, {"params": params[1:], "weight_decay": 0.0}],
+        lr=0.05,
+        weight_decay=0.1,
+        ema_k=2,
+        ema_beta=0.9,
+    )
 
 
 def test_state_dict_round_trip_continues_identically():
@@ -192,8 +198,7 @@ def _snapshot(optimizer: Lilith, param: torch.Tensor) -> dict:
 
 
 def _same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(
-        torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
 
 
 def test_parameter_without_grad_is_untouched():
@@ -242,8 +247,7 @@ def test_minimizes_a_quadratic():
     assert loss().item() < start * 1e-3
 
 
-@pytest.mark.parametrize("bad", [dict(lr=-1.0), dict(beta_v=1.0), dict(eps=-1e-8), dict(ema_k=-1),
-                                 dict(ema_k=1.5)])
+@pytest.mark.parametrize("bad", [dict(lr=-1.0), dict(beta_v=1.0), dict(eps=-1e-8), dict(ema_k=-1), dict(ema_k=1.5)])
 def test_rejects_bad_hyper_parameters(bad):
     with pytest.raises(ValueError):
         Lilith([torch.nn.Parameter(torch.zeros(2))], **{"lr": 0.1, **bad})

@@ -15,8 +15,19 @@ from lmforge.optim.optimizers import OPTIMIZERS, build_optimizer, parameter_grou
 KEYWORDS = {
     "adamw": {"lr", "betas", "eps", "weight_decay"},
     "adalite": {"lr", "betas", "weight_decay", "g_norm_min", "ratio_min", "tau", "eps1", "eps2"},
-    "lilith": {"lr", "eps", "beta1_m", "beta2_m", "beta_v", "weight_decay", "g_norm_min", "ratio_min",
-               "acceleration", "ema_k", "ema_beta"},
+    "lilith": {
+        "lr",
+        "eps",
+        "beta1_m",
+        "beta2_m",
+        "beta_v",
+        "weight_decay",
+        "g_norm_min",
+        "ratio_min",
+        "acceleration",
+        "ema_k",
+        "ema_beta",
+    },
 }
 
 
@@ -48,14 +59,16 @@ def test_builds_with_only_lr(name, cls):
 def test_hyper_parameters_reach_the_optimizer():
     adamw = build_optimizer("adamw", _groups(_model()), lr=2e-3, betas=[0.8, 0.95], eps=1e-6, weight_decay=0.0)
     assert (adamw.defaults["lr"], adamw.defaults["betas"], adamw.defaults["eps"]) == (2e-3, (0.8, 0.95), 1e-6)
-    adalite = build_optimizer("adalite", _groups(_model()), lr=1e-3, tau=2.0, eps1=1e-5, eps2=1e-9,
-                              g_norm_min=1e-3, ratio_min=1e-3)
+    adalite = build_optimizer(
+        "adalite", _groups(_model()), lr=1e-3, tau=2.0, eps1=1e-5, eps2=1e-9, g_norm_min=1e-3, ratio_min=1e-3
+    )
     assert {k: adalite.defaults[k] for k in ("tau", "eps1", "eps2", "g_norm_min", "ratio_min")} == dict(
-        tau=2.0, eps1=1e-5, eps2=1e-9, g_norm_min=1e-3, ratio_min=1e-3)
-    lilith = build_optimizer("lilith", _groups(_model()), lr=1e-3, acceleration=0.5, ema_k=4, ema_beta=0.9,
-                             beta_v=0.99)
+        tau=2.0, eps1=1e-5, eps2=1e-9, g_norm_min=1e-3, ratio_min=1e-3
+    )
+    lilith = build_optimizer("lilith", _groups(_model()), lr=1e-3, acceleration=0.5, ema_k=4, ema_beta=0.9, beta_v=0.99)
     assert {k: lilith.defaults[k] for k in ("acceleration", "ema_k", "ema_beta", "beta_v")} == dict(
-        acceleration=0.5, ema_k=4, ema_beta=0.9, beta_v=0.99)
+        acceleration=0.5, ema_k=4, ema_beta=0.9, beta_v=0.99
+    )
 
 
 def test_unknown_name_is_a_key_error():

@@ -22,11 +22,22 @@ from tests.e2e.conftest import user_files, write_config  # noqa: F401 (fixture r
 def run(tmp_path_factory, user_files) -> Path:  # noqa: F811 (user_files is the e2e fixture)
     """4 steps of MixCE (ratio 0.5) with 1 warmup step, NEFTune alpha 5 and card metadata."""
     root = tmp_path_factory.mktemp("card")
-    path = write_config(root / "config.yaml", user_files, root / "tiny-run", eval_every=2,
-                        objective={"name": "mixce", "ratio": 0.5}, schedule={"warmup_steps": 1}, neftune_alpha=5.0)
+    path = write_config(
+        root / "config.yaml",
+        user_files,
+        root / "tiny-run",
+        eval_every=2,
+        objective={"name": "mixce", "ratio": 0.5},
+        schedule={"warmup_steps": 1},
+        neftune_alpha=5.0,
+    )
     config = yaml.safe_load(path.read_text())
-    config["defaults"]["run"]["card"] = {"license": "apache-2.0", "language": ["en"], "tags": ["arithmetic"],
-                                         "model_name": "tiny-arith"}
+    config["defaults"]["run"]["card"] = {
+        "license": "apache-2.0",
+        "language": ["en"],
+        "tags": ["arithmetic"],
+        "model_name": "tiny-arith",
+    }
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path)]) == 0
     return root / "tiny-run"
@@ -36,7 +47,7 @@ def parse(card: str) -> tuple[dict, str]:
     """(front matter, body) of a README.md."""
     assert card.startswith("---\n")
     end = card.index("\n---\n", 4)
-    return yaml.safe_load(card[4:end]), card[end + 5:]
+    return yaml.safe_load(card[4:end]), card[end + 5 :]
 
 
 def copy_run(run: Path, tmp_path: Path) -> Path:
@@ -63,8 +74,11 @@ def test_front_matter_holds_what_the_run_holds(run):
     assert entry["name"] == "tiny-arith"
     [result] = entry["results"]
     assert result["task"] == {"type": "text-generation", "name": "Text Generation"}
-    assert result["dataset"] == {"name": "validation split of the training data", "type": "train.jsonl",
-                                 "split": "validation"}
+    assert result["dataset"] == {
+        "name": "validation split of the training data",
+        "type": "train.jsonl",
+        "split": "validation",
+    }
     assert result["metrics"] == [
         {"type": "loss", "value": round(final["eval_loss"], 4), "name": "loss (validation)"},
         {"type": "perplexity", "value": round(final["eval_perplexity"], 4), "name": "perplexity (validation)"},
@@ -74,17 +88,32 @@ def test_front_matter_holds_what_the_run_holds(run):
 def test_body_tells_the_procedure_with_the_runs_numbers(run):
     _, body = parse(model_card(run))
     sections = [line for line in body.splitlines() if line.startswith("#")]
-    assert sections == ["# tiny-arith", "## Training data", "## Training procedure", "## Prompt format",
-                        "## Evaluation", "## Loss curve", "## How to use", "## Training config"]
+    assert sections == [
+        "# tiny-arith",
+        "## Training data",
+        "## Training procedure",
+        "## Prompt format",
+        "## Evaluation",
+        "## Loss curve",
+        "## How to use",
+        "## Training config",
+    ]
     # 160 records, val_split 0.1: 16 validation, 144 train
     assert "160 records → 160 examples; 144 train / 16 validation / 0 test; dropped: none" in body
-    for line in ("- Objective: MixCE", "- MixCE ratio (eta): 0.5", "- Learning rate: 0.003",
-                 "- Learning rate schedule: cosine (min_lr_ratio 0), warmup 1 step",
-                 # global 8 = micro 4 x 1 process x 2 accumulation steps
-                 "- Batch size: 4 per process × 1 process, accumulated to 8 (2 accumulation steps)",
-                 "- Training sequence length: 160 tokens (longer examples dropped)",
-                 "- Steps: max_steps 4 (4 optimizer steps", "- NEFTune noise: alpha 5", "- Seed: 7",
-                 "- Hardware: 1 process; python ", "- Wall time: "):
+    for line in (
+        "- Objective: MixCE",
+        "- MixCE ratio (eta): 0.5",
+        "- Learning rate: 0.003",
+        "- Learning rate schedule: cosine (min_lr_ratio 0), warmup 1 step",
+        # global 8 = micro 4 x 1 process x 2 accumulation steps
+        "- Batch size: 4 per process × 1 process, accumulated to 8 (2 accumulation steps)",
+        "- Training sequence length: 160 tokens (longer examples dropped)",
+        "- Steps: max_steps 4 (4 optimizer steps",
+        "- NEFTune noise: alpha 5",
+        "- Seed: 7",
+        "- Hardware: 1 process; python ",
+        "- Wall time: ",
+    ):
         assert f"\n{line}" in body, line
     # CoT data: the saved model answers rationale first, in the remask tags
     assert "<|user|>\n[instruction]\n<|rationale|>\n[reasoning]\n<|answer|>\n[answer]\n</s>" in body
@@ -97,10 +126,19 @@ def test_adapter_run_names_its_hub_base_and_loads_with_peft(run, tmp_path):
     run_dir = copy_run(run, tmp_path)
 
     def adapter(config):
-        config["model"].update(name_or_path="EleutherAI/pythia-70m", quantization={
-            "bits": 4, "type": "nf4", "double_quant": True, "compute_dtype": "bf16"}, adapter={
-            "type": "lora", "r": 16, "alpha": 32.0, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"],
-            "rslora": False, "modules_to_save": ["lm_head"]})
+        config["model"].update(
+            name_or_path="EleutherAI/pythia-70m",
+            quantization={"bits": 4, "type": "nf4", "double_quant": True, "compute_dtype": "bf16"},
+            adapter={
+                "type": "lora",
+                "r": 16,
+                "alpha": 32.0,
+                "dropout": 0.05,
+                "target_modules": ["q_proj", "v_proj"],
+                "rslora": False,
+                "modules_to_save": ["lm_head"],
+            },
+        )
 
     edit_config(run_dir, adapter)
     matter, body = parse(model_card(run_dir))
@@ -140,21 +178,34 @@ def test_export_card_says_what_the_export_is_and_links_its_curve(run, tmp_path):
 
 def test_eval_records_join_model_index_and_the_table(run, tmp_path):
     run_dir = copy_run(run, tmp_path)
-    task = {"name": "gsm8k", "kind": "generate", "source": "gsm8k", "shots": 5, "prompt_format": "remask",
-            "metrics": {"exact_match_strict": 0.25, "exact_match_strict_stderr": 0.1, "n": 8}}
+    task = {
+        "name": "gsm8k",
+        "kind": "generate",
+        "source": "gsm8k",
+        "shots": 5,
+        "prompt_format": "remask",
+        "metrics": {"exact_match_strict": 0.25, "exact_match_strict_stderr": 0.1, "n": 8},
+    }
     (run_dir / "eval").mkdir()
     (run_dir / "eval" / "final.json").write_text(json.dumps({"model": {"step": None}, "tasks": [task]}))
     (run_dir / "eval" / "ckpt.json").write_text(json.dumps({"model": {"step": 2}, "tasks": [task]}))
-    edit_config(run_dir, lambda config: config["train"].update(eval_tasks=[{"task": "/data/arith.jsonl", "every": 2,
-                                                                             "shots": 0}]))
+    edit_config(
+        run_dir,
+        lambda config: config["train"].update(eval_tasks=[{"task": "/data/arith.jsonl", "every": 2, "shots": 0}]),
+    )
     with (run_dir / "metrics.jsonl").open("a") as handle:
         handle.write(json.dumps({"step": 4, "loss": 1.0, "eval_arith_exact_match_strict": 0.5}) + "\n")
     matter, body = parse(model_card(run_dir))
     _, gsm8k = matter["model-index"][0]["results"]  # the checkpoint's record is not this model
     assert gsm8k == {
         "task": {"type": "text-generation", "name": "Text Generation"},
-        "dataset": {"name": "gsm8k", "type": "openai/gsm8k", "config": "main", "split": "test",
-                    "args": {"num_few_shot": 5}},
+        "dataset": {
+            "name": "gsm8k",
+            "type": "openai/gsm8k",
+            "config": "main",
+            "split": "test",
+            "args": {"num_few_shot": 5},
+        },
         "metrics": [{"type": "exact_match_strict", "value": 0.25, "name": "exact_match_strict (gsm8k, 5-shot)"}],
     }
     assert "| during training, step 4 | arith | 0 | exact_match_strict | 50.00% |" in body
@@ -223,8 +274,14 @@ def test_the_card_is_made_again_from_the_model_directory_alone(run, tmp_path, ca
     from lmforge.report.model_card import main as card_main
 
     run_dir = copy_run(run, tmp_path)
-    task = {"name": "gsm8k", "kind": "generate", "source": "gsm8k", "shots": 5, "prompt_format": "remask",
-            "metrics": {"exact_match_strict": 0.25, "exact_match_strict_stderr": 0.1, "n": 8}}
+    task = {
+        "name": "gsm8k",
+        "kind": "generate",
+        "source": "gsm8k",
+        "shots": 5,
+        "prompt_format": "remask",
+        "metrics": {"exact_match_strict": 0.25, "exact_match_strict_stderr": 0.1, "n": 8},
+    }
     record = {"model": {"step": None}, "tasks": [task]}
     keep_in_run(run_dir / "model", tmp_path / "elsewhere" / "final.json", record)  # as `lmforge eval` does
     assert json.loads((run_dir / "model" / "lmforge.json").read_text())["evals"] == {"final.json": record}

@@ -31,19 +31,41 @@ SAVE_EVERY = 2
 
 
 def case_config(case: dict[str, Any]) -> Config:
-    return Config.model_validate({
-        "run": {"output_dir": case["output_dir"], "seed": 7},
-        "model": {"tokenizer": str(REPO / "examples" / "tokenizer"),
-                  "size": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "max_position_embeddings": 256},
-                  "adapter": case.get("adapter")},
-        "data": {"datasets": [{"path": str(REPO / "examples" / "data" / "arithmetic-cot.jsonl"),
-                               "val_split": 0.0, "max_train_set": 40}],
-                 "prompt_format": "remask", "max_length": 128, "dedup": {"near": False}},
-        "train": {"objective": case["objective"], "optimizer": {"lr": 3e-3}, "schedule": {"name": "constant"},
-                  "micro_batch_size": 1, "global_batch_size": GLOBAL_BATCH, "max_steps": MAX_STEPS,
-                  "save_every": SAVE_EVERY, "logging_steps": 1, "neftune_alpha": case.get("neftune_alpha"),
-                  "fsdp": case.get("fsdp"), "deepspeed": case.get("deepspeed")},
-    })
+    return Config.model_validate(
+        {
+            "run": {"output_dir": case["output_dir"], "seed": 7},
+            "model": {
+                "tokenizer": str(REPO / "examples" / "tokenizer"),
+                "size": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "max_position_embeddings": 256},
+                "adapter": case.get("adapter"),
+            },
+            "data": {
+                "datasets": [
+                    {
+                        "path": str(REPO / "examples" / "data" / "arithmetic-cot.jsonl"),
+                        "val_split": 0.0,
+                        "max_train_set": 40,
+                    }
+                ],
+                "prompt_format": "remask",
+                "max_length": 128,
+                "dedup": {"near": False},
+            },
+            "train": {
+                "objective": case["objective"],
+                "optimizer": {"lr": 3e-3},
+                "schedule": {"name": "constant"},
+                "micro_batch_size": 1,
+                "global_batch_size": GLOBAL_BATCH,
+                "max_steps": MAX_STEPS,
+                "save_every": SAVE_EVERY,
+                "logging_steps": 1,
+                "neftune_alpha": case.get("neftune_alpha"),
+                "fsdp": case.get("fsdp"),
+                "deepspeed": case.get("deepspeed"),
+            },
+        }
+    )
 
 
 class KillAfterCheckpoint(TrainerCallback):
@@ -63,8 +85,14 @@ def rank_builder(config: Config):
     """(gold, chosen, rejected) rows from the example CoT problems: the chosen response is
     the gold rationale, the rejected one a wrong answer."""
     questions = load_questions(config)
-    pairs = [{"question_id": i, "chosen": f"{q.segments[-2].text} <|answer|>{q.segments[-1].text}",
-              "rejected": "I do not know. <|answer|>0"} for i, q in enumerate(questions)]
+    pairs = [
+        {
+            "question_id": i,
+            "chosen": f"{q.segments[-2].text} <|answer|>{q.segments[-1].text}",
+            "rejected": "I do not know. <|answer|>0",
+        }
+        for i, q in enumerate(questions)
+    ]
     return rank_data_builder(questions, pairs, Path(config.data.datasets[0].path))
 
 
@@ -72,8 +100,9 @@ def run_case(case: dict[str, Any]) -> Path:
     config = case_config(case)
     callbacks = [KillAfterCheckpoint(case["kill_after_step"])] if case.get("kill_after_step") else []
     extra = {"data_builder": rank_builder(config)} if case.get("builder") == "rank" else {}
-    result = run_training(config, overwrite=not case.get("resume"), resume=bool(case.get("resume")),
-                          extra_callbacks=callbacks, **extra)
+    result = run_training(
+        config, overwrite=not case.get("resume"), resume=bool(case.get("resume")), extra_callbacks=callbacks, **extra
+    )
     return result.model_dir
 
 

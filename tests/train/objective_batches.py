@@ -13,9 +13,16 @@ from tests.train.conftest import PAD, VOCAB, token_rows
 
 MASK_ID = VOCAB - 1
 OBJECTIVE_PARAMS = {
-    "ce": {}, "mixce": {"ratio": 0.75}, "masked_thought": {},
-    "remask": {"weight": 0.1}, "remask_cot": {"weight": 0.1}, "rank": {"weight": 5.0},
-    "dpo": {"beta": 0.1}, "ipo": {"tau": 0.1}, "spin": {"beta": 0.1}, "orpo": {"weight": 0.1},
+    "ce": {},
+    "mixce": {"ratio": 0.75},
+    "masked_thought": {},
+    "remask": {"weight": 0.1},
+    "remask_cot": {"weight": 0.1},
+    "rank": {"weight": 5.0},
+    "dpo": {"beta": 0.1},
+    "ipo": {"tau": 0.1},
+    "spin": {"beta": 0.1},
+    "orpo": {"weight": 0.1},
     "simpo": {"beta": 2.0, "gamma": 0.5},
 }
 PREFERENCE = ("dpo", "ipo", "spin", "orpo", "simpo")
@@ -31,8 +38,9 @@ def objective_batch(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
             row["token_roles"] = [0] * prompt + [ROLE_IDS["rationale"]] * (length - prompt - 1) + [ROLE_IDS["answer"]]
     batch = PadCollator(PAD)(rows)
     if name in ("remask", "remask_cot", "masked_thought"):
-        noise = RegularizationNoise(MASK_ID, p_in=0.4, p_label=0.1, p_answer_only=0.1,
-                                    cot_rules=name != "remask", seed=seed)
+        noise = RegularizationNoise(
+            MASK_ID, p_in=0.4, p_label=0.1, p_answer_only=0.1, cot_rules=name != "remask", seed=seed
+        )
         batch = noise(batch)
     if name == "rank":  # three groups of two: gold + chosen, ..., rejected last
         batch["group"] = torch.tensor([0, 0, 1, 1, 2, 2])

@@ -96,11 +96,19 @@ def test_seed_json_resolves_to_the_redpajama_config_on_8_processes():
     assert resolved["train_batch_size"] == train.global_batch_size == 32
     assert resolved["gradient_clipping"] == train.max_grad_norm
     assert resolved["fp16"]["enabled"] is True and resolved["bf16"]["enabled"] is False  # precision fp16
-    assert resolved["optimizer"]["params"] == {"lr": train.optimizer.lr, "betas": list(train.optimizer.betas),
-                                               "eps": train.optimizer.eps, "weight_decay": train.optimizer.weight_decay}
-    assert resolved["scheduler"]["params"] == {"warmup_min_lr": 0, "warmup_max_lr": train.optimizer.lr,
-                                               "warmup_num_steps": train.schedule.warmup_steps,
-                                               "warmup_type": "linear", "total_num_steps": total}
+    assert resolved["optimizer"]["params"] == {
+        "lr": train.optimizer.lr,
+        "betas": list(train.optimizer.betas),
+        "eps": train.optimizer.eps,
+        "weight_decay": train.optimizer.weight_decay,
+    }
+    assert resolved["scheduler"]["params"] == {
+        "warmup_min_lr": 0,
+        "warmup_max_lr": train.optimizer.lr,
+        "warmup_num_steps": train.schedule.warmup_steps,
+        "warmup_type": "linear",
+        "total_num_steps": total,
+    }
     # the 3B model is not on this disk: its hidden size, hence the bucket sizes, come at train time
     for key in ("reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold"):
         assert resolved["zero_optimization"][key] == "auto"
@@ -153,16 +161,31 @@ def test_the_fill_values_are_the_ones_lmforges_training_arguments_pass(tmp_path)
     size comes from the launched processes): it must read the same numbers."""
     from lmforge.train.pipeline import training_arguments
 
-    config = oasst(["defaults", "tiny"], "train.precision=bf16", "train.optimizer.betas=[0.8, 0.95]",
-                   "train.optimizer.weight_decay=0.1")
+    config = oasst(
+        ["defaults", "tiny"],
+        "train.precision=bf16",
+        "train.optimizer.betas=[0.8, 0.95]",
+        "train.optimizer.weight_decay=0.1",
+    )
     ds = load_deepspeed_config(SEED_JSON)
     extra = {k: v for k, v in deepspeed_training_arguments(ds, config).items() if k != "deepspeed"}
     # the pipeline's own arguments plus deepspeed_training_arguments (deepspeed itself left
     # out: TrainingArguments refuses it without the package)
     real = dataclasses.replace(training_arguments(config, tmp_path, 2, False), **extra)
     stand_in = ds_module._trainer_args(config, world_size=1)
-    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_grad_norm", "learning_rate",
-                 "fp16", "bf16", "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay", "warmup_steps"):
+    for name in (
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_grad_norm",
+        "learning_rate",
+        "fp16",
+        "bf16",
+        "adam_beta1",
+        "adam_beta2",
+        "adam_epsilon",
+        "weight_decay",
+        "warmup_steps",
+    ):
         assert getattr(stand_in, name) == getattr(real, name), name
     assert stand_in.get_warmup_steps(100) == real.get_warmup_steps(100)
 
@@ -181,8 +204,17 @@ def test_resolving_leaves_the_loaded_config_and_the_process_alone():
 
 
 def test_config_show_prints_the_resolved_values(capsys):
-    code, out, _ = show(capsys, "defaults", "redpajama-3b", "--set", f"train.deepspeed={SEED_JSON}",
-                        "--set", f"data.datasets=[{{path: {DATA}}}]", "--processes", "8")
+    code, out, _ = show(
+        capsys,
+        "defaults",
+        "redpajama-3b",
+        "--set",
+        f"train.deepspeed={SEED_JSON}",
+        "--set",
+        f"data.datasets=[{{path: {DATA}}}]",
+        "--processes",
+        "8",
+    )
     assert code == 0
     assert f"deepspeed: {SEED_JSON}" in out  # the config itself comes first
     comments, printed = deepspeed_block(out)
@@ -226,8 +258,10 @@ def test_missing_file(capsys):
 
 def test_invalid_json_names_the_line(capsys, tmp_path):
     path = tmp_path / "broken.json"
-    path.write_text('{\n  "fp16": {"enabled": "auto"},\n  "bf16": {"enabled": "auto"}\n  "train_batch_size": 8\n}\n',
-                    encoding="utf-8")
+    path.write_text(
+        '{\n  "fp16": {"enabled": "auto"},\n  "bf16": {"enabled": "auto"}\n  "train_batch_size": 8\n}\n',
+        encoding="utf-8",
+    )
     code, _, err = show(capsys, "defaults", "tiny", "--set", f"train.deepspeed={path}")
     assert_one_line_error(code, err, f"{path}:4:3:", "train.deepspeed", "invalid JSON", "delimiter")
 
@@ -241,10 +275,10 @@ def test_unknown_key_suggests_the_known_one(capsys, tmp_path):
 
 
 def test_unknown_key_inside_zero_optimization(capsys):
-    code, _, err = show(capsys, "defaults", "tiny", "--set",
-                        "train.deepspeed={zero_optimization: {stage: 3, overlap_com: true}}")
-    assert_one_line_error(code, err, "train.deepspeed.zero_optimization.overlap_com",
-                          "did you mean 'overlap_comm'?")
+    code, _, err = show(
+        capsys, "defaults", "tiny", "--set", "train.deepspeed={zero_optimization: {stage: 3, overlap_com: true}}"
+    )
+    assert_one_line_error(code, err, "train.deepspeed.zero_optimization.overlap_com", "did you mean 'overlap_comm'?")
 
 
 def test_zero_stage_5_names_file_line_and_key(capsys, tmp_path):
@@ -256,16 +290,19 @@ def test_zero_stage_5_names_file_line_and_key(capsys, tmp_path):
     assert_one_line_error(code, err, f"{path}:{line}:", "zero_optimization.stage = 5", "0, 1, 2 or 3")
 
 
-@pytest.mark.parametrize("inline, fragments", [
-    ("{zero_optimization: {stage: 5}}", ["train.deepspeed.zero_optimization.stage = 5"]),
-    ("{steps_per_print: auto}", ["steps_per_print = \"auto\"", "give a value"]),
-    ("{zero_optimization: {stage: 2, stage3_prefetch_bucket_size: auto}}", ["only under ZeRO stage 3"]),
-    ("{gradient_clipping: '1.0'}", ["gradient_clipping = \"1.0\"", "must be a number or \"auto\""]),
-    ("{zero_optimization: {stage: 3, sub_group_size: 1e9}}", ["sub_group_size = \"1e9\"", "must be a number"]),
-    ("{fp16: {enabled: true}, bf16: {enabled: true}}", ["fp16.enabled and bf16.enabled are both true"]),
-    ("{optimizer: {type: AdamW, params: {betas: [0.9]}}}", ["optimizer.params.betas", "two numbers"]),
-    ("{fp16: true}", ["train.deepspeed.fp16 = true", "JSON object"]),
-])
+@pytest.mark.parametrize(
+    "inline, fragments",
+    [
+        ("{zero_optimization: {stage: 5}}", ["train.deepspeed.zero_optimization.stage = 5"]),
+        ("{steps_per_print: auto}", ['steps_per_print = "auto"', "give a value"]),
+        ("{zero_optimization: {stage: 2, stage3_prefetch_bucket_size: auto}}", ["only under ZeRO stage 3"]),
+        ("{gradient_clipping: '1.0'}", ['gradient_clipping = "1.0"', 'must be a number or "auto"']),
+        ("{zero_optimization: {stage: 3, sub_group_size: 1e9}}", ['sub_group_size = "1e9"', "must be a number"]),
+        ("{fp16: {enabled: true}, bf16: {enabled: true}}", ["fp16.enabled and bf16.enabled are both true"]),
+        ("{optimizer: {type: AdamW, params: {betas: [0.9]}}}", ["optimizer.params.betas", "two numbers"]),
+        ("{fp16: true}", ["train.deepspeed.fp16 = true", "JSON object"]),
+    ],
+)
 def test_bad_inline_values(capsys, inline, fragments):
     code, _, err = show(capsys, "defaults", "tiny", "--set", f"train.deepspeed={inline}")
     assert_one_line_error(code, err, *fragments)
@@ -278,8 +315,11 @@ def test_fsdp_and_deepspeed_both_set(capsys):
 
 def test_deepspeed_not_installed(monkeypatch):
     monkeypatch.setattr(ds_module, "is_deepspeed_available", lambda: False)
-    with pytest.raises(LmforgeError, match=r"^train\.deepspeed: DeepSpeed is not installed; "
-                                           r"pip install 'lmforge\[deepspeed\]'$"):
+    with pytest.raises(
+        LmforgeError,
+        match=r"^train\.deepspeed: DeepSpeed is not installed; "
+        r"pip install 'lmforge\[deepspeed\]'$",
+    ):
         require_deepspeed()
     monkeypatch.setattr(ds_module, "is_deepspeed_available", lambda: True)
     require_deepspeed()
@@ -294,8 +334,15 @@ def test_config_show_needs_no_deepspeed(capsys, monkeypatch):
 
 
 def test_an_optimizer_block_refuses_lmforges_other_optimizers(capsys):
-    code, _, err = show(capsys, "defaults", "tiny", "--set", f"train.deepspeed={SEED_JSON}",
-                        "--set", "train.optimizer={name: lilith, lr: 1.0e-3}")
+    code, _, err = show(
+        capsys,
+        "defaults",
+        "tiny",
+        "--set",
+        f"train.deepspeed={SEED_JSON}",
+        "--set",
+        "train.optimizer={name: lilith, lr: 1.0e-3}",
+    )
     assert_one_line_error(code, err, "'optimizer' block", "lilith", f"remove the 'optimizer' block from {SEED_JSON}")
 
 
@@ -315,14 +362,18 @@ def test_an_optimizer_block_of_another_kind_is_refused():
         deepspeed_training_arguments(content, oasst(["defaults", "tiny"]))
 
 
-@pytest.mark.parametrize("schedule, fragment", [
-    ("{name: wsd}", "DeepSpeed has no wsd schedule"),
-    ("{name: sigmoid}", "DeepSpeed has no sigmoid schedule"),
-    ("{name: cosine, warmup_steps: 5}", "which DeepSpeed writes as WarmupCosineLR"),
-])
+@pytest.mark.parametrize(
+    "schedule, fragment",
+    [
+        ("{name: wsd}", "DeepSpeed has no wsd schedule"),
+        ("{name: sigmoid}", "DeepSpeed has no sigmoid schedule"),
+        ("{name: cosine, warmup_steps: 5}", "which DeepSpeed writes as WarmupCosineLR"),
+    ],
+)
 def test_a_scheduler_block_must_draw_lmforges_schedule(capsys, schedule, fragment):
-    code, _, err = show(capsys, "defaults", "tiny", "--set", f"train.deepspeed={SEED_JSON}",
-                        "--set", f"train.schedule={schedule}")
+    code, _, err = show(
+        capsys, "defaults", "tiny", "--set", f"train.deepspeed={SEED_JSON}", "--set", f"train.schedule={schedule}"
+    )
     assert_one_line_error(code, err, fragment, "remove the 'scheduler' block")
 
 
@@ -345,7 +396,17 @@ def test_training_arguments_carry_the_values_deepspeed_fills_from():
 
 def test_train_asking_for_deepspeed_without_it_fails_before_any_work(capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(ds_module, "is_deepspeed_available", lambda: False)
-    code = main(["train", str(PRESET), "defaults", "tiny", "--set", f"run.output_dir={tmp_path / 'run'}",
-                 "--set", f"train.deepspeed={SEED_JSON}"])
+    code = main(
+        [
+            "train",
+            str(PRESET),
+            "defaults",
+            "tiny",
+            "--set",
+            f"run.output_dir={tmp_path / 'run'}",
+            "--set",
+            f"train.deepspeed={SEED_JSON}",
+        ]
+    )
     assert_one_line_error(code, capsys.readouterr().err, "DeepSpeed is not installed; pip install 'lmforge[deepspeed]'")
     assert not (tmp_path / "run").exists()

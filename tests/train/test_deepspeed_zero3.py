@@ -37,8 +37,10 @@ def zero3_run(tmp_path_factory):
     # one launch per run, as in real use: once a ZeRO-3 Trainer existed in a process,
     # transformers builds later models under zero.Init, and peft sets up trainable tokens
     # by its ZeRO-3 path, which is written for CUDA only
-    for case in ({"name": "zero3", "output_dir": str(root / "zero3"), **CASE, "deepspeed": ZERO3},
-                 {"name": "zero3-lora", "output_dir": str(root / "zero3-lora"), **LORA_CASE, "deepspeed": ZERO3}):
+    for case in (
+        {"name": "zero3", "output_dir": str(root / "zero3"), **CASE, "deepspeed": ZERO3},
+        {"name": "zero3-lora", "output_dir": str(root / "zero3-lora"), **LORA_CASE, "deepspeed": ZERO3},
+    ):
         launch = torchrun([case], root, case["name"])
         assert launch.returncode == 0, launch.stderr[-3000:]
     return root / "zero3"

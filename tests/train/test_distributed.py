@@ -36,7 +36,11 @@ OBJECTIVES = {
     "remask": {"objective": {"name": "remask_cot", "p_in": 0.4, "p_label": 0.1, "p_answer_only": 0.1}},
     "rank": {"objective": {"name": "rank", "weight": 5.0}, "builder": "rank"},
     "neftune": {"objective": {"name": "ce"}, "neftune_alpha": 5.0},
-    "lora": {"objective": {"name": "remask_cot"}, "neftune_alpha": 5.0, "adapter": {"r": 4, "alpha": 8, "dropout": 0.0}},  # dropout draws differ per process
+    "lora": {
+        "objective": {"name": "remask_cot"},
+        "neftune_alpha": 5.0,
+        "adapter": {"r": 4, "alpha": 8, "dropout": 0.0},
+    },  # dropout draws differ per process
 }
 
 
@@ -44,8 +48,16 @@ def torchrun(cases: list[dict], tmp_path: Path, name: str) -> subprocess.Complet
     spec = tmp_path / f"{name}.json"
     spec.write_text(json.dumps(cases))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(CASES_SCRIPT), str(spec)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(CASES_SCRIPT),
+        str(spec),
+    ]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -70,14 +82,19 @@ def two_process_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     cases = [{"name": name, "output_dir": str(root / name), **case} for name, case in OBJECTIVES.items()]
     cases.append({"name": "fsdp", "output_dir": str(root / "fsdp"), "objective": {"name": "ce"}, "fsdp": {}})
-    killed = {"name": "killed", "output_dir": str(root / "killed"), "objective": {"name": "ce"},
-              "kill_after_step": SAVE_EVERY}
+    killed = {
+        "name": "killed",
+        "output_dir": str(root / "killed"),
+        "objective": {"name": "ce"},
+        "kill_after_step": SAVE_EVERY,
+    }
     launch = torchrun([*cases, killed], root, "first")
     assert launch.returncode != 0, "the last case kills its processes"
     for case in cases:
         model_dir = root / case["name"] / "model"
-        assert any((model_dir / name).is_file() for name in ("model.safetensors", "adapter_model.safetensors")), \
+        assert any((model_dir / name).is_file() for name in ("model.safetensors", "adapter_model.safetensors")), (
             launch.stderr[-3000:]
+        )
     interrupted = rundir.read_run(root / "killed")
     assert interrupted["status"] == "running" and not (root / "killed" / "model").exists()
     assert rundir.latest_checkpoint(root / "killed").name == f"checkpoint-{SAVE_EVERY}"

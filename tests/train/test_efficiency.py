@@ -13,11 +13,19 @@ from lmforge.train.efficiency import TokenCounter, efficiency_summary, matmul_ro
 
 def test_counter_reads_padding_from_the_mask_or_the_roles():
     counter = TokenCounter()
-    counter.observe({"input_ids": torch.zeros(2, 5, dtype=torch.long),
-                     "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])})
+    counter.observe(
+        {
+            "input_ids": torch.zeros(2, 5, dtype=torch.long),
+            "attention_mask": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]),
+        }
+    )
     assert (counter.tokens, counter.slots) == (8, 10)
-    counter.observe({"input_ids": torch.zeros(1, 4, dtype=torch.long),  # a packed row: roles -1 on padding
-                     "token_roles": torch.tensor([[0, 2, 2, -1]])})
+    counter.observe(
+        {
+            "input_ids": torch.zeros(1, 4, dtype=torch.long),  # a packed row: roles -1 on padding
+            "token_roles": torch.tensor([[0, 2, 2, -1]]),
+        }
+    )
     assert (counter.tokens, counter.slots) == (11, 14)
 
 
@@ -51,4 +59,3 @@ def test_a_run_records_its_efficiency(tmp_path, user_files):
     assert main(["train", str(config), "--overwrite", "--set", "train.measure_roof=false"]) == 0
     efficiency = json.loads((tmp_path / "run" / "run.json").read_text())["final_metrics"]["efficiency"]
     assert efficiency["roof_utilisation"] is None and efficiency["tokens_per_second"] > 0
-

@@ -23,14 +23,31 @@ from lmforge.optim.optimizers import build_optimizer
 GB = 10**9
 
 
-def shape_of(parameters: int, trainable: int | None = None, hidden: int = 10, layers: int = 2,
-             layer_parameters: int = 0, trainable_shapes=()) -> ModelShape:
+def shape_of(
+    parameters: int,
+    trainable: int | None = None,
+    hidden: int = 10,
+    layers: int = 2,
+    layer_parameters: int = 0,
+    trainable_shapes=(),
+) -> ModelShape:
     """A hand-made shape: only the fields a test reads matter."""
-    return ModelShape(source="test", model_type="llama", family="llama",
-                      dims=Dims(hidden, hidden, 4 * hidden, 2, layers), vocab=100, max_positions=None, parallel_residual=False, parameters=parameters,
-                      trainable=parameters if trainable is None else trainable, linear_parameters=parameters,
-                      layer_parameters=layer_parameters, largest_module=0, small_parameters=0,
-                      trainable_shapes=tuple(trainable_shapes))
+    return ModelShape(
+        source="test",
+        model_type="llama",
+        family="llama",
+        dims=Dims(hidden, hidden, 4 * hidden, 2, layers),
+        vocab=100,
+        max_positions=None,
+        parallel_residual=False,
+        parameters=parameters,
+        trainable=parameters if trainable is None else trainable,
+        linear_parameters=parameters,
+        layer_parameters=layer_parameters,
+        largest_module=0,
+        small_parameters=0,
+        trainable_shapes=tuple(trainable_shapes),
+    )
 
 
 # --------------------------------------------------------------------------- terms by hand
@@ -110,20 +127,34 @@ def test_logits_bytes_per_value():
     assert logits_bytes_per_value("fp32", passes=2) == 4 * 4 + 7 * 4
 
 
-@pytest.mark.parametrize("text, expected", [("80GB", 80 * 10**9), ("24GiB", 24 * 2**30), ("40000MB", 4 * 10**10),
-                                            ("141", 141 * 10**9), ("0.5 tb", 5 * 10**11)])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("80GB", 80 * 10**9),
+        ("24GiB", 24 * 2**30),
+        ("40000MB", 4 * 10**10),
+        ("141", 141 * 10**9),
+        ("0.5 tb", 5 * 10**11),
+    ],
+)
 def test_parse_memory(text, expected):
     assert parse_memory(text) == expected
 
 
 # --------------------------------------------------------------------------- formula vs autograd
 
-H, KV_HEADS, I, HEADS = 64, 2, 160, 4
+H, KV_HEADS, INTER, HEADS = 64, 2, 160, 4
 
 
 def _tiny_config(architecture: str, layers: int, **extra):
-    size = dict(hidden_size=H, num_hidden_layers=layers, num_attention_heads=HEADS, intermediate_size=I,
-                vocab_size=100, max_position_embeddings=64)
+    size = dict(
+        hidden_size=H,
+        num_hidden_layers=layers,
+        num_attention_heads=HEADS,
+        intermediate_size=INTER,
+        vocab_size=100,
+        max_position_embeddings=64,
+    )
     if architecture != "gpt_neox":
         size["num_key_value_heads"] = KV_HEADS
     return AutoConfig.for_model(architecture, **size, **extra)
@@ -145,9 +176,16 @@ def _saved_bytes(model, ids: torch.Tensor, autocast: bool) -> int:
     return sum(t.untyped_storage().nbytes() for t in kept.values())
 
 
-@pytest.mark.parametrize("architecture, extra", [("llama", {}), ("qwen2", {}), ("stablelm", {}),
-                                                 ("gpt_neox", {"use_parallel_residual": False}),
-                                                 ("gpt_neox", {"use_parallel_residual": True})])
+@pytest.mark.parametrize(
+    "architecture, extra",
+    [
+        ("llama", {}),
+        ("qwen2", {}),
+        ("stablelm", {}),
+        ("gpt_neox", {"use_parallel_residual": False}),
+        ("gpt_neox", {"use_parallel_residual": True}),
+    ],
+)
 @pytest.mark.parametrize("regime", ["fp32", "autocast", "half"])
 def test_activation_formula_matches_what_autograd_keeps(architecture, extra, regime):
     """The formula against the storages autograd saves in a real forward (2 layers, 2 x 16
@@ -164,8 +202,9 @@ def test_activation_formula_matches_what_autograd_keeps(architecture, extra, reg
     if regime == "autocast":
         saved -= 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     kv = H if architecture == "gpt_neox" else KV_HEADS * H // HEADS
-    per_token = activation_bytes_per_token(FAMILIES[architecture], Dims(H, kv, I, HEADS, 2), regime, False,
-                                           extra.get("use_parallel_residual", False))
+    per_token = activation_bytes_per_token(
+        FAMILIES[architecture], Dims(H, kv, INTER, HEADS, 2), regime, False, extra.get("use_parallel_residual", False)
+    )
     assert saved / (batch * tokens) == pytest.approx(per_token, rel=0.015)
 
 
@@ -194,12 +233,14 @@ def measured_peak_bytes(model, batch: dict, objective, optimizer, autocast: bool
 
     step()
     live = sum(p.numel() * p.element_size() for p in model.parameters())
-    live += sum(t.numel() * t.element_size() for state in optimizer.state.values() for t in state.values()
-                if torch.is_tensor(t))
+    live += sum(
+        t.numel() * t.element_size() for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)
+    )
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"), key=lambda e: e.start_ns()
+    )
     running = peak = 0
     for event in events:
         running += event.nbytes()
@@ -209,20 +250,32 @@ def measured_peak_bytes(model, batch: dict, objective, optimizer, autocast: bool
 
 CASES = {
     # activations dominate: hidden 256, 4 layers, vocab 2000, 4 x 256 tokens, fp32
-    "activations": dict(hidden=256, layers=4, vocab=2000, seq=256, micro_batch=4, precision="fp32",
-                        checkpointing=False, objective="ce"),
+    "activations": dict(
+        hidden=256, layers=4, vocab=2000, seq=256, micro_batch=4, precision="fp32", checkpointing=False, objective="ce"
+    ),
     # logits dominate: vocab 32000 on a 2-layer hidden-64 model, bf16 autocast over fp32 weights
-    "logits": dict(hidden=64, layers=2, vocab=32000, seq=128, micro_batch=2, precision="bf16",
-                   checkpointing=False, objective="ce"),
+    "logits": dict(
+        hidden=64, layers=2, vocab=32000, seq=128, micro_batch=2, precision="bf16", checkpointing=False, objective="ce"
+    ),
     # gradient checkpointing: 6 layers keep only their inputs, one layer is recomputed at a time
-    "checkpointing": dict(hidden=128, layers=6, vocab=1000, seq=256, micro_batch=4, precision="fp32",
-                          checkpointing=True, objective="ce"),
+    "checkpointing": dict(
+        hidden=128, layers=6, vocab=1000, seq=256, micro_batch=4, precision="fp32", checkpointing=True, objective="ce"
+    ),
     # gradients dominate: wide layers, short sequences; the peak is the backward's end
-    "gradients": dict(hidden=512, layers=4, vocab=2000, seq=64, micro_batch=4, precision="fp32",
-                      checkpointing=False, objective="ce"),
+    "gradients": dict(
+        hidden=512, layers=4, vocab=2000, seq=64, micro_batch=4, precision="fp32", checkpointing=False, objective="ce"
+    ),
     # ReMask, fused: two passes stacked on the batch, and the symmetric KL over the vocabulary
-    "remask": dict(hidden=64, layers=2, vocab=8000, seq=128, micro_batch=2, precision="fp32",
-                   checkpointing=False, objective="remask"),
+    "remask": dict(
+        hidden=64,
+        layers=2,
+        vocab=8000,
+        seq=128,
+        micro_batch=2,
+        precision="fp32",
+        checkpointing=False,
+        objective="remask",
+    ),
 }
 TOLERANCE = 0.20  # the estimate must be within 20% of the measured peak
 
@@ -230,13 +283,26 @@ TOLERANCE = 0.20  # the estimate must be within 20% of the measured peak
 @pytest.mark.parametrize("case", list(CASES))
 def test_estimate_is_within_20_percent_of_measured_peak(case):
     c = CASES[case]
-    config = AutoConfig.for_model("llama", hidden_size=c["hidden"], num_hidden_layers=c["layers"],
-                                  num_attention_heads=4, intermediate_size=(8 * c["hidden"]) // 3,
-                                  vocab_size=c["vocab"], max_position_embeddings=c["seq"])
+    config = AutoConfig.for_model(
+        "llama",
+        hidden_size=c["hidden"],
+        num_hidden_layers=c["layers"],
+        num_attention_heads=4,
+        intermediate_size=(8 * c["hidden"]) // 3,
+        vocab_size=c["vocab"],
+        max_position_embeddings=c["seq"],
+    )
     shape = measure_model(config, "test", "float32", freeze=False, added_rows=0, tokens_added=False)
     passes = 2 if c["objective"] == "remask" else 1
-    setup = Setup(c["micro_batch"], c["seq"], "float32", c["precision"], "adamw", passes=passes,
-                  gradient_checkpointing=c["checkpointing"])
+    setup = Setup(
+        c["micro_batch"],
+        c["seq"],
+        "float32",
+        c["precision"],
+        "adamw",
+        passes=passes,
+        gradient_checkpointing=c["checkpointing"],
+    )
     estimate = estimate_engine(shape, setup, "ddp", 80 * GB).total
 
     torch.manual_seed(0)
@@ -247,8 +313,12 @@ def test_estimate_is_within_20_percent_of_measured_peak(case):
     assert sum(p.numel() for p in model.parameters()) == shape.parameters
     ids = torch.randint(0, c["vocab"], (c["micro_batch"], c["seq"]))
     # every position a label, as the estimate assumes; the masked pass masks nothing (same memory)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone(),
-             "masked_input_ids": ids.clone()}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": ids.clone(),
+        "masked_input_ids": ids.clone(),
+    }
     objective = remask_objective(0.1, fused=True) if passes == 2 else ce_objective()
     optimizer = build_optimizer("adamw", [{"params": list(model.parameters())}], lr=1e-4)
     measured = measured_peak_bytes(model, batch, objective, optimizer, autocast=c["precision"] == "bf16")
@@ -259,8 +329,9 @@ def test_estimate_is_within_20_percent_of_measured_peak(case):
 # --------------------------------------------------------------------------- exact parameter counts
 
 
-@pytest.mark.parametrize("overrides", [[], ["model.freeze_embeddings=true"],
-                                       ["model.freeze_embeddings=true", "data.prompt_format=qa"]])
+@pytest.mark.parametrize(
+    "overrides", [[], ["model.freeze_embeddings=true"], ["model.freeze_embeddings=true", "data.prompt_format=qa"]]
+)
 def test_parameter_counts_match_the_model_training_builds(overrides):
     """The meta-device count against the model train/pipeline.py builds (special tokens
     added, embeddings resized, frozen as training freezes them). With the remask format
@@ -288,8 +359,10 @@ def test_parameter_counts_match_the_model_training_builds(overrides):
 def test_a_local_directory_with_config_json_is_enough(tmp_path, capsys):
     config = _tiny_config("gpt_neox", layers=3)
     config.save_pretrained(tmp_path)  # config.json only: no weights, no tokenizer
-    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "--set", f"model.name_or_path={tmp_path}",
-                 "--json"]) == 0
+    assert (
+        main(["estimate", "presets/oasst-sft.yaml", "defaults", "--set", f"model.name_or_path={tmp_path}", "--json"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     model = AutoModelForCausalLM.from_config(config)
     assert result["model"]["parameters"] == sum(p.numel() for p in model.parameters())
@@ -335,29 +408,65 @@ def test_cli_json_parses_and_agrees_with_the_terms(capsys):
 
 def test_cli_marks_the_engine_the_config_selects(capsys):
     # the shipped ZeRO-3 config names its own AdamW, which the ZeRO columns then count
-    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "redpajama-3b", "--gpus", "8",
-                 "--set", "train.deepspeed=examples/deepspeed/zero3_config_sft.json", "--json"]) == 0
+    assert (
+        main(
+            [
+                "estimate",
+                "presets/oasst-sft.yaml",
+                "defaults",
+                "redpajama-3b",
+                "--gpus",
+                "8",
+                "--set",
+                "train.deepspeed=examples/deepspeed/zero3_config_sft.json",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["configured_engine"] == "zero3"
-    assert main(["estimate", "presets/oasst-sft.yaml", "defaults", "redpajama-3b", "--set", "train.deepspeed=null",
-                 "--set", "train.fsdp={reshard_after_forward: false}"]) == 0
+    assert (
+        main(
+            [
+                "estimate",
+                "presets/oasst-sft.yaml",
+                "defaults",
+                "redpajama-3b",
+                "--set",
+                "train.deepspeed=null",
+                "--set",
+                "train.fsdp={reshard_after_forward: false}",
+            ]
+        )
+        == 0
+    )
     assert "FSDP (config)" in capsys.readouterr().out
 
 
 SEED_001 = ["presets/oasst-sft.yaml", "defaults", "redpajama-3b"]
 
 
-@pytest.mark.parametrize("args, message", [
-    ([*SEED_001, "--gpus", "0"], "--gpus 0: need at least one GPU"),
-    ([*SEED_001, "--gpu-memory", "banana"], "--gpu-memory 'banana'"),
-    ([*SEED_001, "--set", "model.name_or_path=nowhere/unknown-model-7b"],
-     "model.name_or_path: 'nowhere/unknown-model-7b' is not a local directory"),
-    (["presets/oasst-sft.yaml", "defaults", "tiny", "--set", "model.architecture=gpt2"],
-     "model.architecture: lmforge estimate has no activation formula for model_type 'gpt2'"),
-    # not a full-finetuning figure for an adapter run: it would overstate its memory
-    (["presets/minisymposium.yaml", "defaults"],
-     "model.adapter: lmforge estimate models full finetuning only; adapters and quantized bases are not modelled"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([*SEED_001, "--gpus", "0"], "--gpus 0: need at least one GPU"),
+        ([*SEED_001, "--gpu-memory", "banana"], "--gpu-memory 'banana'"),
+        (
+            [*SEED_001, "--set", "model.name_or_path=nowhere/unknown-model-7b"],
+            "model.name_or_path: 'nowhere/unknown-model-7b' is not a local directory",
+        ),
+        (
+            ["presets/oasst-sft.yaml", "defaults", "tiny", "--set", "model.architecture=gpt2"],
+            "model.architecture: lmforge estimate has no activation formula for model_type 'gpt2'",
+        ),
+        # not a full-finetuning figure for an adapter run: it would overstate its memory
+        (
+            ["presets/minisymposium.yaml", "defaults"],
+            "model.adapter: lmforge estimate models full finetuning only; adapters and quantized bases are not modelled",
+        ),
+    ],
+)
 def test_cli_bad_inputs_exit_2_with_one_line(capsys, args, message):
     assert main(["estimate", *args]) == 2
     err = capsys.readouterr().err.strip()

@@ -26,8 +26,18 @@ def test_only_new_rows_train(tmp_path, optimizer):
     [embeddings] = embedding_parameters(model)  # tied input/output
     before = embeddings.detach().clone()
     other_before = model.model.layers[0].mlp.up_proj.weight.detach().clone()
-    trainer = make_trainer(model, _rows_using_new_tokens(), tmp_path, micro_batch=4, accumulation=1, max_steps=3,
-                           optimizer=optimizer, lr=1e-2, weight_decay=0.1, no_decay_params=partial)
+    trainer = make_trainer(
+        model,
+        _rows_using_new_tokens(),
+        tmp_path,
+        micro_batch=4,
+        accumulation=1,
+        max_steps=3,
+        optimizer=optimizer,
+        lr=1e-2,
+        weight_decay=0.1,
+        no_decay_params=partial,
+    )
     trainer.train()
     old = [i for i in range(VOCAB) if i not in NEW_ROWS]
     assert torch.equal(embeddings[old], before[old])

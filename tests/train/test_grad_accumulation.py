@@ -25,8 +25,16 @@ class RecordFirstStep(TrainerCallback):
 
 def _first_step(tmp_path, micro: int, accumulation: int):
     recorder = RecordFirstStep()
-    trainer = make_trainer(tiny_model(), token_rows(8), tmp_path / f"m{micro}", micro, accumulation, max_steps=1,
-                           callbacks=[recorder], max_grad_norm=0.0)
+    trainer = make_trainer(
+        tiny_model(),
+        token_rows(8),
+        tmp_path / f"m{micro}",
+        micro,
+        accumulation,
+        max_steps=1,
+        callbacks=[recorder],
+        max_grad_norm=0.0,
+    )
     trainer.train()
     return recorder
 

@@ -44,7 +44,13 @@ def test_checkpointing_leaves_gradients_unchanged(name):
 
 
 def test_training_with_checkpointing_and_frozen_embeddings(tmp_path, user_files):
-    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=2,
-                          gradient_checkpointing=True, objective={"name": "remask_cot"})
+    config = write_config(
+        tmp_path / "c.yaml",
+        user_files,
+        tmp_path / "run",
+        max_steps=2,
+        gradient_checkpointing=True,
+        objective={"name": "remask_cot"},
+    )
     assert main(["train", str(config), "--set", "model.freeze_embeddings=true"]) == 0
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()

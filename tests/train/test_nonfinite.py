@@ -53,8 +53,17 @@ def _same(a, b):
 def test_nan_step_leaves_weights_untouched_and_is_counted(tmp_path):
     model = tiny_model()
     snapshots = Snapshots(model)
-    trainer = make_trainer(model, token_rows(16), tmp_path, micro_batch=4, accumulation=1, max_steps=4,
-                           objective=nan_on_steps({2}), callbacks=[snapshots], weight_decay=0.1)
+    trainer = make_trainer(
+        model,
+        token_rows(16),
+        tmp_path,
+        micro_batch=4,
+        accumulation=1,
+        max_steps=4,
+        objective=nan_on_steps({2}),
+        callbacks=[snapshots],
+        weight_decay=0.1,
+    )
     trainer.train()
     assert not _same(snapshots.weights[0], snapshots.weights[1])  # step 1 trained
     assert _same(snapshots.weights[1], snapshots.weights[2])  # step 2 (NaN) skipped, decay included
@@ -68,8 +77,16 @@ def test_nan_in_one_micro_batch_skips_the_whole_accumulated_update(tmp_path):
     model = tiny_model()
     snapshots = Snapshots(model)
     # step 1 = micro-batch calls 1..2; the NaN is in the second micro-batch
-    trainer = make_trainer(model, token_rows(16), tmp_path, micro_batch=2, accumulation=2, max_steps=2,
-                           objective=nan_on_steps({2}), callbacks=[snapshots])
+    trainer = make_trainer(
+        model,
+        token_rows(16),
+        tmp_path,
+        micro_batch=2,
+        accumulation=2,
+        max_steps=2,
+        objective=nan_on_steps({2}),
+        callbacks=[snapshots],
+    )
     trainer.train()
     assert _same(snapshots.weights[0], snapshots.weights[1])
     assert not _same(snapshots.weights[1], snapshots.weights[2])
@@ -77,15 +94,31 @@ def test_nan_in_one_micro_batch_skips_the_whole_accumulated_update(tmp_path):
 
 def test_more_than_k_consecutive_nan_steps_stop_the_run(tmp_path):
     model = tiny_model()
-    trainer = make_trainer(model, token_rows(32), tmp_path, micro_batch=2, accumulation=1, max_steps=10,
-                           objective=nan_on_steps({3, 4, 5}), max_consecutive_nonfinite=2)
+    trainer = make_trainer(
+        model,
+        token_rows(32),
+        tmp_path,
+        micro_batch=2,
+        accumulation=1,
+        max_steps=10,
+        objective=nan_on_steps({3, 4, 5}),
+        max_consecutive_nonfinite=2,
+    )
     with pytest.raises(NonFiniteLossError, match="3 updates in a row"):
         trainer.train()
     assert trainer.state.global_step == 4  # steps 1-2 fine, 3-4 skipped, stopped at 5
 
 
 def test_k_consecutive_nan_steps_are_tolerated(tmp_path):
-    trainer = make_trainer(tiny_model(), token_rows(32), tmp_path, micro_batch=2, accumulation=1, max_steps=6,
-                           objective=nan_on_steps({3, 4}), max_consecutive_nonfinite=2)
+    trainer = make_trainer(
+        tiny_model(),
+        token_rows(32),
+        tmp_path,
+        micro_batch=2,
+        accumulation=1,
+        max_steps=6,
+        objective=nan_on_steps({3, 4}),
+        max_consecutive_nonfinite=2,
+    )
     trainer.train()
     assert trainer.guard.skipped == 2 and trainer.state.global_step == 6

@@ -29,8 +29,14 @@ def _logged(run_dir, key):
 def test_bf16_on_cpu_tracks_fp32(tmp_path, user_files):
     losses = {}
     for precision in ("fp32", "bf16"):
-        config = write_config(tmp_path / f"{precision}.yaml", user_files, tmp_path / precision, max_steps=8,
-                              precision=precision, eval_every=4)
+        config = write_config(
+            tmp_path / f"{precision}.yaml",
+            user_files,
+            tmp_path / precision,
+            max_steps=8,
+            precision=precision,
+            eval_every=4,
+        )
         assert main(["train", str(config)]) == 0
         losses[precision] = _logged(tmp_path / precision, "loss") + _logged(tmp_path / precision, "eval_loss")
     assert len(losses["bf16"]) == len(losses["fp32"]) == 8 + 3  # evaluations at steps 4, 8 and the final one
@@ -59,8 +65,15 @@ def test_every_objective_runs_in_bf16(name):
 
 
 def test_remask_trains_end_to_end_in_bf16(tmp_path, user_files):
-    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=2, precision="bf16",
-                          objective={"name": "remask_cot"}, neftune_alpha=10.0)
+    config = write_config(
+        tmp_path / "c.yaml",
+        user_files,
+        tmp_path / "run",
+        max_steps=2,
+        precision="bf16",
+        objective={"name": "remask_cot"},
+        neftune_alpha=10.0,
+    )
     assert main(["train", str(config)]) == 0
     assert all(torch.isfinite(torch.tensor(_logged(tmp_path / "run", "loss"))))
 
@@ -77,7 +90,9 @@ def test_one_process_seeing_several_gpus_is_refused(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    with pytest.raises(LmforgeError, match=r"sees 4 GPUs; launch one process per GPU with `torchrun --nproc_per_node 4"):
+    with pytest.raises(
+        LmforgeError, match=r"sees 4 GPUs; launch one process per GPU with `torchrun --nproc_per_node 4"
+    ):
         check_devices("bf16")
     monkeypatch.setenv("WORLD_SIZE", "4")  # under torchrun each process takes its own GPU
     check_devices("bf16")

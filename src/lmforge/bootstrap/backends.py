@@ -30,8 +30,9 @@ class Backend(Protocol):
 
 
 class TransformersBackend:
-    def __init__(self, model, tokenizer, stop_ids: list[int], add_bos: bool, batch_size: int = 64,
-                 share_prefill: bool = True):
+    def __init__(
+        self, model, tokenizer, stop_ids: list[int], add_bos: bool, batch_size: int = 64, share_prefill: bool = True
+    ):
         self.model, self.tokenizer, self.stop_ids = model, tokenizer, stop_ids
         self.add_bos, self.batch_size, self.share_prefill = add_bos, batch_size, share_prefill
 
@@ -39,13 +40,21 @@ class TransformersBackend:
         # N samples per prompt in one batched generate call; with share_prefill each prompt's
         # prefill runs once and its KV cache is copied N times, else the prompt is repeated
         n = sampling.samples
-        outputs = generate(self.model, self.tokenizer, prompts if self.share_prefill else
-                           [p for p in prompts for _ in range(n)], self.stop_ids,
-                           max_new_tokens=sampling.max_new_tokens, batch_size=self.batch_size,
-                           do_sample=sampling.temperature > 0, temperature=sampling.temperature or 1.0,
-                           top_p=sampling.top_p, seed=seed, add_bos=self.add_bos,
-                           repeats=n if self.share_prefill else 1)
-        return [outputs[i * n: (i + 1) * n] for i in range(len(prompts))]
+        outputs = generate(
+            self.model,
+            self.tokenizer,
+            prompts if self.share_prefill else [p for p in prompts for _ in range(n)],
+            self.stop_ids,
+            max_new_tokens=sampling.max_new_tokens,
+            batch_size=self.batch_size,
+            do_sample=sampling.temperature > 0,
+            temperature=sampling.temperature or 1.0,
+            top_p=sampling.top_p,
+            seed=seed,
+            add_bos=self.add_bos,
+            repeats=n if self.share_prefill else 1,
+        )
+        return [outputs[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
 class VLLMBackend:
@@ -58,9 +67,15 @@ class VLLMBackend:
     def sample(self, prompts: list[str], sampling: Sampling, seed: int) -> list[list[str]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=sampling.samples, temperature=sampling.temperature, top_p=sampling.top_p,
-                                max_tokens=sampling.max_new_tokens, seed=seed, stop=self.stop_strings,
-                                skip_special_tokens=False)
+        params = SamplingParams(
+            n=sampling.samples,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_new_tokens,
+            seed=seed,
+            stop=self.stop_strings,
+            skip_special_tokens=False,
+        )
         return [[choice.text for choice in result.outputs] for result in self.llm.generate(prompts, params)]
 
 

@@ -53,8 +53,10 @@ def load_questions(config: Config) -> list[Conversation]:
         answered = [c for c in conversations if c.final_answer() is not None]
         questions += answered[: entry.max_train_set] if entry.max_train_set else answered
     if not questions:
-        raise LmforgeError("data.datasets: no record has a gold answer; bootstrapping needs CoT records "
-                           "(question/rationale/answer) to verify generations against")
+        raise LmforgeError(
+            "data.datasets: no record has a gold answer; bootstrapping needs CoT records "
+            "(question/rationale/answer) to verify generations against"
+        )
     return questions
 
 
@@ -77,31 +79,51 @@ def _read_done_chunks(path: Path) -> dict[int, dict]:
     return done
 
 
-def generate_round(backend, prompt_format, tokenizer, questions: list[Conversation], sampling: Sampling,
-                   verifier, path: Path, seed: int, chunk_size: int,
-                   after_chunk: Callable[[int], None] | None = None) -> list[dict]:
+def generate_round(
+    backend,
+    prompt_format,
+    tokenizer,
+    questions: list[Conversation],
+    sampling: Sampling,
+    verifier,
+    path: Path,
+    seed: int,
+    chunk_size: int,
+    after_chunk: Callable[[int], None] | None = None,
+) -> list[dict]:
     """Sample, verify and append one line per chunk of questions; returns every question's samples."""
     done = _read_done_chunks(path)
     chunks = [list(range(i, min(i + chunk_size, len(questions)))) for i in range(0, len(questions), chunk_size)]
-    progress = Progress(TextColumn("generating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                        TimeRemainingColumn())
+    progress = Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     started, fresh_samples = time.perf_counter(), 0
     with progress, path.open("a", encoding="utf-8") as handle:
-        task = progress.add_task("questions", total=len(questions), rate="",
-                                 completed=sum(len(chunks[c]) for c in done if c < len(chunks)))
+        task = progress.add_task(
+            "questions", total=len(questions), rate="", completed=sum(len(chunks[c]) for c in done if c < len(chunks))
+        )
         for index, ids in enumerate(chunks):
             if index in done:
                 continue
-            prompts = [sampling_prompt(questions[q], prompt_format, tokenizer)
-                       for q in ids]
+            prompts = [sampling_prompt(questions[q], prompt_format, tokenizer) for q in ids]
             outputs = backend.sample(prompts, sampling, seed=hash((seed, index)) & 0x7FFFFFFF)
             rows = []
             for q, texts in zip(ids, outputs):
                 gold = questions[q].final_answer()
                 verdicts = [verifier(text, gold) for text in texts]
-                rows.append({"question_id": q, "samples": [
-                    {"text": t, "valid": v.valid, "correct": v.correct, "answer": v.answer}
-                    for t, v in zip(texts, verdicts)]})
+                rows.append(
+                    {
+                        "question_id": q,
+                        "samples": [
+                            {"text": t, "valid": v.valid, "correct": v.correct, "answer": v.answer}
+                            for t, v in zip(texts, verdicts)
+                        ],
+                    }
+                )
             done[index] = {"chunk": index, "questions": rows}
             handle.write(json.dumps(done[index]) + "\n")
             handle.flush()
@@ -133,8 +155,15 @@ def rank_data_builder(questions: list[Conversation], pairs: list[dict], pairs_pa
     def build(config: Config, tokenizer, prompt_format) -> PreparedData:
         rows = rank_rows(questions, pairs, prompt_format, tokenizer, config.data.max_length)
         collator = RankCollator(tokenizer.pad_token_id)
-        return PreparedData(train=rank_dataset(rows), val=None, collator=collator, eval_collator=collator, cot=True,
-                            file_hashes={str(pairs_path): file_sha256(pairs_path)}, summary={"pairs": len(rows)})
+        return PreparedData(
+            train=rank_dataset(rows),
+            val=None,
+            collator=collator,
+            eval_collator=collator,
+            cot=True,
+            file_hashes={str(pairs_path): file_sha256(pairs_path)},
+            summary={"pairs": len(rows)},
+        )
 
     return build
 
@@ -174,13 +203,16 @@ def _prepare_root(root: Path, config: Config, overwrite: bool, resume: bool = Fa
             shutil.rmtree(root)
         elif state.get("status") == "finished":
             if resume:
-                raise LmforgeError(f"{root}: the bootstrap run already finished; nothing to resume "
-                                   "(--overwrite replaces it)")
+                raise LmforgeError(
+                    f"{root}: the bootstrap run already finished; nothing to resume (--overwrite replaces it)"
+                )
             raise rundir.occupied(root, "a finished bootstrap run", "--resume continues only an unfinished run")
         elif state.get("start_model") != config.model.name_or_path:
-            raise LmforgeError(f"{root}: holds a bootstrap run from another model ({state.get('start_model')}), "
-                               "which --resume cannot continue; pass --overwrite to replace it or change "
-                               "run.output_dir")
+            raise LmforgeError(
+                f"{root}: holds a bootstrap run from another model ({state.get('start_model')}), "
+                "which --resume cannot continue; pass --overwrite to replace it or change "
+                "run.output_dir"
+            )
         elif not resume:
             raise rundir.occupied(root, f"a {state.get('status', 'running')} bootstrap run")
         else:
@@ -199,15 +231,22 @@ def _user_text(question: Conversation) -> str:
     return "\n".join(segment.text for segment in question.prompt_segments() if segment.role == "user")
 
 
-def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHook | None = None,
-                  after_chunk: Callable[[int], None] | None = None, resume: bool = False) -> list[dict]:
+def run_bootstrap(
+    config: Config,
+    overwrite: bool = False,
+    on_round_end: RoundHook | None = None,
+    after_chunk: Callable[[int], None] | None = None,
+    resume: bool = False,
+) -> list[dict]:
     """`resume` continues an interrupted run in run.output_dir, `overwrite` replaces one."""
     settings = config.bootstrap
     objective = OBJECTIVES[config.train.objective.name]
     if objective.data != CANDIDATES or objective.self_generated:
         usable = ", ".join(n for n, s in OBJECTIVES.items() if s.data == CANDIDATES and not s.self_generated)
-        raise LmforgeError(f"train.objective.name: bootstrapping finetunes on its verified pairs with a ranking "
-                           f"objective ({usable}), got '{config.train.objective.name}'")
+        raise LmforgeError(
+            f"train.objective.name: bootstrapping finetunes on its verified pairs with a ranking "
+            f"objective ({usable}), got '{config.train.objective.name}'"
+        )
     if not config.model.name_or_path:
         raise LmforgeError("model.name_or_path: bootstrapping starts from a trained model directory")
     verifier = load_verifier(settings.verifier, tuple(settings.answer_fallbacks))
@@ -231,19 +270,42 @@ def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHo
         model, tokenizer, meta = load_model_dir(model_dir)
         prompt_format = get_format(meta.get("prompt_format", config.data.prompt_format))
         stops = meta.get("stop_strings") or prompt_format.stop_strings(tokenizer)
-        backend = (VLLMBackend(str(model_dir), stops) if backend_name == "vllm" else
-                   TransformersBackend(model, tokenizer, stop_token_ids(tokenizer, stops),
-                                       wants_bos(tokenizer, prompt_format), settings.generation_batch_size))
-        generations = generate_round(backend, prompt_format, tokenizer, questions, sampling, verifier,
-                                     round_dir / "generations.jsonl", seed=config.run.seed * 1009 + round_index,
-                                     chunk_size=max(1, settings.generation_batch_size // settings.samples),
-                                     after_chunk=after_chunk)
+        backend = (
+            VLLMBackend(str(model_dir), stops)
+            if backend_name == "vllm"
+            else TransformersBackend(
+                model,
+                tokenizer,
+                stop_token_ids(tokenizer, stops),
+                wants_bos(tokenizer, prompt_format),
+                settings.generation_batch_size,
+            )
+        )
+        generations = generate_round(
+            backend,
+            prompt_format,
+            tokenizer,
+            questions,
+            sampling,
+            verifier,
+            round_dir / "generations.jsonl",
+            seed=config.run.seed * 1009 + round_index,
+            chunk_size=max(1, settings.generation_batch_size // settings.samples),
+            after_chunk=after_chunk,
+        )
         if settings.pairing == "groups":
             pairs = [group for g in generations if (group := build_group(g["question_id"], g["samples"]))]
         else:  # `prompt` makes the file a `pairs` dataset that lmforge train reads as it is
-            pairs = [{"question_id": p.question_id, "prompt": _user_text(questions[p.question_id]),
-                      "chosen": p.chosen, "rejected": p.rejected}
-                     for g in generations for p in build_pairs(g["question_id"], g["samples"], config.run.seed)]
+            pairs = [
+                {
+                    "question_id": p.question_id,
+                    "prompt": _user_text(questions[p.question_id]),
+                    "chosen": p.chosen,
+                    "rejected": p.rejected,
+                }
+                for g in generations
+                for p in build_pairs(g["question_id"], g["samples"], config.run.seed)
+            ]
         pairs_path = round_dir / "pairs.jsonl"
         pairs_path.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
         stats = round_stats(generations, pairs, settings.samples, settings.pairing)
@@ -252,14 +314,19 @@ def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHo
         if pairs:
             empty_rounds = 0
             train_config = _round_config(config, str(model_dir), round_dir / "train")
-            model_dir = str(_train_round(train_config, round_dir / "train",
-                                         rank_data_builder(questions, pairs, pairs_path)))
+            model_dir = str(
+                _train_round(train_config, round_dir / "train", rank_data_builder(questions, pairs, pairs_path))
+            )
         else:
             empty_rounds += 1
             print(f"[lmforge] round {round_index}: no (correct, incorrect) pair; the model is unchanged")
         stats.update(round=round_index, model_dir=str(model_dir), empty_rounds=empty_rounds)
-        print("[lmforge] " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                       for k, v in stats.items() if k != "model_dir"))
+        print(
+            "[lmforge] "
+            + ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items() if k != "model_dir"
+            )
+        )
         rundir.write_json_atomic(stats_path, stats)
         all_stats.append(stats)
         state["rounds"] = all_stats
@@ -269,9 +336,11 @@ def run_bootstrap(config: Config, overwrite: bool = False, on_round_end: RoundHo
         if empty_rounds >= settings.max_empty_rounds:
             state["status"] = "stopped"
             rundir.write_json_atomic(root / STATE_FILE, state)
-            raise LmforgeError(f"bootstrap stopped after round {round_index}: {empty_rounds} rounds in a row built no "
-                               "(correct, incorrect) pair (all samples right, or all wrong/invalid); "
-                               "raise bootstrap.temperature or bootstrap.samples, or train the model further first")
+            raise LmforgeError(
+                f"bootstrap stopped after round {round_index}: {empty_rounds} rounds in a row built no "
+                "(correct, incorrect) pair (all samples right, or all wrong/invalid); "
+                "raise bootstrap.temperature or bootstrap.samples, or train the model further first"
+            )
     state.update(status="finished", final_model=str(model_dir), rounds=all_stats)
     rundir.write_json_atomic(root / STATE_FILE, state)
     return all_stats

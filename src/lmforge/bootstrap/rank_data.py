@@ -23,33 +23,43 @@ def sampling_prompt(conversation: Conversation, prompt_format: PromptFormat, tok
     return prompt_format.generation_prompt(conversation.prompt_segments(), tokenizer, cot=True)
 
 
-def encode_response(conversation: Conversation, response: str | None, prompt_format: PromptFormat, tokenizer,
-                    max_length: int) -> dict[str, list[int]]:
+def encode_response(
+    conversation: Conversation, response: str | None, prompt_format: PromptFormat, tokenizer, max_length: int
+) -> dict[str, list[int]]:
     """The question with `response` (generated text) or, when None, the gold response.
     Generated responses already carry the answer tag; they are trained as written, eos included."""
     if response is None:
         pieces = prompt_format.render(conversation, tokenizer)
     else:
-        pieces = [(sampling_prompt(conversation, prompt_format, tokenizer), "prompt"),
-                  (response + tokenizer.eos_token, "assistant")]
+        pieces = [
+            (sampling_prompt(conversation, prompt_format, tokenizer), "prompt"),
+            (response + tokenizer.eos_token, "assistant"),
+        ]
     encoded = encode_pieces(pieces, tokenizer, add_bos=wants_bos(tokenizer, prompt_format))
     return {"input_ids": encoded.input_ids[:max_length], "labels": encoded.labels[:max_length]}
 
 
-def rank_rows(questions: list[Conversation], pairs: list[dict], prompt_format: PromptFormat, tokenizer,
-              max_length: int) -> list[dict[str, Any]]:
+def rank_rows(
+    questions: list[Conversation], pairs: list[dict], prompt_format: PromptFormat, tokenizer, max_length: int
+) -> list[dict[str, Any]]:
     """One row per pair (gold, chosen at order 0, rejected at order 1) or per group (gold,
     every correct response at order 0, every incorrect one at order 1)."""
     rows = []
     for entry in pairs:
         question = questions[entry["question_id"]]
-        better, worse = (entry["correct"], entry["incorrect"]) if "correct" in entry else (
-            [entry["chosen"]], [entry["rejected"]])
+        better, worse = (
+            (entry["correct"], entry["incorrect"]) if "correct" in entry else ([entry["chosen"]], [entry["rejected"]])
+        )
         texts = [None, *better, *worse]
         sequences = [encode_response(question, text, prompt_format, tokenizer, max_length) for text in texts]
-        rows.append({"input_ids": [s["input_ids"] for s in sequences], "labels": [s["labels"] for s in sequences],
-                     "order": [0] * (1 + len(better)) + [1] * len(worse),
-                     "is_gold": [True] + [False] * (len(better) + len(worse))})
+        rows.append(
+            {
+                "input_ids": [s["input_ids"] for s in sequences],
+                "labels": [s["labels"] for s in sequences],
+                "order": [0] * (1 + len(better)) + [1] * len(worse),
+                "is_gold": [True] + [False] * (len(better) + len(worse)),
+            }
+        )
     return rows
 
 
@@ -73,6 +83,7 @@ class RankCollator:
         batch.pop("token_roles")
         batch.update(group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.tensor(is_gold))
         if "reference_logps" in rows[0]:  # a reference objective (train/reference.py)
-            batch["reference_logps"] = torch.tensor([v for row in rows for v in row["reference_logps"]],
-                                                    dtype=torch.float64)
+            batch["reference_logps"] = torch.tensor(
+                [v for row in rows for v in row["reference_logps"]], dtype=torch.float64
+            )
         return batch

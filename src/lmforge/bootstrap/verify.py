@@ -27,8 +27,7 @@ def check_fallbacks(fallbacks: tuple[str, ...] | list[str]) -> None:
     """Every fallback must name an extraction rule of `lmforge.eval.answers.RULES`."""
     for name in fallbacks:
         if name not in RULES:
-            raise LmforgeError(f"bootstrap.answer_fallbacks: unknown answer rule '{name}'; "
-                               f"valid: {', '.join(RULES)}")
+            raise LmforgeError(f"bootstrap.answer_fallbacks: unknown answer rule '{name}'; valid: {', '.join(RULES)}")
 
 
 def _rationale(rule: str, text: str) -> str:
@@ -90,8 +89,9 @@ def math_verify_verifier(fallbacks: tuple[str, ...] = ()) -> Callable[[str, str]
     try:
         from math_verify import parse, verify as symbolic_equal
     except ImportError as exc:
-        raise LmforgeError("bootstrap.verifier: 'math_verify' needs the math-verify package "
-                           "(pip install math-verify)") from exc
+        raise LmforgeError(
+            "bootstrap.verifier: 'math_verify' needs the math-verify package (pip install math-verify)"
+        ) from exc
 
     def verify(response: str, gold: str) -> Verdict:
         rationale, answer = split_response(response, fallbacks)
@@ -113,8 +113,9 @@ def load_verifier(name: str, fallbacks: tuple[str, ...] = ()) -> Callable[[str, 
         return BUILTIN[name](fallbacks)
     module_name, sep, function_name = name.partition(":")
     if not sep:
-        raise LmforgeError(f"bootstrap.verifier: '{name}' is neither a built-in ({', '.join(BUILTIN)}) "
-                           "nor module:function")
+        raise LmforgeError(
+            f"bootstrap.verifier: '{name}' is neither a built-in ({', '.join(BUILTIN)}) nor module:function"
+        )
     try:
         function = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError) as exc:

@@ -25,7 +25,13 @@ from typing import Any
 import yaml
 
 from lmforge.config.loader import (
-    KeyPath, RawConfig, _node_lines, _read_yaml, apply_overrides, parse_override, validate,
+    KeyPath,
+    RawConfig,
+    _node_lines,
+    _read_yaml,
+    apply_overrides,
+    parse_override,
+    validate,
 )
 from lmforge.config.schema import Config
 from lmforge.errors import LmforgeError
@@ -52,10 +58,28 @@ OA_DEFAULTS: dict[str, Any] = {
     "max_grad_norm": 2.0,
     "save_total_limit": 4,
     "dtype": "fp16",
-    "datasets": ["webgpt", "squad_v2", "adversarial_qa", "trivia_qa_nocontext", "xsum", "cnn_dailymail",
-                 "multi_news", "scitldr", {"soda": {"input_max_length": 1024}}, "joke", "gsm8k", "dive_mt",
-                 "wmt2019_zh-en", "wmt2019_ru-en", "wmt2019_de-en", "ted_trans_nl-en", "ted_trans_de-ja",
-                 "wmt2019_de-en", "samsum", "soda_dialogue"],
+    "datasets": [
+        "webgpt",
+        "squad_v2",
+        "adversarial_qa",
+        "trivia_qa_nocontext",
+        "xsum",
+        "cnn_dailymail",
+        "multi_news",
+        "scitldr",
+        {"soda": {"input_max_length": 1024}},
+        "joke",
+        "gsm8k",
+        "dive_mt",
+        "wmt2019_zh-en",
+        "wmt2019_ru-en",
+        "wmt2019_de-en",
+        "ted_trans_nl-en",
+        "ted_trans_de-ja",
+        "wmt2019_de-en",
+        "samsum",
+        "soda_dialogue",
+    ],
     "datasets_extra": [],
     "cache_dir": ".cache",
     "loss_fn": "CrossEntropyLoss",
@@ -68,11 +92,35 @@ OA_DEFAULTS: dict[str, Any] = {
 }
 
 # Keys this module reads (mapped, or used to resolve another key).
-USED = {"model_name", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "warmup_steps",
-        "gradient_accumulation_steps", "per_device_train_batch_size", "max_length", "num_train_epochs",
-        "eval_steps", "save_steps", "save_strategy", "save_total_limit", "logging_steps", "max_grad_norm",
-        "dtype", "gradient_checkpointing", "output_dir", "rng_seed", "deepspeed_config", "datasets",
-        "datasets_extra", "cache_dir", "loss_fn", "label_masking"}
+USED = {
+    "model_name",
+    "learning_rate",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "warmup_steps",
+    "gradient_accumulation_steps",
+    "per_device_train_batch_size",
+    "max_length",
+    "num_train_epochs",
+    "eval_steps",
+    "save_steps",
+    "save_strategy",
+    "save_total_limit",
+    "logging_steps",
+    "max_grad_norm",
+    "dtype",
+    "gradient_checkpointing",
+    "output_dir",
+    "rng_seed",
+    "deepspeed_config",
+    "datasets",
+    "datasets_extra",
+    "cache_dir",
+    "loss_fn",
+    "label_masking",
+}
 
 # Why a key that is on in OA has no lmforge counterpart.
 REASONS = {
@@ -80,7 +128,7 @@ REASONS = {
     "per_device_eval_batch_size": "lmforge evaluates with train.micro_batch_size",
     "log_wandb": "lmforge logs locally; add train.report_to: [wandb] for Weights & Biases",
     "random_offset_probability": "OA's collator started multi-turn threads at a random message; lmforge trains on "
-                                 "whole conversations",
+    "whole conversations",
     "val_max_length": "lmforge validates with data.max_length",
     "eval_size": "cap each validation set with data.datasets[*].max_val_set",
     "eval_accumulation_steps": "a memory setting of OA's evaluation loop",
@@ -100,8 +148,12 @@ REASONS = {
 }
 
 # Keys that matter only when another key switches them on.
-DEPENDS = {"system_prefix": "use_system_prefix", "system_property_dropout": "use_system_tag",
-           "system_add_length": "use_system_tag", "peft_type": "peft_model"}
+DEPENDS = {
+    "system_prefix": "use_system_prefix",
+    "system_property_dropout": "use_system_tag",
+    "system_add_length": "use_system_tag",
+    "peft_type": "peft_model",
+}
 
 # OA dataset loaders whose data lmforge reads, as the public source OA loaded.
 HUB_SOURCES: dict[str, dict[str, Any]] = {
@@ -305,8 +357,12 @@ def _translate(conf: _OAConfig, root: Path, deepspeed: bool, world_size: int) ->
     b.put("train.optimizer.name", "adamw")  # OA: the Trainer's AdamW (8-bit only with quantization)
     b.put("train.optimizer.lr", _number(conf, "learning_rate", float), "learning_rate")
     b.put("train.optimizer.weight_decay", _number(conf, "weight_decay", float), "weight_decay")
-    b.put("train.optimizer.betas", [_number(conf, "adam_beta1", float), _number(conf, "adam_beta2", float)],
-          "adam_beta1", "adam_beta2")
+    b.put(
+        "train.optimizer.betas",
+        [_number(conf, "adam_beta1", float), _number(conf, "adam_beta2", float)],
+        "adam_beta1",
+        "adam_beta2",
+    )
     b.put("train.optimizer.eps", _number(conf, "adam_epsilon", float), "adam_epsilon")
     # OA sets no lr_scheduler_type, so the Trainer's default applies: linear warmup and decay.
     b.put("train.schedule.name", "linear")
@@ -315,10 +371,16 @@ def _translate(conf: _OAConfig, root: Path, deepspeed: bool, world_size: int) ->
     micro = _number(conf, "per_device_train_batch_size", int)
     accumulation = _number(conf, "gradient_accumulation_steps", int)
     b.put("train.micro_batch_size", micro, "per_device_train_batch_size")
-    b.put("train.global_batch_size", micro * accumulation * world_size,
-          "per_device_train_batch_size", "gradient_accumulation_steps")
-    b.note(f"train.global_batch_size = {micro} per device x {accumulation} accumulation x {world_size} "
-           "process(es) (--world-size); OA's batch grows with the number of GPUs")
+    b.put(
+        "train.global_batch_size",
+        micro * accumulation * world_size,
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+    )
+    b.note(
+        f"train.global_batch_size = {micro} per device x {accumulation} accumulation x {world_size} "
+        "process(es) (--world-size); OA's batch grows with the number of GPUs"
+    )
     b.put("train.epochs", _number(conf, "num_train_epochs", float), "num_train_epochs")
     b.put("train.eval_every", _number(conf, "eval_steps", int), "eval_steps")
     strategy = values.get("save_strategy", "steps")
@@ -339,8 +401,10 @@ def _translate(conf: _OAConfig, root: Path, deepspeed: bool, world_size: int) ->
             path = _local(root, str(values["deepspeed_config"]))
             b.put("train.deepspeed", path, "deepspeed_config")
             if not Path(path).is_file():
-                b.note(f"train.deepspeed: {path} does not exist here; OA resolves it against the trainer's "
-                       "directory (model/model_training): pass --root")
+                b.note(
+                    f"train.deepspeed: {path} does not exist here; OA resolves it against the trainer's "
+                    "directory (model/model_training): pass --root"
+                )
         else:
             b.drop("deepspeed_config", "OA uses it only when run with --deepspeed (pass --deepspeed)")
 
@@ -362,8 +426,10 @@ def _precision(b: _Builder) -> None:
         return
     b.put("train.precision", precision, "dtype")
     if precision != "fp32":
-        b.note(f"train.precision {precision}: OA also loaded the weights in {precision}; lmforge keeps "
-               "model.dtype (float32) under autocast")
+        b.note(
+            f"train.precision {precision}: OA also loaded the weights in {precision}; lmforge keeps "
+            "model.dtype (float32) under autocast"
+        )
 
 
 def _datasets(b: _Builder, root: Path) -> list[dict[str, Any]]:
@@ -381,8 +447,9 @@ def _datasets(b: _Builder, root: Path) -> list[dict[str, Any]]:
                 name, options = next(iter(item.items()))
                 options = options or {}
             else:
-                raise LmforgeError(f"{conf.line(key, str(index))}: {key}[{index}] must be a name or "
-                                   "{name: {options}}")
+                raise LmforgeError(
+                    f"{conf.line(key, str(index))}: {key}[{index}] must be a name or {{name: {{options}}}}"
+                )
             if not isinstance(options, dict):
                 raise LmforgeError(f"{conf.line(key, str(index))}: options of dataset '{name}' must be a mapping")
             where = conf.line(key, str(index))
@@ -420,17 +487,20 @@ def _dataset(b: _Builder, name: str, options: dict[str, Any], where: str, root: 
             if (source, target) in TED_CONFIGS:
                 b.note(f"{name}: {both_ways}")
             else:
-                b.note(f"{name}: {both_ways}; the hub's ted_talks_iwslt names only a few pairs as configs and "
-                       "builds others from loader arguments: save this pair as JSONL of {\"translation\": {...}} "
-                       "and point path at it")
+                b.note(
+                    f"{name}: {both_ways}; the hub's ted_talks_iwslt names only a few pairs as configs and "
+                    'builds others from loader arguments: save this pair as JSONL of {"translation": {...}} '
+                    "and point path at it"
+                )
         entry.update(format="translation", options={"direction": pair})
     elif name == "oasst_export":
         if not options.get("input_file_path"):
             b.drop(label, "no input_file_path", where)
             return None
         path = _local(root, str(b.conf.values.get("cache_dir") or ""), str(options.pop("input_file_path")))
-        entry.update(path=path, format="oasst_trees", lang=str(options.pop("lang", "en")),
-                     options={"threads": "all"})  # OA trains on every thread of a tree
+        entry.update(
+            path=path, format="oasst_trees", lang=str(options.pop("lang", "en")), options={"threads": "all"}
+        )  # OA trains on every thread of a tree
         top_k = options.pop("top_k", None)
         if top_k == 1:
             entry["options"]["threads"] = "best"
@@ -454,9 +524,15 @@ def _dataset(b: _Builder, name: str, options: dict[str, Any], where: str, root: 
 # --------------------------------------------------------------------------- entry point
 
 
-def import_oa(path: str | Path, sections: list[str], overrides: list[str] | None = None,
-              num_train_epochs: float | None = None, deepspeed: bool = False, world_size: int = 1,
-              root: str | Path | None = None) -> tuple[Imported, Config]:
+def import_oa(
+    path: str | Path,
+    sections: list[str],
+    overrides: list[str] | None = None,
+    num_train_epochs: float | None = None,
+    deepspeed: bool = False,
+    world_size: int = 1,
+    root: str | Path | None = None,
+) -> tuple[Imported, Config]:
     """Read an OA trainer YAML as `trainer_sft.py --configs SECTIONS` would, and return the
     lmforge config (validated) with what could not be carried over.
 
@@ -479,8 +555,10 @@ def import_oa(path: str | Path, sections: list[str], overrides: list[str] | None
         oa_overrides.append(("num_train_epochs", num_train_epochs, "--num-train-epochs"))
     _apply_oa_overrides(conf, oa_overrides)
     if conf.values.get("model_name") in (None, ""):
-        raise LmforgeError(f"{path}: no model_name in sections {', '.join(sections)}; "
-                           "choose a section that sets it, or --set model_name=PATH")
+        raise LmforgeError(
+            f"{path}: no model_name in sections {', '.join(sections)}; "
+            "choose a section that sets it, or --set model_name=PATH"
+        )
 
     imported = _translate(conf, Path(path.parent if root is None else root), deepspeed, world_size)
     flags = [*(f"--set {o}" for o in overrides or [])]

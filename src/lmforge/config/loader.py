@@ -111,7 +111,9 @@ def compose(path: str | Path, sections: list[str] | None = None) -> RawConfig:
     raw = RawConfig()
     if not _is_sectioned(document):
         if sections:
-            raise LmforgeError(f"{path}: has no sections (it is a plain config), but sections {sections} were asked for")
+            raise LmforgeError(
+                f"{path}: has no sections (it is a plain config), but sections {sections} were asked for"
+            )
         raw.data = document
         raw.origins = lines
         return raw
@@ -233,15 +235,20 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
         owner = _model_at(Config, tuple(error["loc"]))
         valid = list(owner.model_fields) if owner else []
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
-        hint = f" (did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?)" if close else (
-            f" (valid keys: {', '.join(valid)})" if valid else "")
+        hint = (
+            f" (did you mean '{'.'.join(str(p) for p in loc[:-1] + (close[0],))}'?)"
+            if close
+            else (f" (valid keys: {', '.join(valid)})" if valid else "")
+        )
         return f"{where}unknown key '{key_path}'{hint}"
     if kind == "union_tag_invalid":
         name_path = str_path + ("name",)
         origin = raw.origins.get(name_path, origin)
         where = f"{origin}: " if origin else ""
-        return (f"{where}{key_path}.name = {error['ctx']['tag']!r} is not one of: "
-                f"{error['ctx']['expected_tags'].replace(chr(39), '')}")
+        return (
+            f"{where}{key_path}.name = {error['ctx']['tag']!r} is not one of: "
+            f"{error['ctx']['expected_tags'].replace(chr(39), '')}"
+        )
     if kind == "missing":
         return f"{where}missing required key '{key_path}'"
     message = error["msg"].removeprefix("Value error, ")

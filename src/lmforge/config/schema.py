@@ -31,7 +31,7 @@ class ModelSize(Strict):
     tie_word_embeddings: bool = True
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> "ModelSize":
+    def _heads_divide_width(self) -> ModelSize:
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if self.num_kv_heads and self.num_heads % self.num_kv_heads:
@@ -97,7 +97,7 @@ class ModelConfig(Strict):
     """Load the frozen base quantized (QLoRA); needs model.adapter."""
 
     @model_validator(mode="after")
-    def _has_a_source(self) -> "ModelConfig":
+    def _has_a_source(self) -> ModelConfig:
         if self.name_or_path is None and self.tokenizer is None:
             raise ValueError("give model.name_or_path, or model.tokenizer for a freshly built model")
         if self.quantization is not None and self.adapter is None:
@@ -108,8 +108,23 @@ class ModelConfig(Strict):
 # --------------------------------------------------------------------------- data
 
 
-DatasetFormat = Literal["auto", "messages", "sharegpt", "oasst_trees", "oasst_messages", "alpaca", "dolly",
-                        "reddit_instruct", "cot", "tinycot", "gsm8k", "arc", "translation", "text", "pairs"]
+DatasetFormat = Literal[
+    "auto",
+    "messages",
+    "sharegpt",
+    "oasst_trees",
+    "oasst_messages",
+    "alpaca",
+    "dolly",
+    "reddit_instruct",
+    "cot",
+    "tinycot",
+    "gsm8k",
+    "arc",
+    "translation",
+    "text",
+    "pairs",
+]
 
 
 class FormatOptions(Strict):
@@ -171,7 +186,7 @@ class DatasetEntry(Strict):
         return value
 
     @model_validator(mode="after")
-    def _splits_leave_train(self) -> "DatasetEntry":
+    def _splits_leave_train(self) -> DatasetEntry:
         if self.val_split + self.test_split >= 1.0:
             raise ValueError("val_split + test_split must leave some data for training")
         return self
@@ -316,8 +331,9 @@ class WSDSchedule(_Warmup):
     decay_type: Literal["cosine", "linear", "1-sqrt"] = "cosine"
 
 
-ScheduleConfig = tagged_union(CosineSchedule, LinearSchedule, ConstantSchedule, OneCycleSchedule, SigmoidSchedule,
-                              WSDSchedule, default="cosine")
+ScheduleConfig = tagged_union(
+    CosineSchedule, LinearSchedule, ConstantSchedule, OneCycleSchedule, SigmoidSchedule, WSDSchedule, default="cosine"
+)
 
 
 class EvalTaskEntry(Strict):
@@ -398,7 +414,7 @@ class TrainConfig(Strict):
     """Tasks evaluated every N steps; scores join the training log as eval_<task>_<metric>."""
 
     @model_validator(mode="after")
-    def _one_sharding_engine(self) -> "TrainConfig":
+    def _one_sharding_engine(self) -> TrainConfig:
         if self.fsdp is not None and self.deepspeed is not None:
             raise ValueError("train.fsdp and train.deepspeed are both set; choose one sharding engine")
         return self
@@ -457,12 +473,13 @@ class Config(Strict):
     bootstrap: BootstrapConfig = BootstrapConfig()
 
     @model_validator(mode="after")
-    def _adapters_shard_with_ddp(self) -> "Config":
+    def _adapters_shard_with_ddp(self) -> Config:
         if self.model.adapter is not None and self.train.fsdp is not None:
             # PyTorch's fully_shard fails on peft's wrapped layers (checked with torch 2.13 /
             # peft 0.21); an adapter's gradients and optimizer state are small anyway
-            raise ValueError("model.adapter: adapters train with DDP or train.deepspeed, not train.fsdp; "
-                             "remove train.fsdp")
+            raise ValueError(
+                "model.adapter: adapters train with DDP or train.deepspeed, not train.fsdp; remove train.fsdp"
+            )
         return self
 
     @property

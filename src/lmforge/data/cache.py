@@ -20,8 +20,9 @@ CACHE_DIR = "data-cache"
 _META_FILE = "meta.json"
 
 
-def data_fingerprint(data_config: dict[str, Any], seed: int, prompt_format: str, tokenizer,
-                     file_hashes: dict[str, str]) -> str:
+def data_fingerprint(
+    data_config: dict[str, Any], seed: int, prompt_format: str, tokenizer, file_hashes: dict[str, str]
+) -> str:
     """A content hash of the inputs of tokenization: the data config, seed, prompt format,
     the tokenizer's full definition and the data files' hashes."""
     digest = hashlib.sha256()
@@ -59,7 +60,10 @@ def load_tokenized(directory: Path) -> TokenizedData:
     return TokenizedData(
         train=Dataset.load_from_disk(str(directory / "train")),
         val=Dataset.load_from_disk(str(directory / "val")) if meta["has_val"] else None,
-        test_conversations=[], val_conversations=[], reports=[], cot_fraction=meta["cot_fraction"],
+        test_conversations=[],
+        val_conversations=[],
+        reports=[],
+        cot_fraction=meta["cot_fraction"],
     )
 
 

@@ -25,8 +25,9 @@ _SPACE = re.compile(r"\s+")
 
 def normalize(text: str) -> str:
     """Lowercase, punctuation removed, whitespace collapsed."""
-    text = "".join(ch for ch in unicodedata.normalize("NFKC", text).lower()
-                   if not unicodedata.category(ch).startswith("P"))
+    text = "".join(
+        ch for ch in unicodedata.normalize("NFKC", text).lower() if not unicodedata.category(ch).startswith("P")
+    )
     return _SPACE.sub(" ", text).strip()
 
 
@@ -40,7 +41,7 @@ def shingles(text: str, n: int) -> set[bytes]:
     words = normalize(text).split()
     if len(words) <= n:
         return {" ".join(words).encode("utf-8")}
-    return {" ".join(words[i: i + n]).encode("utf-8") for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)}
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,12 @@ class Fingerprints:
         key = id(conversation)
         if key not in self._minhash:
             text = "\n".join(s.text for s in conversation.segments)
-            sketch = MinHash(num_perm=self.settings.num_perm, seed=1, permutations=self._template.permutations,
-                             scheme=self._template.scheme)
+            sketch = MinHash(
+                num_perm=self.settings.num_perm,
+                seed=1,
+                permutations=self._template.permutations,
+                scheme=self._template.scheme,
+            )
             sketch.update_batch(list(shingles(text, self.settings.ngram)))
             self._minhash[key] = LeanMinHash(sketch)
         return self._minhash[key]
@@ -83,8 +88,9 @@ class Fingerprints:
         return MinHashLSH(threshold=self.settings.threshold, num_perm=self.settings.num_perm)
 
 
-def deduplicate(groups: list[list[Conversation]], fingerprints: Fingerprints) -> tuple[list[list[Conversation]],
-                                                                                         list[dict[str, int]]]:
+def deduplicate(
+    groups: list[list[Conversation]], fingerprints: Fingerprints
+) -> tuple[list[list[Conversation]], list[dict[str, int]]]:
     """Remove exact then near duplicates across all groups (datasets), keeping the first
     occurrence. Returns the kept conversations per group and removal counts per group."""
     settings = fingerprints.settings
@@ -113,8 +119,9 @@ def deduplicate(groups: list[list[Conversation]], fingerprints: Fingerprints) ->
     return kept, counts
 
 
-def leak_guard(train: list[Conversation], held_out: Iterable[Conversation],
-               fingerprints: Fingerprints) -> tuple[list[Conversation], int]:
+def leak_guard(
+    train: list[Conversation], held_out: Iterable[Conversation], fingerprints: Fingerprints
+) -> tuple[list[Conversation], int]:
     """Drop training conversations that duplicate a validation or test conversation, by
     the same measures as the dedup settings (exact and/or near). Returns (kept, removed)."""
     held_out = list(held_out)
@@ -127,8 +134,12 @@ def leak_guard(train: list[Conversation], held_out: Iterable[Conversation],
         index = fingerprints.lsh()
         for conversation in held_out:
             index.insert(str(id(conversation)), fingerprints.minhash(conversation), check_duplication=False)
-    kept = [c for c in train
-            if not (keys and fingerprints.exact(c) in keys) and not (index is not None and index.query(fingerprints.minhash(c)))]
+    kept = [
+        c
+        for c in train
+        if not (keys and fingerprints.exact(c) in keys)
+        and not (index is not None and index.query(fingerprints.minhash(c)))
+    ]
     return kept, len(train) - len(kept)
 
 
@@ -147,8 +158,12 @@ def drop_reason(conversation: Conversation, filters: Filters) -> str | None:
     if not any(s.text.strip() for s in conversation.segments if s.role in ("assistant", "rationale", "answer", "text")):
         return "empty_response"
     lang = conversation.metadata.get("lang")
-    if filters.languages and isinstance(lang, str) and lang not in filters.languages \
-            and lang.split("-")[0] not in filters.languages:
+    if (
+        filters.languages
+        and isinstance(lang, str)
+        and lang not in filters.languages
+        and lang.split("-")[0] not in filters.languages
+    ):
         return "language"
     if filters.min_chars is not None and len(conversation.response_text().strip()) < filters.min_chars:
         return "too_short"

@@ -50,16 +50,21 @@ class CandidateCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         flat, group, order = [], [], []
         for index, row in enumerate(rows):
-            sequences = [(row["input_ids"], row["labels"]),
-                         *zip(row.get("rejected_input_ids", []), row.get("rejected_labels", []))]
+            sequences = [
+                (row["input_ids"], row["labels"]),
+                *zip(row.get("rejected_input_ids", []), row.get("rejected_labels", [])),
+            ]
             for rank, (ids, labels) in enumerate(sequences):
                 flat.append({"input_ids": ids, "labels": labels})
                 group.append(index)
                 order.append(rank)
         batch = PadCollator(self.pad_token_id)(flat)
         batch.pop("token_roles")
-        batch.update(group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.zeros(len(flat), dtype=torch.bool))
+        batch.update(
+            group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.zeros(len(flat), dtype=torch.bool)
+        )
         if "reference_logps" in rows[0]:
-            batch["reference_logps"] = torch.tensor([v for row in rows for v in row["reference_logps"]],
-                                                    dtype=torch.float64)
+            batch["reference_logps"] = torch.tensor(
+                [v for row in rows for v in row["reference_logps"]], dtype=torch.float64
+            )
         return batch

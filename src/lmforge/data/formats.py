@@ -47,8 +47,13 @@ def _answer_line(rationale: str, answer: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class ReMaskFormat:
     name: str = "remask"
-    tags = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>",
-            "rationale": "<|rationale|>", "answer": "<|answer|>"}
+    tags = {
+        "system": "<|system|>",
+        "user": "<|user|>",
+        "assistant": "<|assistant|>",
+        "rationale": "<|rationale|>",
+        "answer": "<|answer|>",
+    }
 
     def special_tokens(self, tokenizer) -> list[str]:
         return list(self.tags.values())
@@ -175,8 +180,8 @@ class ChatTemplateFormat:
                     f"{conversation.source}: the tokenizer's chat_template does not render conversations "
                     "prefix by prefix, so trained spans cannot be located; use prompt_format remask or openassistant"
                 )
-            pieces.append((prefix[len(done):], "prompt"))
-            pieces.extend(self._split_cot(full[len(prefix):], message["content"]))
+            pieces.append((prefix[len(done) :], "prompt"))
+            pieces.extend(self._split_cot(full[len(prefix) :], message["content"]))
             done = full
         if not pieces:
             raise LmforgeError(f"{conversation.source}: conversation has no assistant turn to train on")
@@ -188,7 +193,7 @@ class ChatTemplateFormat:
         marker = span.find("\n#### ")
         if marker < 0 or "\n#### " not in content:
             return [(span, "assistant")]
-        return [(span[: marker + 1], "rationale"), (span[marker + 1:], "answer")]
+        return [(span[: marker + 1], "rationale"), (span[marker + 1 :], "answer")]
 
     def generation_prompt(self, prompt: tuple[Segment, ...], tokenizer, cot: bool) -> str:
         return self._apply(tokenizer, self._messages(prompt), add_generation_prompt=True)

@@ -40,8 +40,11 @@ def prepare(config, special_tokens: Callable[[Any, Any], list[str]] = format_tok
     from lmforge.models.tokens import add_tokenizer_tokens
 
     model = config.model
-    tokenizer = load_tokenizer(model.tokenizer or model.name_or_path, model.trust_remote_code,
-                               key="model.tokenizer" if model.tokenizer else "model.name_or_path")
+    tokenizer = load_tokenizer(
+        model.tokenizer or model.name_or_path,
+        model.trust_remote_code,
+        key="model.tokenizer" if model.tokenizer else "model.name_or_path",
+    )
     add_tokenizer_tokens(tokenizer, special_tokens(config, tokenizer))
     prompt_format = get_format(config.data.prompt_format)
     return tokenizer, build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
@@ -83,14 +86,22 @@ def inspect_json(data: TokenizedData, tokenizer, examples: int = 2) -> dict[str,
         entry["duplicates_removed"] = sum(report.dropped.get(r, 0) for r in DUPLICATE_REASONS)
         entry["examples"] = [marked_text(segments(row, tokenizer)) for row in data.samples[index][:examples]]
         datasets.append(entry)
-    summary: dict[str, Any] = {"datasets": datasets,
-                               "stages": [{"name": s.name, "rows": len(s.rows)} for s in data.stages],
-                               "train_rows": len(data.train), "val_rows": len(data.val) if data.val else 0,
-                               "cot_fraction": round(data.cot_fraction, 4)}
+    summary: dict[str, Any] = {
+        "datasets": datasets,
+        "stages": [{"name": s.name, "rows": len(s.rows)} for s in data.stages],
+        "train_rows": len(data.train),
+        "val_rows": len(data.val) if data.val else 0,
+        "cot_fraction": round(data.cot_fraction, 4),
+    }
     if data.packing:
         p = data.packing
-        summary["packing"] = {"examples": p.examples, "rows": p.rows, "tokens": p.tokens, "slots": p.slots,
-                              "efficiency": round(p.efficiency, 4)}
+        summary["packing"] = {
+            "examples": p.examples,
+            "rows": p.rows,
+            "tokens": p.tokens,
+            "slots": p.slots,
+            "efficiency": round(p.efficiency, 4),
+        }
     return summary
 
 
@@ -99,12 +110,26 @@ def inspect_text(summary: dict[str, Any]) -> str:
     table = [header]
     for d in summary["datasets"]:
         dropped = sum(d["dropped"].values()) - d["duplicates_removed"]
-        table.append((d["name"], d["format"] + ("*" if d["detected"] else ""), d["records"], dropped,
-                      d["duplicates_removed"], d["train"], d["val"], d["test"], d["train_tokens"],
-                      f"{d['mean_tokens']:.1f}", d["max_tokens"]))
+        table.append(
+            (
+                d["name"],
+                d["format"] + ("*" if d["detected"] else ""),
+                d["records"],
+                dropped,
+                d["duplicates_removed"],
+                d["train"],
+                d["val"],
+                d["test"],
+                d["train_tokens"],
+                f"{d['mean_tokens']:.1f}",
+                d["max_tokens"],
+            )
+        )
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    lines = ["  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-             for row in table]
+    lines = [
+        "  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+        for row in table
+    ]
     lines.append("(* format detected from the fields; tokens, mean and max: training examples)")
     for d in summary["datasets"]:
         lines.append("")
@@ -114,8 +139,11 @@ def inspect_text(summary: dict[str, Any]) -> str:
         for problem in d["bad_records"]:
             lines.append(f"bad record: {problem}")
         if d["weight"] is not None or len(d["mixed"]) > 1:
-            lines.append("in the mix: " + ", ".join(f"{stage} {n}" for stage, n in d["mixed"].items())
-                         + (f" (repeated: {d['repeated']})" if d["repeated"] else ""))
+            lines.append(
+                "in the mix: "
+                + ", ".join(f"{stage} {n}" for stage, n in d["mixed"].items())
+                + (f" (repeated: {d['repeated']})" if d["repeated"] else "")
+            )
         for number, example in enumerate(d["examples"], start=1):
             lines.append(f"-- example {number} (trained on: {OPEN}…{CLOSE})")
             lines.append(example)
@@ -124,8 +152,10 @@ def inspect_text(summary: dict[str, Any]) -> str:
     lines.append(f"training rows: {summary['train_rows']} ({stages}); validation rows: {summary['val_rows']}")
     if "packing" in summary:
         p = summary["packing"]
-        lines.append(f"packing: {p['examples']} examples in {p['rows']} rows, efficiency {p['efficiency']:.1%} "
-                     f"({p['tokens']} tokens / {p['slots']} slots)")
+        lines.append(
+            f"packing: {p['examples']} examples in {p['rows']} rows, efficiency {p['efficiency']:.1%} "
+            f"({p['tokens']} tokens / {p['slots']} slots)"
+        )
     return "\n".join(lines)
 
 
@@ -135,8 +165,11 @@ def preview_records(data: TokenizedData, tokenizer, n: int, ids: bool) -> list[d
     records = []
     for row in data.train.select(range(min(n, len(data.train)))):
         parts = segments(row, tokenizer)
-        record = {"dataset": names[row["dataset"]] if row.get("dataset") is not None else None,
-                  "text": marked_text(parts), "segments": parts}
+        record = {
+            "dataset": names[row["dataset"]] if row.get("dataset") is not None else None,
+            "text": marked_text(parts),
+            "segments": parts,
+        }
         if ids:
             record["input_ids"] = row["input_ids"]
             record["labels"] = row["labels"]

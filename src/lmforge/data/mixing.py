@@ -26,8 +26,10 @@ def check_mix(names: list[str], weights: list[float | None], stages: list[Stage]
     """Config-level checks, with the key path of the offending value."""
     for index, name in enumerate(names):
         if names.index(name) != index:
-            raise LmforgeError(f"data.datasets[{index}].name: {name!r} is used by data.datasets[{names.index(name)}] "
-                               "too; give each dataset a distinct name")
+            raise LmforgeError(
+                f"data.datasets[{index}].name: {name!r} is used by data.datasets[{names.index(name)}] "
+                "too; give each dataset a distinct name"
+            )
     given = [w is not None for w in weights]
     if any(given) and not all(given):
         index = given.index(False)
@@ -37,8 +39,9 @@ def check_mix(names: list[str], weights: list[float | None], stages: list[Stage]
     for index, stage in enumerate(stages):
         for name, weight in stage.weights.items():
             if name not in names:
-                raise LmforgeError(f"data.stages[{index}].weights.{name}: no dataset is named {name!r}; "
-                                   f"datasets: {', '.join(names)}")
+                raise LmforgeError(
+                    f"data.stages[{index}].weights.{name}: no dataset is named {name!r}; datasets: {', '.join(names)}"
+                )
             if weight < 0:
                 raise LmforgeError(f"data.stages[{index}].weights.{name}: {weight} is negative")
         if not sum(stage.weights.values()) > 0:
@@ -49,8 +52,9 @@ def normalized(weights: list[float], key: str) -> list[float]:
     """Weights scaled to sum to 1, with a warning when they did not."""
     total = sum(weights)
     if abs(total - 1.0) > 1e-6:
-        log.warning("%s: weights sum to %g, not 1; normalized to %s", key, total,
-                    ", ".join(f"{w / total:.4g}" for w in weights))
+        log.warning(
+            "%s: weights sum to %g, not 1; normalized to %s", key, total, ", ".join(f"{w / total:.4g}" for w in weights)
+        )
     return [w / total for w in weights]
 
 
@@ -75,8 +79,9 @@ def draw(rows: list[Any], count: int, rng: random.Random) -> tuple[list[Any], in
     return picked, max(0, count - len(rows))
 
 
-def mix(per_dataset: list[list[Any]], weights: list[float] | None, size: int | None, seed: int,
-        key: str) -> tuple[list[Any], list[int], list[int]]:
+def mix(
+    per_dataset: list[list[Any]], weights: list[float] | None, size: int | None, seed: int, key: str
+) -> tuple[list[Any], list[int], list[int]]:
     """One training mix, shuffled. Without weights: every row of every dataset (size caps
     nothing). Returns (rows, rows taken per dataset, repeated rows per dataset)."""
     rng = random.Random(seed)

@@ -24,8 +24,12 @@ _ROLES = {"prompter": "user", "assistant": "assistant"}
 
 
 def _kept(node: Any, keep_synthetic: bool) -> bool:
-    return (isinstance(node, dict) and node.get("review_result") is True and not node.get("deleted", False)
-            and (keep_synthetic or not node.get("synthetic", False)))
+    return (
+        isinstance(node, dict)
+        and node.get("review_result") is True
+        and not node.get("deleted", False)
+        and (keep_synthetic or not node.get("synthetic", False))
+    )
 
 
 def _rank_key(indexed: tuple[int, dict[str, Any]]) -> tuple[bool, int, int]:
@@ -48,8 +52,10 @@ def _conversation(thread: list[dict[str, Any]], where: str, metadata: dict[str, 
     for depth, node in enumerate(thread):
         role = _ROLES.get(node.get("role"))
         if role is None:
-            raise LmforgeError(f"{where}: message {node.get('message_id', depth)} has role {node.get('role')!r}; "
-                               "expected prompter or assistant")
+            raise LmforgeError(
+                f"{where}: message {node.get('message_id', depth)} has role {node.get('role')!r}; "
+                "expected prompter or assistant"
+            )
         segments.append(Segment(role, text_field(node.get("text"), "text", where)))
     while segments and segments[-1].role != "assistant":
         segments.pop()  # SFT needs the thread to end on an answer
@@ -62,8 +68,7 @@ def from_oasst_tree(record: dict[str, Any], where: str, options: Options = NO_OP
         raise RecordDropped("tree_not_ready")
     prompt = record["prompt"]
     if not isinstance(prompt, dict):
-        raise LmforgeError(f"{where}: oasst_trees field 'prompt' must be a message object, got "
-                           f"{type(prompt).__name__}")
+        raise LmforgeError(f"{where}: oasst_trees field 'prompt' must be a message object, got {type(prompt).__name__}")
     keep_synthetic = bool(options.get("keep_synthetic", False))
     if not _kept(prompt, keep_synthetic):
         raise RecordDropped("not_reviewed_or_deleted")
@@ -97,6 +102,11 @@ def group_messages(located: Iterator[Located]) -> Iterator[Located]:
         if parent in nodes:  # a reply whose parent the export left out has no thread
             nodes[parent]["replies"] = [node for _, node in sorted(kids, key=_rank_key)]
     for root, where in roots:
-        yield {"message_tree_id": root.get("message_tree_id") or root["message_id"],
-               "tree_state": root.get("tree_state", "ready_for_export"), "prompt": root}, where
-
+        yield (
+            {
+                "message_tree_id": root.get("message_tree_id") or root["message_id"],
+                "tree_state": root.get("tree_state", "ready_for_export"),
+                "prompt": root,
+            },
+            where,
+        )

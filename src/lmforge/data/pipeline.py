@@ -141,14 +141,16 @@ SAMPLES_KEPT = 2
 def load_conversations(spec: DatasetSpec, report: DatasetReport) -> list[Conversation]:
     """Records -> conversations in the dataset's format (named, or detected from the first
     record), counting records, skipped bad records and format-filter drops."""
+
     def bad(where: str, problem: str) -> None:
         report.dropped["bad_record"] += 1
         if len(report.bad_records) < MAX_BAD_SHOWN:
             report.bad_records.append(f"{where}: {problem}")
 
     skip = spec.on_bad_record == "skip"
-    located = _counted(read_records(spec.path, bad if skip else None, spec.encoding_errors, spec.subset, spec.split),
-                       report)
+    located = _counted(
+        read_records(spec.path, bad if skip else None, spec.encoding_errors, spec.subset, spec.split), report
+    )
     first = next(located, None)
     if first is None:
         return []
@@ -199,8 +201,9 @@ def apply_filters(conversations: list[Conversation], filters: Filters, report: D
 # --------------------------------------------------------------------------- splitting
 
 
-def split_conversations(conversations: list[Conversation], spec: DatasetSpec, seed: int,
-                        cap_train: bool = True) -> Splits:
+def split_conversations(
+    conversations: list[Conversation], spec: DatasetSpec, seed: int, cap_train: bool = True
+) -> Splits:
     """Shuffle with the seed, then carve test and val off the front: deterministic."""
     order = list(range(len(conversations)))
     random.Random(seed).shuffle(order)
@@ -210,8 +213,8 @@ def split_conversations(conversations: list[Conversation], spec: DatasetSpec, se
     if spec.max_val_set is not None:
         n_val = min(n_val, spec.max_val_set)
     test = [conversations[i] for i in order[:n_test]]
-    val = [conversations[i] for i in order[n_test: n_test + n_val]]
-    train = [conversations[i] for i in order[n_test + n_val:]]
+    val = [conversations[i] for i in order[n_test : n_test + n_val]]
+    train = [conversations[i] for i in order[n_test + n_val :]]
     if cap_train and spec.max_train_set is not None:
         train = train[: spec.max_train_set]
     return Splits(train, val, test)
@@ -236,15 +239,20 @@ def tokenize_conversations(
     kept = [c for c in conversations if drop_reason(c, Filters()) != "empty_response"]
     if len(kept) < len(conversations):
         report.dropped["empty_response"] += len(conversations) - len(kept)
-    encoded = [e for start in range(0, len(kept), ENCODE_BATCH)
-               for e in encode_conversations(kept[start: start + ENCODE_BATCH], prompt_format, tokenizer)]
+    encoded = [
+        e
+        for start in range(0, len(kept), ENCODE_BATCH)
+        for e in encode_conversations(kept[start : start + ENCODE_BATCH], prompt_format, tokenizer)
+    ]
     rows = []
     for conversation, example in zip(kept, encoded):
         fitted, reason = fit_length(example, max_length, overlength)
         rejected = []
         if fitted is not None and candidates:
-            alternatives = [Conversation((*conversation.prompt_segments(), Segment("assistant", text)),
-                                         conversation.source) for text in conversation.metadata.get("rejected", ())]
+            alternatives = [
+                Conversation((*conversation.prompt_segments(), Segment("assistant", text)), conversation.source)
+                for text in conversation.metadata.get("rejected", ())
+            ]
             for alternative in encode_conversations(alternatives, prompt_format, tokenizer) if alternatives else []:
                 fitted_alternative, reason = fit_length(alternative, max_length, overlength)
                 if fitted_alternative is None:
@@ -263,8 +271,15 @@ def tokenize_conversations(
     return rows
 
 
-def augmented_rows(conversations: list[Conversation], formats: list[PromptFormat], rng: random.Random, tokenizer,
-                   max_length: int, overlength: str, report: DatasetReport) -> list[dict[str, Any]]:
+def augmented_rows(
+    conversations: list[Conversation],
+    formats: list[PromptFormat],
+    rng: random.Random,
+    tokenizer,
+    max_length: int,
+    overlength: str,
+    report: DatasetReport,
+) -> list[dict[str, Any]]:
     """Format augmentation: each conversation rendered in a format drawn from `formats`."""
     rows = []
     for conversation in conversations:
@@ -307,8 +322,9 @@ def build_datasets(
     reports = [DatasetReport(spec.path, name=spec.name, weight=spec.weight) for spec in specs]
 
     # read and filter, then deduplicate across datasets (before any split)
-    loaded = [apply_filters(load_conversations(spec, report), spec.filters, report)
-              for spec, report in zip(specs, reports)]
+    loaded = [
+        apply_filters(load_conversations(spec, report), spec.filters, report) for spec, report in zip(specs, reports)
+    ]
     fingerprints = Fingerprints(dedup)
     if dedup.exact or dedup.near:
         loaded, removed = deduplicate(loaded, fingerprints)
@@ -329,14 +345,24 @@ def build_datasets(
     val_rows: list[dict[str, Any]] = []
     for index, (spec, split, report) in enumerate(zip(specs, splits, reports)):
         if augment and candidates:
-            raise LmforgeError("data.format_augmentation: preference objectives train on each prompt's responses side "
-                               "by side in one format; leave format augmentation off")
+            raise LmforgeError(
+                "data.format_augmentation: preference objectives train on each prompt's responses side "
+                "by side in one format; leave format augmentation off"
+            )
         if augment:
-            rows = augmented_rows(split.train, list(augment), random.Random(f"{seed}:{index}:augment"), tokenizer,
-                                  max_length, overlength, report)
+            rows = augmented_rows(
+                split.train,
+                list(augment),
+                random.Random(f"{seed}:{index}:augment"),
+                tokenizer,
+                max_length,
+                overlength,
+                report,
+            )
         else:
-            rows = tokenize_conversations(split.train, prompt_format, tokenizer, max_length, overlength, report,
-                                          candidates)
+            rows = tokenize_conversations(
+                split.train, prompt_format, tokenizer, max_length, overlength, report, candidates
+            )
         val = tokenize_conversations(split.val, prompt_format, tokenizer, max_length, overlength, report)
         for row in rows:
             row["dataset"] = index
@@ -369,9 +395,16 @@ def build_datasets(
     )
 
 
-def _mix_stages(train_rows: list[list[dict[str, Any]]], specs: list[DatasetSpec], reports: list[DatasetReport],
-                stages: list[Stage], mix_size: int | None, seed: int, max_length: int,
-                packing: bool) -> list[StageData]:
+def _mix_stages(
+    train_rows: list[list[dict[str, Any]]],
+    specs: list[DatasetSpec],
+    reports: list[DatasetReport],
+    stages: list[Stage],
+    mix_size: int | None,
+    seed: int,
+    max_length: int,
+    packing: bool,
+) -> list[StageData]:
     weighted = specs[0].weight is not None
     given = bool(stages)
     if not given:

@@ -56,7 +56,9 @@ def _list_field(value: Any, field: str, where: str) -> list:
 def _content_text(content: Any, where: str) -> str:
     """OpenAI content is a string or (newer data) a list of parts like {type: text, text}."""
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type", "text") == "text")
+        return "".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type", "text") == "text"
+        )
     return text_field(content, "content", where)
 
 
@@ -96,8 +98,17 @@ def from_messages(record: dict[str, Any], where: str, options: Options = NO_OPTI
 
 
 # ShareGPT dumps in the wild use many speaker names.
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "chatgpt": "assistant", "bing": "assistant",
-                   "bard": "assistant", "model": "assistant", "assistant": "assistant", "system": "system"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "model": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 
 
 def from_sharegpt(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
@@ -111,8 +122,10 @@ def from_sharegpt(record: dict[str, Any], where: str, options: Options = NO_OPTI
             raise LmforgeError(f"{where}: conversations[{index}] needs 'from' and 'value'")
         role = _SHAREGPT_ROLES.get(str(turn["from"]).lower())
         if role is None:
-            raise LmforgeError(f"{where}: conversations[{index}] is from {turn['from']!r}; "
-                               f"expected one of {', '.join(_SHAREGPT_ROLES)}")
+            raise LmforgeError(
+                f"{where}: conversations[{index}] is from {turn['from']!r}; "
+                f"expected one of {', '.join(_SHAREGPT_ROLES)}"
+            )
         value = text_field(turn["value"], f"conversations[{index}].value", where)
         if turns and turns[-1][0] == role:
             turns[-1][1] += "\n\n" + value
@@ -171,8 +184,12 @@ def from_reddit_instruct(record: dict[str, Any], where: str, options: Options = 
     minimum = options.get("min_score")
     if minimum is not None and isinstance(score, (int, float)) and score < minimum:
         raise RecordDropped("low_score")
-    return _chat(f"{title}\n{body}" if body else title, text_field(record["comment_text"], "comment_text", where),
-                 where, **({"score": score} if score is not None else {}))
+    return _chat(
+        f"{title}\n{body}" if body else title,
+        text_field(record["comment_text"], "comment_text", where),
+        where,
+        **({"score": score} if score is not None else {}),
+    )
 
 
 # --------------------------------------------------------------------------- reasoning
@@ -226,8 +243,11 @@ def from_gsm8k(record: dict[str, Any], where: str, options: Options = NO_OPTIONS
     if not answer:
         raise LmforgeError(f"{where}: gsm8k field 'answer' has an empty '####' line")
     return Conversation(
-        (Segment("user", text_field(record["question"], "question", where)), Segment("rationale", rationale),
-         Segment("answer", answer)),
+        (
+            Segment("user", text_field(record["question"], "question", where)),
+            Segment("rationale", rationale),
+            Segment("answer", answer),
+        ),
         where,
     )
 
@@ -241,8 +261,12 @@ def from_arc(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) 
     become letters by position."""
     require(record, ("question", "choices", "answerKey"), "arc", where)
     choices = record["choices"]
-    if not isinstance(choices, dict) or not isinstance(choices.get("text"), list) \
-            or not isinstance(choices.get("label"), list) or len(choices["text"]) != len(choices["label"]):
+    if (
+        not isinstance(choices, dict)
+        or not isinstance(choices.get("text"), list)
+        or not isinstance(choices.get("label"), list)
+        or len(choices["text"]) != len(choices["label"])
+    ):
         raise LmforgeError(f"{where}: arc field 'choices' must be {{'text': [...], 'label': [...]}} of equal length")
     labels = [str(label) for label in choices["label"]]
     key = str(record["answerKey"])
@@ -254,8 +278,9 @@ def from_arc(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) 
     return _lettered_choice(text_field(record["question"], "question", where), texts, labels.index(key), where, options)
 
 
-def _lettered_choice(question: str, texts: list[str], gold: int, where: str, options: Options,
-                     **metadata: Any) -> Conversation:
+def _lettered_choice(
+    question: str, texts: list[str], gold: int, where: str, options: Options, **metadata: Any
+) -> Conversation:
     """A multiple-choice question with lettered choices; the response is the gold letter
     and its text (options.arc_answer: both | letter | text)."""
     lines = "\n".join(f"{_LETTERS[i]}. {text}" for i, text in enumerate(texts))
@@ -276,13 +301,16 @@ def from_mmlu(record: dict[str, Any], where: str, options: Options = NO_OPTIONS)
     if isinstance(answer, str) and len(answer) == 1 and answer in _LETTERS[: len(texts)]:
         answer = _LETTERS.index(answer)
     if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(texts):
-        raise LmforgeError(f"{where}: mmlu field 'answer' must be the index of the right choice (0..{len(texts) - 1}) "
-                           f"or its letter, got {answer!r}")
+        raise LmforgeError(
+            f"{where}: mmlu field 'answer' must be the index of the right choice (0..{len(texts) - 1}) "
+            f"or its letter, got {answer!r}"
+        )
     subject = record.get("subject")
     if subject is not None and not isinstance(subject, str):
         raise LmforgeError(f"{where}: mmlu field 'subject' must be a string, got {type(subject).__name__}")
-    return _lettered_choice(text_field(record["question"], "question", where), texts, answer, where, options,
-                            subject=subject or "")
+    return _lettered_choice(
+        text_field(record["question"], "question", where), texts, answer, where, options, subject=subject or ""
+    )
 
 
 def from_bbh(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
@@ -301,9 +329,15 @@ def from_humaneval(record: dict[str, Any], where: str, options: Options = NO_OPT
     require(record, ("task_id", "prompt", "canonical_solution", "test", "entry_point"), "humaneval", where)
     fields = {name: text_field(record[name], name, where) for name in ("task_id", "test", "entry_point")}
     if not fields["entry_point"].isidentifier():
-        raise LmforgeError(f"{where}: humaneval field 'entry_point' must be a function name, got {fields['entry_point']!r}")
-    return _chat(text_field(record["prompt"], "prompt", where),
-                 text_field(record["canonical_solution"], "canonical_solution", where), where, **fields)
+        raise LmforgeError(
+            f"{where}: humaneval field 'entry_point' must be a function name, got {fields['entry_point']!r}"
+        )
+    return _chat(
+        text_field(record["prompt"], "prompt", where),
+        text_field(record["canonical_solution"], "canonical_solution", where),
+        where,
+        **fields,
+    )
 
 
 def from_squad(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
@@ -315,16 +349,34 @@ def from_squad(record: dict[str, Any], where: str, options: Options = NO_OPTIONS
     texts = answers.get("text") if isinstance(answers, dict) else answers
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise LmforgeError(f"{where}: squad field 'answers' must be {{\"text\": [...]}} or a list of strings")
-    context, question = text_field(record["context"], "context", where), text_field(record["question"], "question", where)
+    context, question = (
+        text_field(record["context"], "context", where),
+        text_field(record["question"], "question", where),
+    )
     return _chat(f"{context}\n\nQuestion: {question}", texts[0] if texts else "", where, answers=tuple(texts))
 
 
 # --------------------------------------------------------------------------- other tasks
 
 
-_LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "de": "German", "fr": "French", "es": "Spanish", "ru": "Russian",
-                   "ja": "Japanese", "cs": "Czech", "fi": "Finnish", "gu": "Gujarati", "kk": "Kazakh",
-                   "lt": "Lithuanian", "it": "Italian", "pt": "Portuguese", "ko": "Korean", "ar": "Arabic"}
+_LANGUAGE_NAMES = {
+    "en": "English",
+    "zh": "Chinese",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "ru": "Russian",
+    "ja": "Japanese",
+    "cs": "Czech",
+    "fi": "Finnish",
+    "gu": "Gujarati",
+    "kk": "Kazakh",
+    "lt": "Lithuanian",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "ko": "Korean",
+    "ar": "Arabic",
+}
 
 
 def from_translation(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) -> Conversation:
@@ -336,8 +388,10 @@ def from_translation(record: dict[str, Any], where: str, options: Options = NO_O
         raise LmforgeError(f"{where}: translation field 'translation' must be a mapping of language -> text")
     direction = options.get("direction")
     if not direction:
-        raise LmforgeError(f"{where}: a translation dataset needs options.direction like "
-                           f"'{'-'.join(sorted(pair)[:2]) or 'zh-en'}' (languages here: {', '.join(sorted(pair))})")
+        raise LmforgeError(
+            f"{where}: a translation dataset needs options.direction like "
+            f"'{'-'.join(sorted(pair)[:2]) or 'zh-en'}' (languages here: {', '.join(sorted(pair))})"
+        )
     source, _, target = str(direction).partition("-")
     for lang in (source, target):
         if lang not in pair or pair[lang] is None:
@@ -370,6 +424,8 @@ def from_pairs(record: dict[str, Any], where: str, options: Options = NO_OPTIONS
             raise LmforgeError(f"{where}: pairs response '{name}' is empty")
     ranking = [" ".join(text.split()) for text in (chosen, *rejected)]
     if len(set(ranking)) < len(ranking):
-        raise LmforgeError(f"{where}: pairs responses must differ, but the ranking holds the same response twice "
-                           "(compared without whitespace differences)")
+        raise LmforgeError(
+            f"{where}: pairs responses must differ, but the ranking holds the same response twice "
+            "(compared without whitespace differences)"
+        )
     return _chat(text_field(record["prompt"], "prompt", where), chosen, where, rejected=rejected)

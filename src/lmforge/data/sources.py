@@ -68,8 +68,10 @@ def read_records(
         raise LmforgeError(f"{path}: data file not found")
     kind, compression = suffixes(path)
     if kind not in FILE_TYPES or (kind == ".parquet" and compression):
-        raise LmforgeError(f"{path}: unsupported data file type '{kind}' (expected .jsonl, .json or .csv, "
-                           "optionally .gz or .zst, or .parquet, or a Hugging Face dataset folder or name)")
+        raise LmforgeError(
+            f"{path}: unsupported data file type '{kind}' (expected .jsonl, .json or .csv, "
+            "optionally .gz or .zst, or .parquet, or a Hugging Face dataset folder or name)"
+        )
     if kind == ".parquet":
         yield from _read_parquet(path)
         return
@@ -173,7 +175,9 @@ def _read_hf(name: str, subset: str | None, split: str) -> Iterator[Located]:
         raise
     except Exception as exc:  # datasets raises many kinds (connection, missing config, split...)
         first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise LmforgeError(f"{name}: cannot load as a Hugging Face dataset ({type(exc).__name__}: {first_line})") from exc
+        raise LmforgeError(
+            f"{name}: cannot load as a Hugging Face dataset ({type(exc).__name__}: {first_line})"
+        ) from exc
     for index, record in enumerate(loaded):
         yield record, f"{name}[{split}][{index}]"
 

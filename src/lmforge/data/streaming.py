@@ -126,7 +126,11 @@ class _Row:
         self._position += len(tokens)
 
     def emit(self) -> dict[str, Any]:
-        row = {"input_ids": self.ids, "labels": self.labels, "token_roles": [TEXT] * len(self.ids),
-               "position_ids": self.positions}
+        row = {
+            "input_ids": self.ids,
+            "labels": self.labels,
+            "token_roles": [TEXT] * len(self.ids),
+            "position_ids": self.positions,
+        }
         self.ids, self.positions, self.labels = [], [], []
         return row

@@ -15,8 +15,9 @@ from lmforge.data.conversation import Conversation, Segment
 
 Piece = tuple[str, str]  # (text, role), as in formats.py
 
-ALPACA_PREAMBLE = ("Below is an instruction that describes a task. "
-                   "Write a response that appropriately completes the request.\n\n")
+ALPACA_PREAMBLE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+)
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,24 @@ class TaggedFormat:
         )
 
 
-CHATML = TaggedFormat("chatml", user=("<|im_start|>user\n", "<|im_end|>\n"),
-                      assistant=("<|im_start|>assistant\n", "<|im_end|>\n"),
-                      system=("<|im_start|>system\n", "<|im_end|>\n"), eos=False,
-                      tokens=("<|im_start|>", "<|im_end|>"))
-INSTRUCTION = TaggedFormat("instruction", user=("### Instruction:\n", "\n\n"), assistant=("### Response:\n", "\n\n"),
-                           system=("", "\n\n"))
-ALPACA = TaggedFormat("alpaca", user=("### Instruction:\n", "\n\n"), assistant=("### Response:\n", "\n\n"),
-                      system=("", "\n\n"), preamble=ALPACA_PREAMBLE)
+CHATML = TaggedFormat(
+    "chatml",
+    user=("<|im_start|>user\n", "<|im_end|>\n"),
+    assistant=("<|im_start|>assistant\n", "<|im_end|>\n"),
+    system=("<|im_start|>system\n", "<|im_end|>\n"),
+    eos=False,
+    tokens=("<|im_start|>", "<|im_end|>"),
+)
+INSTRUCTION = TaggedFormat(
+    "instruction", user=("### Instruction:\n", "\n\n"), assistant=("### Response:\n", "\n\n"), system=("", "\n\n")
+)
+ALPACA = TaggedFormat(
+    "alpaca",
+    user=("### Instruction:\n", "\n\n"),
+    assistant=("### Response:\n", "\n\n"),
+    system=("", "\n\n"),
+    preamble=ALPACA_PREAMBLE,
+)
 QA = TaggedFormat("qa", user=("Q: ", "\n"), assistant=("A: ", "\n"), system=("", "\n"))
 
 TEXT_FORMATS = {f.name: f for f in (CHATML, ALPACA, INSTRUCTION, QA)}

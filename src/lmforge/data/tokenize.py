@@ -77,8 +77,11 @@ def encode_conversation(conversation: Conversation, prompt_format: PromptFormat,
 def encode_conversations(conversations: list[Conversation], prompt_format: PromptFormat, tokenizer) -> list[Encoded]:
     fmt_bos = wants_bos(tokenizer, prompt_format)
     has_bos = tokenizer.bos_token_id is not None
-    return encode_pieces_batch([render_pieces(c, prompt_format, tokenizer) for c in conversations], tokenizer,
-                               [fmt_bos or (c.is_plain_text and has_bos) for c in conversations])
+    return encode_pieces_batch(
+        [render_pieces(c, prompt_format, tokenizer) for c in conversations],
+        tokenizer,
+        [fmt_bos or (c.is_plain_text and has_bos) for c in conversations],
+    )
 
 
 def fit_length(encoded: Encoded, max_length: int, overlength: str) -> tuple[Encoded | None, str | None]:
@@ -86,9 +89,7 @@ def fit_length(encoded: Encoded, max_length: int, overlength: str) -> tuple[Enco
     if len(encoded.input_ids) > max_length:
         if overlength == "drop":
             return None, "too_long"
-        encoded = Encoded(
-            encoded.input_ids[:max_length], encoded.labels[:max_length], encoded.token_roles[:max_length]
-        )
+        encoded = Encoded(encoded.input_ids[:max_length], encoded.labels[:max_length], encoded.token_roles[:max_length])
     # position 0's label is never predicted (labels are shifted), so it does not count
     if all(label == IGNORE_INDEX for label in encoded.labels[1:]):
         return None, "no_trained_tokens"

@@ -12,8 +12,20 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-NAMES = [("Tom", "he"), ("Anna", "she"), ("Ben", "he"), ("Lily", "she"), ("Sam", "he"), ("Mia", "she"),
-         ("Jack", "he"), ("Emma", "she"), ("Leo", "he"), ("Zoe", "she"), ("Max", "he"), ("Ella", "she")]
+NAMES = [
+    ("Tom", "he"),
+    ("Anna", "she"),
+    ("Ben", "he"),
+    ("Lily", "she"),
+    ("Sam", "he"),
+    ("Mia", "she"),
+    ("Jack", "he"),
+    ("Emma", "she"),
+    ("Leo", "he"),
+    ("Zoe", "she"),
+    ("Max", "he"),
+    ("Ella", "she"),
+]
 FOODS = ["apples", "cookies", "candies", "oranges", "cupcakes", "grapes"]
 THINGS = ["marbles", "stickers", "pencils", "cards", "coins", "books", "toys", "stamps"]
 CONTAINERS = ["boxes", "bags", "packs", "jars"]

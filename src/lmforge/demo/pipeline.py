@@ -65,12 +65,33 @@ class DemoSize:
 
 
 SIZES = {
-    "full": DemoSize(n_train=20000, n_test=200, vocab_size=512, hidden_size=128, num_layers=2, num_heads=4,
-                     max_steps=1200, global_batch_size=32, micro_batch_size=32, lr=3e-3),
+    "full": DemoSize(
+        n_train=20000,
+        n_test=200,
+        vocab_size=512,
+        hidden_size=128,
+        num_layers=2,
+        num_heads=4,
+        max_steps=1200,
+        global_batch_size=32,
+        micro_batch_size=32,
+        lr=3e-3,
+    ),
     # seconds-long variant for the test suite: same pipeline, far too small to learn much
-    "smoke": DemoSize(n_train=300, n_test=16, vocab_size=300, hidden_size=32, num_layers=1, num_heads=2,
-                      max_steps=6, global_batch_size=16, micro_batch_size=8, lr=3e-3, bootstrap_questions=16,
-                      bootstrap_rounds=1),
+    "smoke": DemoSize(
+        n_train=300,
+        n_test=16,
+        vocab_size=300,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        max_steps=6,
+        global_batch_size=16,
+        micro_batch_size=8,
+        lr=3e-3,
+        bootstrap_questions=16,
+        bootstrap_rounds=1,
+    ),
 }
 
 
@@ -83,25 +104,31 @@ MAX_NEW_TOKENS = 96
 
 def demo_config(demo_dir: Path, size: DemoSize, seed: int) -> RawConfig:
     inputs = demo_dir / "inputs"
-    return RawConfig(data={
-        "run": {"output_dir": str(demo_dir / "run"), "seed": seed},
-        "model": {"name_or_path": str(inputs / "init_model")},
-        "data": {"datasets": [{"path": str(inputs / "train.jsonl"), "format": "cot", "val_split": 0.02}],
-                 "prompt_format": PROMPT_FORMAT, "max_length": 128, "overlength": "drop"},
-        "train": {
-            "objective": {"name": "ce"},
-            "optimizer": {"name": "adamw", "lr": size.lr, "weight_decay": 0.01, "betas": [0.9, 0.98]},
-            "schedule": {"name": "cosine", "warmup_steps": min(40, size.max_steps // 4), "min_lr_ratio": 0.1},
-            "global_batch_size": size.global_batch_size,
-            "micro_batch_size": size.micro_batch_size,
-            "max_steps": size.max_steps,
-            "eval_every": max(1, size.max_steps // 4),
-            # four checkpoints, so `lmforge sweep` works on a demo run
-            "save_every": max(1, size.max_steps // 4),
-            "save_total_limit": 4,
-            "logging_steps": max(1, size.max_steps // 30),
-        },
-    })
+    return RawConfig(
+        data={
+            "run": {"output_dir": str(demo_dir / "run"), "seed": seed},
+            "model": {"name_or_path": str(inputs / "init_model")},
+            "data": {
+                "datasets": [{"path": str(inputs / "train.jsonl"), "format": "cot", "val_split": 0.02}],
+                "prompt_format": PROMPT_FORMAT,
+                "max_length": 128,
+                "overlength": "drop",
+            },
+            "train": {
+                "objective": {"name": "ce"},
+                "optimizer": {"name": "adamw", "lr": size.lr, "weight_decay": 0.01, "betas": [0.9, 0.98]},
+                "schedule": {"name": "cosine", "warmup_steps": min(40, size.max_steps // 4), "min_lr_ratio": 0.1},
+                "global_batch_size": size.global_batch_size,
+                "micro_batch_size": size.micro_batch_size,
+                "max_steps": size.max_steps,
+                "eval_every": max(1, size.max_steps // 4),
+                # four checkpoints, so `lmforge sweep` works on a demo run
+                "save_every": max(1, size.max_steps // 4),
+                "save_total_limit": 4,
+                "logging_steps": max(1, size.max_steps // 30),
+            },
+        }
+    )
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -120,9 +147,18 @@ def _prepare_inputs(demo_dir: Path, size: DemoSize, seed: int) -> None:
     remask = get_format(PROMPT_FORMAT)
     texts = (f"{p['question']}\n{p['rationale']}\n{p['answer']}" for p in train)
     tokenizer = train_bpe_tokenizer(texts, size.vocab_size, extra_special_tokens=remask.special_tokens(None))
-    model = build_model("llama", {"hidden_size": size.hidden_size, "num_layers": size.num_layers,
-                                  "num_heads": size.num_heads, "max_position_embeddings": 256,
-                                  "intermediate_size": 4 * size.hidden_size}, tokenizer, seed=seed)
+    model = build_model(
+        "llama",
+        {
+            "hidden_size": size.hidden_size,
+            "num_layers": size.num_layers,
+            "num_heads": size.num_heads,
+            "max_position_embeddings": 256,
+            "intermediate_size": 4 * size.hidden_size,
+        },
+        tokenizer,
+        seed=seed,
+    )
     model.save_pretrained(inputs / "init_model")
     tokenizer.save_pretrained(inputs / "init_model")
 
@@ -147,16 +183,18 @@ def _accuracy(model_dir: Path, test_path: Path) -> Score:
         # (`lmforge eval` would prompt such a directory in the plain style)
         meta = {"prompt_format": PROMPT_FORMAT, "cot": True}
     task = load_task(str(test_path))
-    result = evaluate_task(model, tokenizer, meta, task,
-                           EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64, show_progress=True))
+    result = evaluate_task(
+        model, tokenizer, meta, task, EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64, show_progress=True)
+    )
     correct = sum(bool(s["correct_strict"]) for s in result.samples)
     return Score(result.metrics["exact_match_strict"], correct, len(result.samples), result.samples)
 
 
-def _summary(size_name: str, before: Score, after: Score, seconds: dict[str, float],
-             metrics: dict) -> str:
-    rows = "\n".join(f"| {s['gold']} | `{(s['strict'] or '').strip()}` | {'yes' if s['correct_strict'] else 'no'} |"
-                     for s in after.samples[:8])
+def _summary(size_name: str, before: Score, after: Score, seconds: dict[str, float], metrics: dict) -> str:
+    rows = "\n".join(
+        f"| {s['gold']} | `{(s['strict'] or '').strip()}` | {'yes' if s['correct_strict'] else 'no'} |"
+        for s in after.samples[:8]
+    )
     return f"""# lmforge demo ({size_name})
 
 Strict exact match of the generated final answer on {after.total} held-out arithmetic word problems:
@@ -166,10 +204,10 @@ Strict exact match of the generated final answer on {after.total} held-out arith
 | untrained | {before.accuracy:.1%} ({before.correct}/{before.total}) |
 | after SFT | {after.accuracy:.1%} ({after.correct}/{after.total}) |
 
-Validation loss {metrics.get('eval_loss', float('nan')):.4f} (perplexity {metrics.get('eval_perplexity', float('nan')):.3f}).
+Validation loss {metrics.get("eval_loss", float("nan")):.4f} (perplexity {metrics.get("eval_perplexity", float("nan")):.3f}).
 
-Wall time: {seconds['total']:.0f} s (data + tokenizer + model {seconds['prepare']:.0f} s, evaluation before
-{seconds['before']:.0f} s, training {seconds['train']:.0f} s, evaluation after {seconds['after']:.0f} s).
+Wall time: {seconds["total"]:.0f} s (data + tokenizer + model {seconds["prepare"]:.0f} s, evaluation before
+{seconds["before"]:.0f} s, training {seconds["train"]:.0f} s, evaluation after {seconds["after"]:.0f} s).
 
 ![loss curve](loss_curve.png)
 
@@ -184,34 +222,56 @@ First test problems after training:
 def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int) -> RawConfig:
     """Memphis-CoT's loop scaled down: a few hundred training questions, 4 samples each,
     rank finetuning (CE on gold + 5 x PRO) for one epoch per round."""
-    return RawConfig(data={
-        "run": {"output_dir": str(demo_dir / "bootstrap"), "seed": seed},
-        "model": {"name_or_path": str(model_dir)},
-        "data": {"datasets": [{"path": str(demo_dir / "inputs" / "train.jsonl"),
-                               "max_train_set": size.bootstrap_questions}],
-                 "prompt_format": PROMPT_FORMAT, "max_length": 128},
-        "train": {"objective": {"name": "rank", "weight": 5.0},
-                  "optimizer": {"name": "adamw", "lr": size.lr / 10, "weight_decay": 0.0},
-                  "schedule": {"name": "cosine", "warmup_ratio": 0.1},
-                  "global_batch_size": 16, "micro_batch_size": 16, "epochs": 1, "logging_steps": 5},
-        "bootstrap": {"rounds": size.bootstrap_rounds, "samples": 4, "temperature": 0.7, "top_p": 0.9,
-                      "max_new_tokens": 48, "backend": "transformers", "generation_batch_size": 128},
-    })
+    return RawConfig(
+        data={
+            "run": {"output_dir": str(demo_dir / "bootstrap"), "seed": seed},
+            "model": {"name_or_path": str(model_dir)},
+            "data": {
+                "datasets": [
+                    {"path": str(demo_dir / "inputs" / "train.jsonl"), "max_train_set": size.bootstrap_questions}
+                ],
+                "prompt_format": PROMPT_FORMAT,
+                "max_length": 128,
+            },
+            "train": {
+                "objective": {"name": "rank", "weight": 5.0},
+                "optimizer": {"name": "adamw", "lr": size.lr / 10, "weight_decay": 0.0},
+                "schedule": {"name": "cosine", "warmup_ratio": 0.1},
+                "global_batch_size": 16,
+                "micro_batch_size": 16,
+                "epochs": 1,
+                "logging_steps": 5,
+            },
+            "bootstrap": {
+                "rounds": size.bootstrap_rounds,
+                "samples": 4,
+                "temperature": 0.7,
+                "top_p": 0.9,
+                "max_new_tokens": 48,
+                "backend": "transformers",
+                "generation_batch_size": 128,
+            },
+        }
+    )
 
 
-def _bootstrap(demo_dir: Path, model_dir: Path, spec: DemoSize, seed: int, test_path: Path, console,
-               resuming: bool = False) -> list[dict]:
+def _bootstrap(
+    demo_dir: Path, model_dir: Path, spec: DemoSize, seed: int, test_path: Path, console, resuming: bool = False
+) -> list[dict]:
     from lmforge.bootstrap.loop import STATE_FILE, run_bootstrap
 
     rounds = []
 
     def report(round_index: int, model: Path, stats: dict) -> None:
         accuracy = _accuracy(model, test_path)
-        rounds.append({"round": round_index, "accuracy": accuracy.accuracy, "pairs": stats["pairs"],
-                       "pass@1": stats["pass@1"]})
-        console.print(f"after bootstrap round {round_index}: strict exact match {accuracy.accuracy:.1%} "
-                      f"({stats['pairs']} pairs from {stats['questions']} questions, train pass@1 "
-                      f"{stats['pass@1']:.1%})")
+        rounds.append(
+            {"round": round_index, "accuracy": accuracy.accuracy, "pairs": stats["pairs"], "pass@1": stats["pass@1"]}
+        )
+        console.print(
+            f"after bootstrap round {round_index}: strict exact match {accuracy.accuracy:.1%} "
+            f"({stats['pairs']} pairs from {stats['questions']} questions, train pass@1 "
+            f"{stats['pass@1']:.1%})"
+        )
 
     root = demo_dir / "bootstrap"
     state = json.loads((root / STATE_FILE).read_text(encoding="utf-8")) if (root / STATE_FILE).is_file() else None
@@ -238,17 +298,22 @@ def prepare_demo_dir(demo_dir: Path, size: str, seed: int, overwrite: bool, resu
             raise LmforgeError(f"{demo_dir}: --resume given but there is no demo here ({DEMO_FILE}) to continue")
         earlier = json.loads(marker.read_text(encoding="utf-8"))
         if (earlier.get("size"), earlier.get("seed")) != (size, seed):
-            raise LmforgeError(f"{demo_dir}: the demo there ran with --size {earlier.get('size')} --seed "
-                               f"{earlier.get('seed')}; --resume continues it only with the same (or pass --overwrite "
-                               "to start again)")
+            raise LmforgeError(
+                f"{demo_dir}: the demo there ran with --size {earlier.get('size')} --seed "
+                f"{earlier.get('seed')}; --resume continues it only with the same (or pass --overwrite "
+                "to start again)"
+            )
         return True
     if not rundir.is_empty_or_missing(demo_dir):
         ours = marker.is_file() or (demo_dir / "inputs" / "demo.yaml").is_file()
         if not ours:
             raise rundir.foreign(demo_dir, "demo", "--output-dir")
         if not overwrite:
-            raise rundir.occupied(demo_dir, "a demo", None if marker.is_file() else
-                                  f"--resume needs {DEMO_FILE}, which an older lmforge did not write")
+            raise rundir.occupied(
+                demo_dir,
+                "a demo",
+                None if marker.is_file() else f"--resume needs {DEMO_FILE}, which an older lmforge did not write",
+            )
         shutil.rmtree(demo_dir)
     demo_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_json_atomic(marker, {"size": size, "seed": seed})
@@ -262,8 +327,9 @@ def _train(config, resuming: bool):
     if resuming:
         existing = rundir.read_run(run_dir)
         if existing is not None and existing.get("status") == "finished":
-            return SimpleNamespace(run_dir=run_dir, model_dir=run_dir / rundir.MODEL_DIR,
-                                   metrics=existing.get("final_metrics") or {})
+            return SimpleNamespace(
+                run_dir=run_dir, model_dir=run_dir / rundir.MODEL_DIR, metrics=existing.get("final_metrics") or {}
+            )
         if existing is not None and rundir.latest_checkpoint(run_dir) is not None:
             return run_training(config, resume=True)
         if run_dir.exists():
@@ -271,8 +337,14 @@ def _train(config, resuming: bool):
     return run_training(config)
 
 
-def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, bootstrap: bool = False,
-             overwrite: bool = False, resume: bool = False) -> dict:
+def run_demo(
+    output_dir: str | None = None,
+    size: str = "full",
+    seed: int = 0,
+    bootstrap: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict:
     spec = SIZES[size]
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     if resume and output_dir is None:
@@ -303,9 +375,13 @@ def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, b
     clock["after"] = time.perf_counter()
     console.print(f"after SFT: strict exact match {after.accuracy:.1%} ({after.correct}/{after.total})")
 
-    seconds = {"prepare": clock["prepare"] - clock["start"], "before": clock["before"] - clock["prepare"],
-               "train": clock["train"] - clock["before"], "after": clock["after"] - clock["train"],
-               "total": clock["after"] - clock["start"]}
+    seconds = {
+        "prepare": clock["prepare"] - clock["start"],
+        "before": clock["before"] - clock["prepare"],
+        "train": clock["train"] - clock["before"],
+        "after": clock["after"] - clock["train"],
+        "total": clock["after"] - clock["start"],
+    }
     (result.run_dir / "summary.md").write_text(_summary(size, before, after, seconds, result.metrics), encoding="utf-8")
     _write_jsonl(result.run_dir / "test_predictions.jsonl", after.samples)
 
@@ -320,9 +396,18 @@ def run_demo(output_dir: str | None = None, size: str = "full", seed: int = 0, b
         table.add_row(f"after bootstrap round {row['round']}", f"{row['accuracy']:.1%}")
     console.print(table)
     total = time.perf_counter() - clock["start"]
-    console.print(f"wall time {total:.0f} s; summary: {result.run_dir / 'summary.md'}; "
-                  f"loss curve: {result.run_dir / 'loss_curve.png'}")
-    console.print(f"try it: lmforge generate {result.model_dir} --prompt \"Tom has 3 apples. He buys 4 more. "
-                  "How many apples does Tom have now?\"")
-    return {"before": before.accuracy, "after": after.accuracy, "rounds": rounds, "seconds": seconds,
-            "run_dir": str(result.run_dir)}
+    console.print(
+        f"wall time {total:.0f} s; summary: {result.run_dir / 'summary.md'}; "
+        f"loss curve: {result.run_dir / 'loss_curve.png'}"
+    )
+    console.print(
+        f'try it: lmforge generate {result.model_dir} --prompt "Tom has 3 apples. He buys 4 more. '
+        'How many apples does Tom have now?"'
+    )
+    return {
+        "before": before.accuracy,
+        "after": after.accuracy,
+        "rounds": rounds,
+        "seconds": seconds,
+        "run_dir": str(result.run_dir),
+    }

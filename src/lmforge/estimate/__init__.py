@@ -14,8 +14,18 @@ from lmforge.estimate.memory import ENGINES, EngineEstimate, Setup, estimate_eng
 from lmforge.estimate.shape import ModelShape, ModelSource, model_shape
 from lmforge.objectives.registry import OBJECTIVES
 
-_UNITS = {"": 10**9, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 10**9,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 
 
 @dataclass(frozen=True)
@@ -55,18 +65,30 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
     if model.adapter is not None or model.quantization is not None:
         # a full-finetuning figure for an adapter run would overstate its memory several times
         key = "model.adapter" if model.adapter is not None else "model.quantization"
-        raise LmforgeError(f"{key}: lmforge estimate models full finetuning only; adapters and quantized bases "
-                           "are not modelled yet")
-    source = ModelSource(model.name_or_path, model.architecture, model.size.model_dump(), model.tokenizer,
-                         model.trust_remote_code, model.dtype, model.freeze_embeddings)
+        raise LmforgeError(
+            f"{key}: lmforge estimate models full finetuning only; adapters and quantized bases are not modelled yet"
+        )
+    source = ModelSource(
+        model.name_or_path,
+        model.architecture,
+        model.size.model_dump(),
+        model.tokenizer,
+        model.trust_remote_code,
+        model.dtype,
+        model.freeze_embeddings,
+    )
     from lmforge.train.pipeline import needed_special_tokens  # the tokens training would add
 
     shape = model_shape(source, lambda tokenizer: needed_special_tokens(config, tokenizer))
     setup = Setup(
-        micro_batch=train.micro_batch_size, seq_len=config.data.max_length, weight_dtype=model.dtype,
-        precision=train.precision, optimizer=train.optimizer.name,
+        micro_batch=train.micro_batch_size,
+        seq_len=config.data.max_length,
+        weight_dtype=model.dtype,
+        precision=train.precision,
+        optimizer=train.optimizer.name,
         passes=OBJECTIVES[train.objective.name].passes,
-        gradient_checkpointing=train.gradient_checkpointing, gpus=gpus,
+        gradient_checkpointing=train.gradient_checkpointing,
+        gpus=gpus,
         lilith_ema=getattr(train.optimizer, "ema_k", 0) > 0,
         fsdp_reshard_after_forward=train.fsdp.reshard_after_forward if train.fsdp else True,
     )
@@ -75,8 +97,10 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
     if train.fsdp is not None:
         engine = "fsdp"
         if train.fsdp.cpu_offload:
-            notes.append("train.fsdp.cpu_offload: sharded weights and optimizer state live in CPU memory "
-                         "(the FSDP column counts them on the GPU)")
+            notes.append(
+                "train.fsdp.cpu_offload: sharded weights and optimizer state live in CPU memory "
+                "(the FSDP column counts them on the GPU)"
+            )
     elif train.deepspeed is not None:
         stage, ds_optimizer = read_deepspeed(train.deepspeed)
         engine = {2: "zero2", 3: "zero3"}.get(stage)
@@ -86,17 +110,24 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
             # DeepSpeed builds the optimizer its config names instead of train.optimizer
             if str(ds_optimizer).lower().replace("fused", "").replace("cpu", "").startswith("adam"):
                 setup = replace(setup, zero_optimizer="adamw")
-                notes.append(f"train.deepspeed: its optimizer block ({ds_optimizer}) replaces train.optimizer; "
-                             f"the ZeRO columns count Adam's two states")
+                notes.append(
+                    f"train.deepspeed: its optimizer block ({ds_optimizer}) replaces train.optimizer; "
+                    f"the ZeRO columns count Adam's two states"
+                )
             else:
-                notes.append(f"train.deepspeed: its optimizer block ({ds_optimizer}) replaces train.optimizer; "
-                             f"the ZeRO columns still count {train.optimizer.name}'s state")
+                notes.append(
+                    f"train.deepspeed: its optimizer block ({ds_optimizer}) replaces train.optimizer; "
+                    f"the ZeRO columns still count {train.optimizer.name}'s state"
+                )
     if setup.half and model.dtype == "float32":
-        notes.append(f"precision {train.precision} over model.dtype float32: DDP trains under autocast (16-bit "
-                     f"copies of the weights live through each step), FSDP gathers 16-bit copies of fp32 shards, "
-                     f"ZeRO runs a 16-bit model with fp32 master weights")
+        notes.append(
+            f"precision {train.precision} over model.dtype float32: DDP trains under autocast (16-bit "
+            f"copies of the weights live through each step), FSDP gathers 16-bit copies of fp32 shards, "
+            f"ZeRO runs a 16-bit model with fp32 master weights"
+        )
     if shape.max_positions and setup.seq_len > shape.max_positions:
-        notes.append(f"data.max_length {setup.seq_len} is longer than the model's max_position_embeddings "
-                     f"{shape.max_positions}")
+        notes.append(
+            f"data.max_length {setup.seq_len} is longer than the model's max_position_embeddings {shape.max_positions}"
+        )
     engines = {name: estimate_engine(shape, setup, name, gpu_memory) for name in ENGINES}
     return Estimate(shape, setup, engines, engine, tuple(notes))

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True)
 class Saved:
     """`count` tensors of `width` values per token kept for backward."""
@@ -60,29 +61,40 @@ RMS_NORM = [Saved("hidden", "fp32"), Saved("hidden", "stream"), Saved("token", "
 LAYER_NORM = [Saved("hidden", "stream"), Saved("token", "fp32", 2)]  # input, mean and rstd
 
 _LLAMA_LAYER = [
-    *RMS_NORM, Saved("hidden", "linear_in", readers=3),  # attention norm; its output feeds q, k, v
-    Saved("hidden", "compute"), Saved("kv", "compute", 2),  # rotated q, k and v (SDPA inputs)
-    Saved("heads", "fp32"), Saved("hidden", "compute"),  # SDPA logsumexp, output (o_proj input)
-    *RMS_NORM, Saved("hidden", "linear_in", readers=2),  # MLP norm (input: residual sum); feeds gate, up
+    *RMS_NORM,
+    Saved("hidden", "linear_in", readers=3),  # attention norm; its output feeds q, k, v
+    Saved("hidden", "compute"),
+    Saved("kv", "compute", 2),  # rotated q, k and v (SDPA inputs)
+    Saved("heads", "fp32"),
+    Saved("hidden", "compute"),  # SDPA logsumexp, output (o_proj input)
+    *RMS_NORM,
+    Saved("hidden", "linear_in", readers=2),  # MLP norm (input: residual sum); feeds gate, up
     Saved("intermediate", "compute", 4),  # gate, silu(gate), up, silu(gate) * up
 ]
 _STABLELM_LAYER = [
-    *LAYER_NORM, Saved("hidden", "linear_in", readers=3),
-    Saved("hidden", "compute"), Saved("kv", "compute", 2),
-    Saved("heads", "fp32"), Saved("hidden", "compute", 2),  # SDPA output and its merged-heads copy
-    *LAYER_NORM, Saved("hidden", "linear_in", readers=2),
+    *LAYER_NORM,
+    Saved("hidden", "linear_in", readers=3),
+    Saved("hidden", "compute"),
+    Saved("kv", "compute", 2),
+    Saved("heads", "fp32"),
+    Saved("hidden", "compute", 2),  # SDPA output and its merged-heads copy
+    *LAYER_NORM,
+    Saved("hidden", "linear_in", readers=2),
     Saved("intermediate", "compute", 4),
 ]
 
 
 def _gpt_neox_layer(parallel_residual: bool) -> list[Saved]:
     return [
-        *LAYER_NORM, Saved("hidden", "linear_in"),
+        *LAYER_NORM,
+        Saved("hidden", "linear_in"),
         Saved("hidden", "compute", 3),  # the fused qkv output, kept whole by the v view
         Saved("hidden", "compute", 2),  # rotated q and k
-        Saved("heads", "fp32"), Saved("hidden", "compute", 2),
+        Saved("heads", "fp32"),
+        Saved("hidden", "compute", 2),
         # the parallel MLP norm reads the layer input (already kept); the sequential one the residual sum
-        *(LAYER_NORM[1:] if parallel_residual else LAYER_NORM), Saved("hidden", "linear_in"),
+        *(LAYER_NORM[1:] if parallel_residual else LAYER_NORM),
+        Saved("hidden", "linear_in"),
         Saved("intermediate", "compute", 2),  # dense_h_to_4h output, gelu output
     ]
 
@@ -122,8 +134,13 @@ class Dims:
     layers: int
 
     def width(self, name: str) -> int:
-        return {"hidden": self.hidden, "kv": self.kv, "intermediate": self.intermediate, "heads": self.heads,
-                "token": 1}[name]
+        return {
+            "hidden": self.hidden,
+            "kv": self.kv,
+            "intermediate": self.intermediate,
+            "heads": self.heads,
+            "token": 1,
+        }[name]
 
 
 def saved_bytes(tensors: list[Saved], dims: Dims, regime: str) -> int:
@@ -135,8 +152,9 @@ def layer_bytes_per_token(family: str, dims: Dims, regime: str, parallel_residua
     return saved_bytes(layer_tensors(family, parallel_residual), dims, regime)
 
 
-def activation_bytes_per_token(family: str, dims: Dims, regime: str, checkpointing: bool,
-                               parallel_residual: bool = False) -> int:
+def activation_bytes_per_token(
+    family: str, dims: Dims, regime: str, checkpointing: bool, parallel_residual: bool = False
+) -> int:
     """The most bytes kept for backward at once, per token of the forward batch: every
     layer's set, or under checkpointing every layer's input plus one layer recomputed."""
     layer = layer_bytes_per_token(family, dims, regime, parallel_residual)

@@ -59,8 +59,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from lmforge.estimate.activations import (activation_bytes_per_token, backward_working_bytes_per_token,
-                                          layer_bytes_per_token, logits_bytes_per_value)
+from lmforge.estimate.activations import (
+    activation_bytes_per_token,
+    backward_working_bytes_per_token,
+    layer_bytes_per_token,
+    logits_bytes_per_value,
+)
 from lmforge.estimate.shape import ModelShape
 
 ENGINES = ("ddp", "zero2", "zero3", "fsdp")
@@ -132,9 +136,11 @@ class EngineEstimate:
     def _phases(self) -> list[tuple[int, int]]:
         """(bytes that do not grow with the micro batch, bytes that do) of the loss, the
         start and the end of the backward, on top of `fixed`."""
-        return [(0, self.kept_activations + self.logits),
-                (self.head_gradients, self.active_activations + self.backward_working),
-                (self.step_gradients, self.layer_activations + self.backward_working)]
+        return [
+            (0, self.kept_activations + self.logits),
+            (self.head_gradients, self.active_activations + self.backward_working),
+            (self.step_gradients, self.layer_activations + self.backward_working),
+        ]
 
     @property
     def total(self) -> int:
@@ -199,8 +205,7 @@ def estimate_engine(shape: ModelShape, setup: Setup, engine: str, gpu_memory: in
     elif engine == "fsdp":
         compute = 2 if setup.half else w
         layers = shape.dims.layers * shape.layer_parameters
-        gathered = _outside_layers(shape) + (2 * shape.layer_parameters if setup.fsdp_reshard_after_forward
-                                             else layers)
+        gathered = _outside_layers(shape) + (2 * shape.layer_parameters if setup.fsdp_reshard_after_forward else layers)
         weights = p * w / n + gathered * compute
         head = _outside_layers(shape, trainable=True) * compute  # unsharded until the root's reduce-scatter
         gradients = t * w / n + head + shape.layer_parameters * compute
@@ -212,15 +217,23 @@ def estimate_engine(shape: ModelShape, setup: Setup, engine: str, gpu_memory: in
     kind = regime(engine, setup)
 
     def activations(checkpointing: bool) -> int:
-        return tokens * activation_bytes_per_token(shape.family, shape.dims, kind, checkpointing,
-                                                   shape.parallel_residual)
+        return tokens * activation_bytes_per_token(
+            shape.family, shape.dims, kind, checkpointing, shape.parallel_residual
+        )
 
     logits = setup.micro_batch * setup.seq_len * shape.vocab * logits_bytes_per_value(kind, setup.passes)
     return EngineEstimate(
-        weights=int(weights), gradients=int(gradients), persistent_gradients=int(persistent),
-        head_gradients=int(head), optimizer=int(optimizer), activations=activations(False),
+        weights=int(weights),
+        gradients=int(gradients),
+        persistent_gradients=int(persistent),
+        head_gradients=int(head),
+        optimizer=int(optimizer),
+        activations=activations(False),
         activations_checkpointed=activations(True),
         layer_activations=tokens * layer_bytes_per_token(shape.family, shape.dims, kind, shape.parallel_residual),
-        backward_working=tokens * backward_working_bytes_per_token(shape.family, shape.dims, kind), logits=logits, gradient_checkpointing=setup.gradient_checkpointing, gpu_memory=gpu_memory,
+        backward_working=tokens * backward_working_bytes_per_token(shape.family, shape.dims, kind),
+        logits=logits,
+        gradient_checkpointing=setup.gradient_checkpointing,
+        gpu_memory=gpu_memory,
         micro_batch=setup.micro_batch,
     )

@@ -21,10 +21,12 @@ _ROWS = [  # (JSON key, table label)
     ("logits", "logits + loss"),
 ]
 _JSON_ONLY = ("persistent_gradients", "head_gradients", "layer_activations", "backward_working")
-PEAK = ("peak: the largest of the loss (kept activations + logits) and the two ends of the backward "
-        "(all activations + the embeddings' and lm_head's gradients; all gradients + one layer), on top of "
-        "weights, optimizer state and gradients kept across steps; the rows never all coexist "
-        "(lmforge/estimate/memory.py)")
+PEAK = (
+    "peak: the largest of the loss (kept activations + logits) and the two ends of the backward "
+    "(all activations + the embeddings' and lm_head's gradients; all gradients + one layer), on top of "
+    "weights, optimizer state and gradients kept across steps; the rows never all coexist "
+    "(lmforge/estimate/memory.py)"
+)
 
 
 def estimate_json(estimate: Estimate) -> dict:
@@ -35,15 +37,26 @@ def estimate_json(estimate: Estimate) -> dict:
         engines[name].update(total=e.total, max_micro_batch=e.max_micro_batch())
     return {
         "model": {
-            "source": shape.source, "model_type": shape.model_type, "parameters": shape.parameters,
-            "trainable_parameters": shape.trainable, "hidden_size": shape.dims.hidden,
-            "num_layers": shape.dims.layers, "num_heads": shape.dims.heads, "kv_width": shape.dims.kv,
-            "intermediate_size": shape.dims.intermediate, "vocab_size": shape.vocab,
+            "source": shape.source,
+            "model_type": shape.model_type,
+            "parameters": shape.parameters,
+            "trainable_parameters": shape.trainable,
+            "hidden_size": shape.dims.hidden,
+            "num_layers": shape.dims.layers,
+            "num_heads": shape.dims.heads,
+            "kv_width": shape.dims.kv,
+            "intermediate_size": shape.dims.intermediate,
+            "vocab_size": shape.vocab,
         },
         "setup": {
-            "micro_batch": setup.micro_batch, "seq_len": setup.seq_len, "passes": setup.passes,
-            "weight_dtype": setup.weight_dtype, "precision": setup.precision, "optimizer": setup.optimizer,
-            "gradient_checkpointing": setup.gradient_checkpointing, "gpus": setup.gpus,
+            "micro_batch": setup.micro_batch,
+            "seq_len": setup.seq_len,
+            "passes": setup.passes,
+            "weight_dtype": setup.weight_dtype,
+            "precision": setup.precision,
+            "optimizer": setup.optimizer,
+            "gradient_checkpointing": setup.gradient_checkpointing,
+            "gpus": setup.gpus,
             "gpu_memory": next(iter(estimate.engines.values())).gpu_memory,
         },
         "configured_engine": estimate.configured_engine,
@@ -53,8 +66,11 @@ def estimate_json(estimate: Estimate) -> dict:
 
 
 def _count(n: int) -> str:
-    return next(f"{n / scale:.2f}{unit}" for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K"), (1, ""))
-                if n >= scale or scale == 1)
+    return next(
+        f"{n / scale:.2f}{unit}"
+        for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K"), (1, ""))
+        if n >= scale or scale == 1
+    )
 
 
 def estimate_table(estimate: Estimate, width: int = 110) -> str:
@@ -66,8 +82,10 @@ def estimate_table(estimate: Estimate, width: int = 110) -> str:
     checkpointing = "on" if setup.gradient_checkpointing else "off"
     passes = f" x {setup.passes} passes" if setup.passes > 1 else ""
     d = shape.dims
-    title = (f"Per-device memory, {unit} ({setup.gpus} GPU{'s' if setup.gpus > 1 else ''}, "
-             f"micro batch {setup.micro_batch} x {setup.seq_len} tokens{passes})")
+    title = (
+        f"Per-device memory, {unit} ({setup.gpus} GPU{'s' if setup.gpus > 1 else ''}, "
+        f"micro batch {setup.micro_batch} x {setup.seq_len} tokens{passes})"
+    )
     table = Table(title=title, title_justify="left")
     table.add_column("")
     for name in estimate.engines:
@@ -88,9 +106,12 @@ def estimate_table(estimate: Estimate, width: int = 110) -> str:
     console = Console(file=io.StringIO(), width=width, color_system=None)
     console.print("\n".join(lines), highlight=False)
     console.print(table)
-    notes = [*estimate.notes, PEAK,
-             "logits count every position as a label (prompt positions without labels cost less); the peak "
-             "leaves out the CUDA context and allocator slack (keep 1-2 GB free)"]
+    notes = [
+        *estimate.notes,
+        PEAK,
+        "logits count every position as a label (prompt positions without labels cost less); the peak "
+        "leaves out the CUDA context and allocator slack (keep 1-2 GB free)",
+    ]
     for note in notes:
         console.print(f"note: {note}", highlight=False)
     return console.file.getvalue()

@@ -72,8 +72,9 @@ def resolve_config(source: ModelSource) -> tuple[PretrainedConfig, str, object |
         try:
             config = AutoConfig.from_pretrained(str(directory), trust_remote_code=source.trust_remote_code)
         except (OSError, ValueError) as exc:
-            raise LmforgeError(f"model.name_or_path: cannot read {directory / 'config.json'}: "
-                               f"{str(exc).splitlines()[0]}") from exc
+            raise LmforgeError(
+                f"model.name_or_path: cannot read {directory / 'config.json'}: {str(exc).splitlines()[0]}"
+            ) from exc
         return config, f"local config.json ({directory / 'config.json'})", _local_tokenizer(source)
     try:  # already downloaded to the Hugging Face cache: no network access
         config = AutoConfig.from_pretrained(name, local_files_only=True, trust_remote_code=source.trust_remote_code)
@@ -84,7 +85,8 @@ def resolve_config(source: ModelSource) -> tuple[PretrainedConfig, str, object |
     if known is None:
         raise LmforgeError(
             f"model.name_or_path: '{name}' is not a local directory, not in the Hugging Face cache, nor a model "
-            f"lmforge knows offline ({', '.join(KNOWN_MODELS)}); point it at a local directory holding config.json")
+            f"lmforge knows offline ({', '.join(KNOWN_MODELS)}); point it at a local directory holding config.json"
+        )
     fields = dict(KNOWN_MODELS[known])
     config = AutoConfig.for_model(fields.pop("model_type"), **fields)
     return config, f"published config.json of {known} (lmforge/estimate/known_models.py)", None
@@ -97,8 +99,16 @@ def _local_tokenizer(source: ModelSource):
         return None  # a directory with only config.json is enough to size the model
 
 
-def measure_model(config: PretrainedConfig, source: str, dtype: str, freeze: bool, added_rows: int | None,
-                  tokens_added: bool | None, trust_remote_code: bool = False, key: str = "model") -> ModelShape:
+def measure_model(
+    config: PretrainedConfig,
+    source: str,
+    dtype: str,
+    freeze: bool,
+    added_rows: int | None,
+    tokens_added: bool | None,
+    trust_remote_code: bool = False,
+    key: str = "model",
+) -> ModelShape:
     """Count the parameters of `config`'s model built on the meta device.
 
     added_rows: embedding rows the vocabulary needs beyond the config's (tokens lmforge
@@ -107,13 +117,16 @@ def measure_model(config: PretrainedConfig, source: str, dtype: str, freeze: boo
     """
     family = FAMILIES.get(config.model_type)
     if family is None:
-        raise LmforgeError(f"{key}: lmforge estimate has no activation formula for model_type "
-                           f"'{config.model_type}' (it knows {', '.join(FAMILIES)})")
+        raise LmforgeError(
+            f"{key}: lmforge estimate has no activation formula for model_type "
+            f"'{config.model_type}' (it knows {', '.join(FAMILIES)})"
+        )
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
         if added_rows:
-            model.resize_token_embeddings(model.get_input_embeddings().weight.shape[0] + added_rows,
-                                          mean_resizing=False)
+            model.resize_token_embeddings(
+                model.get_input_embeddings().weight.shape[0] + added_rows, mean_resizing=False
+            )
     notes = []
     if freeze:
         if tokens_added is False:
@@ -121,9 +134,14 @@ def measure_model(config: PretrainedConfig, source: str, dtype: str, freeze: boo
         else:
             # freeze_embeddings keeps matrices with added rows trainable (a hook zeroes the
             # other rows' gradients), so they keep full gradients and optimizer state
-            notes.append("model.freeze_embeddings: the embeddings keep full gradients and optimizer state "
-                         + ("because lmforge adds special tokens to this tokenizer" if tokens_added else
-                            "(assumed: without the tokenizer, lmforge's added tokens cannot be ruled out)"))
+            notes.append(
+                "model.freeze_embeddings: the embeddings keep full gradients and optimizer state "
+                + (
+                    "because lmforge adds special tokens to this tokenizer"
+                    if tokens_added
+                    else "(assumed: without the tokenizer, lmforge's added tokens cannot be ruled out)"
+                )
+            )
     params = list(model.parameters())  # tied weights once
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
@@ -162,5 +180,6 @@ def model_shape(source: ModelSource, needed_tokens) -> ModelShape:
         # models/tokens.py grows the embeddings only when the tokenizer outgrows them
         added_rows = max(0, len(tokenizer) + len(missing) - config.vocab_size)
     key = "model.name_or_path" if source.name_or_path else "model.architecture"
-    return measure_model(config, where, source.dtype, source.freeze_embeddings, added_rows, tokens_added,
-                         source.trust_remote_code, key)
+    return measure_model(
+        config, where, source.dtype, source.freeze_embeddings, added_rows, tokens_added, source.trust_remote_code, key
+    )

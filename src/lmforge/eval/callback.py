@@ -32,7 +32,9 @@ def log_keys(task_name: str, metrics: dict[str, float]) -> dict[str, float]:
     >>> log_keys("arc", {"acc": 0.5, "acc_stderr": 0.1, "n": 10})
     {'eval_arc_acc': 0.5}
     """
-    return {f"eval_{task_name}_{k}": v for k, v in metrics.items() if not k.endswith("_stderr") and k not in ("n", "tokens")}
+    return {
+        f"eval_{task_name}_{k}": v for k, v in metrics.items() if not k.endswith("_stderr") and k not in ("n", "tokens")
+    }
 
 
 class TaskEvalCallback(TrainerCallback):
@@ -66,11 +68,20 @@ def build_task_eval_callback(entries: list[dict[str, Any]], tokenizer, meta: dic
                 check_style(entry["format"])
             except LmforgeError as exc:
                 raise LmforgeError(f"train.eval_tasks[{index}].format: {exc}") from None
-        options = EvalOptions(shots=entry["shots"], seed=entry["fewshot_seed"], style=entry["format"],
-                              fewshot_sampler=entry.get("fewshot_sampler"), batch_size=entry["batch_size"],
-                              max_new_tokens=entry.get("max_new_tokens"))
-        task = load_task(entry["task"], fewshot=entry["fewshot_file"], limit=entry["limit"],
-                         **({"langs": entry["langs"]} if entry.get("langs") else {}))
+        options = EvalOptions(
+            shots=entry["shots"],
+            seed=entry["fewshot_seed"],
+            style=entry["format"],
+            fewshot_sampler=entry.get("fewshot_sampler"),
+            batch_size=entry["batch_size"],
+            max_new_tokens=entry.get("max_new_tokens"),
+        )
+        task = load_task(
+            entry["task"],
+            fewshot=entry["fewshot_file"],
+            limit=entry["limit"],
+            **({"langs": entry["langs"]} if entry.get("langs") else {}),
+        )
         try:
             check_tasks([task], options)
         except LmforgeError as exc:

@@ -39,8 +39,12 @@ class LoadedModel:
 
 
 def weight_files(directory: Path) -> list[Path]:
-    return sorted(p for pattern in WEIGHT_PATTERNS for p in directory.glob(pattern)
-                  if not p.name.startswith(("optimizer", "scheduler", "rng_state", "training_args")))
+    return sorted(
+        p
+        for pattern in WEIGHT_PATTERNS
+        for p in directory.glob(pattern)
+        if not p.name.startswith(("optimizer", "scheduler", "rng_state", "training_args"))
+    )
 
 
 def has_tokenizer(directory: Path) -> bool:
@@ -74,8 +78,10 @@ def resolve(path: str | Path) -> ModelSource:
     run = rundir.read_run(directory)
     if run is not None:  # a run directory: its final model, once the run finished
         if run.get("status") != "finished":
-            raise LmforgeError(f"{directory}: the run is {run.get('status')}, it has no final model yet "
-                               "(evaluate one of its checkpoint-N directories, or use lmforge sweep)")
+            raise LmforgeError(
+                f"{directory}: the run is {run.get('status')}, it has no final model yet "
+                "(evaluate one of its checkpoint-N directories, or use lmforge sweep)"
+            )
         directory = directory / rundir.MODEL_DIR
     if not weight_files(directory):
         raise LmforgeError(f"{directory}: holds no model weights (*.safetensors or *.bin)")
@@ -110,8 +116,10 @@ def load_checkpoint(path: str | Path, dtype: str = "float32") -> LoadedModel:
         return LoadedModel(model if quantization else model.merge_and_unload(), tokenizer, source.meta, source)
     model = load_model(str(source.weights_dir), dtype)
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
-        raise LmforgeError(f"{source.weights_dir}: the tokenizer in {source.tokenizer_dir} has {len(tokenizer)} "
-                           f"tokens but the model only {model.get_input_embeddings().num_embeddings} embeddings")
+        raise LmforgeError(
+            f"{source.weights_dir}: the tokenizer in {source.tokenizer_dir} has {len(tokenizer)} "
+            f"tokens but the model only {model.get_input_embeddings().num_embeddings} embeddings"
+        )
     return LoadedModel(model, tokenizer, source.meta, source)
 
 

@@ -12,35 +12,69 @@ from lmforge.errors import LmforgeError
 
 
 def _task_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task", dest="tasks", action="append", required=True, metavar="NAME|FILE",
-                        help="a task data file (.jsonl/.json/...; its type is told from the fields) or a known "
-                             "name (gsm8k, arc_challenge, arc_easy, squad, mmlu, humaneval); repeatable")
+    parser.add_argument(
+        "--task",
+        dest="tasks",
+        action="append",
+        required=True,
+        metavar="NAME|FILE",
+        help="a task data file (.jsonl/.json/...; its type is told from the fields) or a known "
+        "name (gsm8k, arc_challenge, arc_easy, squad, mmlu, humaneval); repeatable",
+    )
     parser.add_argument("--shots", type=int, default=0, help="few-shot examples per prompt (default 0)")
-    parser.add_argument("--fewshot-file", default=None,
-                        help="few-shot pool (default: the task file itself, leaving out the evaluated record)")
-    parser.add_argument("--fewshot-seed", type=int, default=1234,
-                        help="seed of the few-shot draws (default 1234; also seeds sampled completions, --samples > 1)")
+    parser.add_argument(
+        "--fewshot-file",
+        default=None,
+        help="few-shot pool (default: the task file itself, leaving out the evaluated record)",
+    )
+    parser.add_argument(
+        "--fewshot-seed",
+        type=int,
+        default=1234,
+        help="seed of the few-shot draws (default 1234; also seeds sampled completions, --samples > 1)",
+    )
     parser.add_argument("--seed", dest="renamed_seed", default=None, help=argparse.SUPPRESS)  # now --fewshot-seed
-    parser.add_argument("--fewshot-sampler", default=None, metavar="harness|per-item|first_n",
-                        help="how few-shot examples are drawn (default: the task's own, as its lm-evaluation-harness "
-                             "config: first_n for MMLU and BBH, harness otherwise): harness (the harness's seeded "
-                             "draws, so plain prompts are its prompts byte for byte and other formats show the same "
-                             "examples), per-item (each item seeded by (seed, index), independent of the other "
-                             "items), first_n (the pool's first N)")
-    parser.add_argument("--format", default=None, metavar="NAME[,NAME,...]",
-                        help="prompt format: plain (harness style), remask, openassistant, chat_template "
-                             "(default: the model's own format, else plain); eval: several, comma-separated, "
-                             "evaluate under each and report accuracy per format and the spread (format robustness)")
+    parser.add_argument(
+        "--fewshot-sampler",
+        default=None,
+        metavar="harness|per-item|first_n",
+        help="how few-shot examples are drawn (default: the task's own, as its lm-evaluation-harness "
+        "config: first_n for MMLU and BBH, harness otherwise): harness (the harness's seeded "
+        "draws, so plain prompts are its prompts byte for byte and other formats show the same "
+        "examples), per-item (each item seeded by (seed, index), independent of the other "
+        "items), first_n (the pool's first N)",
+    )
+    parser.add_argument(
+        "--format",
+        default=None,
+        metavar="NAME[,NAME,...]",
+        help="prompt format: plain (harness style), remask, openassistant, chat_template "
+        "(default: the model's own format, else plain); eval: several, comma-separated, "
+        "evaluate under each and report accuracy per format and the spread (format robustness)",
+    )
     parser.add_argument("--formats", dest="renamed_formats", default=None, help=argparse.SUPPRESS)  # now --format
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-new-tokens", type=int, default=None,
-                        help="generation limit per answer (default: the task's own, BBH and HumanEval 1024, else 256)")
-    parser.add_argument("--allow-code-execution", action="store_true",
-                        help="let code tasks (HumanEval) run model-written programs, each in a sandboxed subprocess "
-                             "(time, memory and file limits, no network, a scratch directory); nothing runs without it")
-    parser.add_argument("--samples", type=int, default=1,
-                        help="code tasks: completions per problem (1: greedy; more: sampled, for pass@k)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="code tasks: sampling temperature when --samples > 1")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="generation limit per answer (default: the task's own, BBH and HumanEval 1024, else 256)",
+    )
+    parser.add_argument(
+        "--allow-code-execution",
+        action="store_true",
+        help="let code tasks (HumanEval) run model-written programs, each in a sandboxed subprocess "
+        "(time, memory and file limits, no network, a scratch directory); nothing runs without it",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=1,
+        help="code tasks: completions per problem (1: greedy; more: sampled, for pass@k)",
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=0.8, help="code tasks: sampling temperature when --samples > 1"
+    )
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N records of each task")
     parser.add_argument("--langs", default=None, metavar="SRC-TGT", help="translation direction, e.g. de-en")
 
@@ -49,26 +83,35 @@ def add_eval_commands(commands) -> None:
     evaluate = commands.add_parser("eval", help="evaluate a model directory, run or checkpoint on tasks")
     evaluate.add_argument("model_dir")
     _task_args(evaluate)
-    evaluate.add_argument("--harness", action="store_true",
-                          help="run lm-evaluation-harness on the same prompts instead (pip install 'lmforge[eval]')")
+    evaluate.add_argument(
+        "--harness",
+        action="store_true",
+        help="run lm-evaluation-harness on the same prompts instead (pip install 'lmforge[eval]')",
+    )
     evaluate.add_argument("--output", default=None, help="results JSON (default: eval_results/<model>-<tasks>.json)")
     evaluate.set_defaults(handler=cmd_eval)
 
     # `lmforge eval compare FILE ...`: main() routes it here (eval's own first argument is a model)
-    compare = commands.add_parser(COMPARE_COMMAND, prog="lmforge eval compare",
-                                  help="(as `lmforge eval compare`) results files side by side",
-                                  description="Results files side by side: a table of tasks x models with standard "
-                                              "errors, and a PNG bar chart.")
+    compare = commands.add_parser(
+        COMPARE_COMMAND,
+        prog="lmforge eval compare",
+        help="(as `lmforge eval compare`) results files side by side",
+        description="Results files side by side: a table of tasks x models with standard errors, and a PNG bar chart.",
+    )
     compare.add_argument("results", nargs="+", help="results JSON files of lmforge eval (two or more)")
-    compare.add_argument("--output", default="eval_results/compare.png",
-                         help="bar chart PNG; the table is written beside it as .md (default: eval_results/compare.png)")
+    compare.add_argument(
+        "--output",
+        default="eval_results/compare.png",
+        help="bar chart PNG; the table is written beside it as .md (default: eval_results/compare.png)",
+    )
     compare.set_defaults(handler=cmd_compare)
 
     sweep = commands.add_parser("sweep", help="evaluate every checkpoint of a run and pick the best")
     sweep.add_argument("run_dir")
     _task_args(sweep)
-    sweep.add_argument("--metric", default=None, help="metric that picks the best (default: the first task's "
-                                                      "primary metric)")
+    sweep.add_argument(
+        "--metric", default=None, help="metric that picks the best (default: the first task's primary metric)"
+    )
     sweep.add_argument("--copy-best", action="store_true", help="copy the best checkpoint to RUN_DIR/best")
     sweep.set_defaults(handler=cmd_sweep)
 
@@ -113,10 +156,15 @@ def _options(args):
             raise LmforgeError(f"{old} is now {new}")
     formats = formats_of(args.format)
     if len(formats) > 1 and args.command != "eval":
-        raise LmforgeError(f"--format {args.format}: {args.command} evaluates one prompt format; the "
-                           "format-robustness mode (several) is lmforge eval's")
-    for flag, value in (("--batch-size", args.batch_size), ("--max-new-tokens", args.max_new_tokens),
-                        ("--samples", args.samples)):
+        raise LmforgeError(
+            f"--format {args.format}: {args.command} evaluates one prompt format; the "
+            "format-robustness mode (several) is lmforge eval's"
+        )
+    for flag, value in (
+        ("--batch-size", args.batch_size),
+        ("--max-new-tokens", args.max_new_tokens),
+        ("--samples", args.samples),
+    ):
         if value is not None and value < 1:
             raise LmforgeError(f"{flag} {value}: must be at least 1")
     if args.temperature <= 0:
@@ -127,11 +175,18 @@ def _options(args):
         check_style(name)
     if args.fewshot_sampler is not None:
         check_sampler(args.fewshot_sampler)
-    return EvalOptions(shots=args.shots, seed=args.fewshot_seed, fewshot_sampler=args.fewshot_sampler,
-                       style=formats[0] if len(formats) == 1 else None,
-                       batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                       show_progress=sys.stderr.isatty(), allow_code_execution=args.allow_code_execution,
-                       samples=args.samples, temperature=args.temperature)
+    return EvalOptions(
+        shots=args.shots,
+        seed=args.fewshot_seed,
+        fewshot_sampler=args.fewshot_sampler,
+        style=formats[0] if len(formats) == 1 else None,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        show_progress=sys.stderr.isatty(),
+        allow_code_execution=args.allow_code_execution,
+        samples=args.samples,
+        temperature=args.temperature,
+    )
 
 
 def _tasks(args):
@@ -148,8 +203,10 @@ def cmd_eval(args) -> int:
     options, tasks = _options(args), _tasks(args)
     formats = formats_of(args.format)
     if args.harness and len(formats) > 1:
-        raise LmforgeError(f"--format {args.format}: --harness evaluates one prompt format; drop --harness for the "
-                           "format-robustness mode")
+        raise LmforgeError(
+            f"--format {args.format}: --harness evaluates one prompt format; drop --harness for the "
+            "format-robustness mode"
+        )
     if args.harness:
         from lmforge.eval.harness import run_harness
 
@@ -202,6 +259,7 @@ def keep_in_run(model_dir: str | Path, output: Path, record: dict) -> None:
     if kept.resolve() != output.resolve():
         results.write(kept, record)
     from lmforge.report.provenance import describe_model
+
     describe_model(run_dir)  # the model's lmforge.json lists its evaluations too
     run = rundir.read_run(run_dir) or {}
     if run.get("status") == "finished" and (run_dir / rundir.MODEL_DIR).is_dir():

@@ -53,6 +53,7 @@ def model_labels(paths: list[str], records: list[dict[str, Any]]) -> list[str]:
     >>> model_labels(["a.json", "b.json"], [{"model": {"path": "runs/x/model"}}, {"model": {"path": "runs/y/model"}}])
     ['x', 'y']
     """
+
     def name(record: dict[str, Any]) -> str:
         model = Path(record.get("model", {}).get("path", "?"))
         return model.parent.name if model.name == "model" else model.name
@@ -94,8 +95,10 @@ def _cell(metric: str, cell: tuple[float, float | None] | None) -> str:
 
 
 def compare_markdown(labels: list[str], rows: list[Row]) -> str:
-    lines = ["| task | shots | format | metric | " + " | ".join(labels) + " |",
-             "|---|---:|---|---|" + "---:|" * len(labels)]
+    lines = [
+        "| task | shots | format | metric | " + " | ".join(labels) + " |",
+        "|---|---:|---|---|" + "---:|" * len(labels),
+    ]
     for row in rows:
         cells = " | ".join(_cell(row.metric, cell) for cell in row.cells)
         lines.append(f"| {row.task} | {row.shots} | {row.prompt_format} | {row.metric} | {cells} |")

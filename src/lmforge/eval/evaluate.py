@@ -58,9 +58,11 @@ def generation_limit(task: Task, options: EvalOptions) -> int:
 
 def check_code_execution(task: Task, options: EvalOptions) -> None:
     if task.kind == "code" and not options.allow_code_execution:
-        raise LmforgeError(f"{task.source}: {task.name} scores model-written programs by running them; pass "
-                           "--allow-code-execution to run each in a sandboxed subprocess (see the README), "
-                           "or leave the task out")
+        raise LmforgeError(
+            f"{task.source}: {task.name} scores model-written programs by running them; pass "
+            "--allow-code-execution to run each in a sandboxed subprocess (see the README), "
+            "or leave the task out"
+        )
 
 
 def evaluate_task(model, tokenizer, meta: dict, task: Task, options: EvalOptions) -> TaskResult:
@@ -80,7 +82,8 @@ def evaluate_task(model, tokenizer, meta: dict, task: Task, options: EvalOptions
         result = _exact_match(task, contexts, outputs, raw)
     else:
         result = {"answer_phrase": _answer_phrase, "translation": _translation, "qa": _qa}[task.kind](
-            task, contexts, outputs)
+            task, contexts, outputs
+        )
     result.style = style.name
     return result
 
@@ -88,14 +91,18 @@ def evaluate_task(model, tokenizer, meta: dict, task: Task, options: EvalOptions
 # ------------------------------------------------------------------------ log-likelihood
 
 
-def _multiple_choice(model, tokenizer, task: Task, style: PromptStyle, contexts: list[str],
-                     options: EvalOptions) -> TaskResult:
+def _multiple_choice(
+    model, tokenizer, task: Task, style: PromptStyle, contexts: list[str], options: EvalOptions
+) -> TaskResult:
     delimiter = style.target_delimiter(task.layout)
     requests = [(context, delimiter + choice) for item, context in zip(task.items, contexts) for choice in item.choices]
     max_length = loglik.model_max_length(model)
     rows = [loglik.pair_row(*loglik.encode_pair(tokenizer, c, x), max_length) for c, x in requests]
-    scored = iter(loglik.score_rows(model, rows, tokenizer.pad_token_id, options.batch_size, options.show_progress,
-                                    label="scoring choices"))
+    scored = iter(
+        loglik.score_rows(
+            model, rows, tokenizer.pad_token_id, options.batch_size, options.show_progress, label="scoring choices"
+        )
+    )
     per_metric: dict[str, list[float]] = {"acc": [], "acc_norm": [], "acc_bytes": []}
     samples = []
     for item, context in zip(task.items, contexts):
@@ -103,8 +110,16 @@ def _multiple_choice(model, tokenizer, task: Task, style: PromptStyle, contexts:
         picked = metrics.choice_predictions(lls, item.choices)
         for name, index in picked.items():
             per_metric[name].append(float(index == item.gold))
-        samples.append({"where": item.where, "context": context, "logliks": lls, "gold": item.gold, **picked,
-                        **({"group": item.group} if item.group else {})})
+        samples.append(
+            {
+                "where": item.where,
+                "context": context,
+                "logliks": lls,
+                "gold": item.gold,
+                **picked,
+                **({"group": item.group} if item.group else {}),
+            }
+        )
     result = TaskResult(_means(per_metric), samples, style.name)
     if any(item.group for item in task.items):
         result.groups = _by_group(task, per_metric)
@@ -137,17 +152,22 @@ def _perplexity(model, tokenizer, meta: dict, task: Task, style: PromptStyle, op
             n_bytes += len(item.text.encode("utf-8"))
         else:
             if style.name == PLAIN:
-                raise LmforgeError(f"{task.source}: perplexity on chat records needs a prompt format; "
-                                   "pass --format remask|openassistant|chat_template")
+                raise LmforgeError(
+                    f"{task.source}: perplexity on chat records needs a prompt format; "
+                    "pass --format remask|openassistant|chat_template"
+                )
             # the format's own BOS rule applies (encode_conversation adds it)
             encoded = encode_conversation(item.conversation, get_format(style.name), tokenizer)
-            ids = encoded.input_ids[-(max_length + 1):]
-            labels = encoded.labels[-(max_length + 1):]
+            ids = encoded.input_ids[-(max_length + 1) :]
+            labels = encoded.labels[-(max_length + 1) :]
             item_rows = [loglik.Row(ids, [i > 0 and label != -100 for i, label in enumerate(labels)])]
         rows.append(item_rows)
     flat = [row for item_rows in rows for row in item_rows]
-    scored = iter(loglik.score_rows(model, flat, tokenizer.pad_token_id, options.batch_size, options.show_progress,
-                                    label="scoring text"))
+    scored = iter(
+        loglik.score_rows(
+            model, flat, tokenizer.pad_token_id, options.batch_size, options.show_progress, label="scoring text"
+        )
+    )
     total_ll, total_tokens = 0.0, 0
     for item, item_rows in zip(task.items, rows):
         parts = [next(scored) for _ in item_rows]
@@ -167,8 +187,9 @@ def _perplexity(model, tokenizer, meta: dict, task: Task, style: PromptStyle, op
 # ------------------------------------------------------------------------ generation
 
 
-def _generate(model, tokenizer, task: Task, style: PromptStyle, contexts: list[str], options: EvalOptions,
-              **sampling: Any) -> list[str]:
+def _generate(
+    model, tokenizer, task: Task, style: PromptStyle, contexts: list[str], options: EvalOptions, **sampling: Any
+) -> list[str]:
     stop_strings = style.stop_strings(task.layout)
     token_stops = [s for s in stop_strings if s in tokenizer.get_vocab()]
     stop_ids = stop_token_ids(tokenizer, [tokenizer.eos_token, *token_stops])
@@ -176,10 +197,20 @@ def _generate(model, tokenizer, task: Task, style: PromptStyle, contexts: list[s
     # the harness keeps a prompt's last (model length - generation limit) tokens; when the
     # limit alone fills the model's positions (it refuses that), prompts stay whole
     room = loglik.model_max_length(model) - limit
-    return generate(model, tokenizer, contexts, stop_ids, max_new_tokens=limit,
-                    batch_size=options.batch_size, add_bos=False, show_progress=options.show_progress,
-                    stop_strings=[s for s in stop_strings if s not in token_stops], skip_special_tokens=False,
-                    max_prompt_tokens=room if room > 0 else None, **sampling)
+    return generate(
+        model,
+        tokenizer,
+        contexts,
+        stop_ids,
+        max_new_tokens=limit,
+        batch_size=options.batch_size,
+        add_bos=False,
+        show_progress=options.show_progress,
+        stop_strings=[s for s in stop_strings if s not in token_stops],
+        skip_special_tokens=False,
+        max_prompt_tokens=room if room > 0 else None,
+        **sampling,
+    )
 
 
 def _without_special_tokens(text: str, tokenizer) -> str:
@@ -198,9 +229,17 @@ def _exact_match(task: Task, contexts: list[str], outputs: list[str], raw: list[
         flexible = extract_flexible(output)
         per_metric["exact_match_strict"].append(float(harness_match(strict, item.gold)))
         per_metric["exact_match_flexible"].append(float(harness_match(flexible, item.gold)))
-        samples.append({"where": item.where, "context": context, "output": output, "strict": strict,
-                        "flexible": flexible, "gold": item.gold,
-                        "correct_strict": bool(per_metric["exact_match_strict"][-1])})
+        samples.append(
+            {
+                "where": item.where,
+                "context": context,
+                "output": output,
+                "strict": strict,
+                "flexible": flexible,
+                "gold": item.gold,
+                "correct_strict": bool(per_metric["exact_match_strict"][-1]),
+            }
+        )
     return TaskResult(_means(per_metric), samples)
 
 
@@ -212,8 +251,16 @@ def _answer_phrase(task: Task, contexts: list[str], outputs: list[str]) -> TaskR
     for item, context, output in zip(task.items, contexts, outputs):
         answer = RULES["the_answer_is"](output)
         per_metric["exact_match"].append(float(answer is not None and answer == item.gold))
-        samples.append({"where": item.where, "context": context, "output": output, "answer": answer,
-                        "gold": item.gold, "correct": bool(per_metric["exact_match"][-1])})
+        samples.append(
+            {
+                "where": item.where,
+                "context": context,
+                "output": output,
+                "answer": answer,
+                "gold": item.gold,
+                "correct": bool(per_metric["exact_match"][-1]),
+            }
+        )
     return TaskResult(_means(per_metric), samples)
 
 
@@ -232,25 +279,44 @@ def _code(model, tokenizer, task: Task, style: PromptStyle, contexts: list[str],
         raise LmforgeError(f"--samples {n}: must be at least 1")
     sampling = {"do_sample": True, "temperature": options.temperature, "seed": options.seed} if n > 1 else {}
     repeated = [context for context in contexts for _ in range(n)]
-    completions = [_without_special_tokens(text, tokenizer)
-                   for text in _generate(model, tokenizer, task, style, repeated, options, **sampling)]
-    programs = [(item, _program_head(item, completion, style), completion)
-                for index, item in enumerate(task.items) for completion in completions[index * n:(index + 1) * n]]
+    completions = [
+        _without_special_tokens(text, tokenizer)
+        for text in _generate(model, tokenizer, task, style, repeated, options, **sampling)
+    ]
+    programs = [
+        (item, _program_head(item, completion, style), completion)
+        for index, item in enumerate(task.items)
+        for completion in completions[index * n : (index + 1) * n]
+    ]
     # the programs are subprocesses: threads only wait on them
     with ThreadPoolExecutor(max_workers=max(1, min(8, (os.cpu_count() or 1)))) as pool:
-        outcomes = list(pool.map(lambda p: check_candidate(p[1], "", p[0].gold["test"], p[0].gold["entry_point"],
-                                                           allowed=True, timeout_s=CODE_TIMEOUT_S), programs))
+        outcomes = list(
+            pool.map(
+                lambda p: check_candidate(
+                    p[1], "", p[0].gold["test"], p[0].gold["entry_point"], allowed=True, timeout_s=CODE_TIMEOUT_S
+                ),
+                programs,
+            )
+        )
     ks = [k for k in PASS_AT if k <= n]
     per_metric: dict[str, list[float]] = {f"pass@{k}": [] for k in ks}
     samples = []
     for index, (item, context) in enumerate(zip(task.items, contexts)):
-        mine = outcomes[index * n:(index + 1) * n]
+        mine = outcomes[index * n : (index + 1) * n]
         passed = sum(o.passed for o in mine)
         for k in ks:
             per_metric[f"pass@{k}"].append(pass_at_k(n, passed, k))
-        samples.append({"where": item.where, "task_id": item.gold["task_id"], "context": context,
-                        "completions": completions[index * n:(index + 1) * n], "passed": passed, "n": n,
-                        "results": [o.reason for o in mine]})
+        samples.append(
+            {
+                "where": item.where,
+                "task_id": item.gold["task_id"],
+                "context": context,
+                "completions": completions[index * n : (index + 1) * n],
+                "passed": passed,
+                "n": n,
+                "results": [o.reason for o in mine],
+            }
+        )
     return TaskResult(_means(per_metric), samples, style.name)
 
 
@@ -267,8 +333,10 @@ def _translation(task: Task, contexts: list[str], outputs: list[str]) -> TaskRes
     predictions = [o.strip() for o in outputs]
     references = [item.gold for item in task.items]
     target_lang = (task.options.get("langs") or "").partition("-")[2] or None
-    samples = [{"where": i.where, "context": c, "output": p, "reference": r}
-               for i, c, p, r in zip(task.items, contexts, predictions, references)]
+    samples = [
+        {"where": i.where, "context": c, "output": p, "reference": r}
+        for i, c, p, r in zip(task.items, contexts, predictions, references)
+    ]
     return TaskResult(metrics.bleu_chrf(predictions, references, target_lang), samples)
 
 

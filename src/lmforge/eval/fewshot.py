@@ -61,13 +61,16 @@ def draw_shots(task: Task, k: int, seed: int, sampler: str | None = None) -> lis
     for group in dict.fromkeys(item.group for item in task.items):
         indices = [i for i, item in enumerate(task.items) if item.group == group]
         pool = [x for x in task.pool if x.group == group]
-        for index, drawn in zip(indices, _draw(task, [(i, task.items[i]) for i in indices], pool, k, seed, sampler, group)):
+        for index, drawn in zip(
+            indices, _draw(task, [(i, task.items[i]) for i in indices], pool, k, seed, sampler, group)
+        ):
             shots[index] = drawn
     return [shots[i] for i in range(len(task.items))]
 
 
-def _draw(task: Task, items: list[tuple[int, Item]], pool: list[Item], k: int, seed: int, sampler: str,
-          group: str) -> list[list[Item]]:
+def _draw(
+    task: Task, items: list[tuple[int, Item]], pool: list[Item], k: int, seed: int, sampler: str, group: str
+) -> list[list[Item]]:
     """Draws for `items` (each with its index in the task) from `pool`."""
     # the harness's test: is the few-shot split the evaluated one? (then an item's own record is left out)
     same_split = task.pool_source == task.source
@@ -75,11 +78,14 @@ def _draw(task: Task, items: list[tuple[int, Item]], pool: list[Item], k: int, s
     if k > available:
         where = f" for subject '{group}'" if group else ""
         detail = f" ({len(pool)} records, less the one evaluated)" if same_split else ""
-        raise LmforgeError(f"--shots {k}: the few-shot pool {task.pool_source} has only {max(available, 0)} "
-                           f"examples{where}{detail}")
+        raise LmforgeError(
+            f"--shots {k}: the few-shot pool {task.pool_source} has only {max(available, 0)} examples{where}{detail}"
+        )
     if sampler == PER_ITEM:
-        return [random.Random(seed * 1_000_003 + index).sample(_others(pool, item, same_split, k, task.pool_source), k)
-                for index, item in items]
+        return [
+            random.Random(seed * 1_000_003 + index).sample(_others(pool, item, same_split, k, task.pool_source), k)
+            for index, item in items
+        ]
     if sampler == FIRST_N:
         return [_others(pool, item, same_split, k, task.pool_source)[:k] for _, item in items]
     rnd = random.Random(seed)  # one generator for the whole task, as the harness's sampler
@@ -110,8 +116,10 @@ def _others(pool: list[Item], item: Item, same_split: bool, k: int, pool_source:
     """The pool less the item's own record (and its equal copies) when the pool is the evaluated file."""
     others = [x for x in pool if not _same_record(x, item)] if same_split else list(pool)
     if len(others) < k:
-        raise LmforgeError(f"--shots {k}: {item.where} has copies in the few-shot pool {pool_source}; "
-                           f"only {len(others)} other examples are left")
+        raise LmforgeError(
+            f"--shots {k}: {item.where} has copies in the few-shot pool {pool_source}; "
+            f"only {len(others)} other examples are left"
+        )
     return others
 
 

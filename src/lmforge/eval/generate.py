@@ -22,8 +22,9 @@ def load_model_dir(model_dir: str | Path):
 @contextlib.contextmanager
 def progress_bar(label: str, total: int, show: bool):
     """A rich progress bar (hidden unless `show`); yields `advance(n)`."""
-    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        disable=not show, transient=True)
+    progress = Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not show, transient=True
+    )
     with progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
@@ -41,8 +42,8 @@ class StopOnStrings(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         done = []
-        for row in input_ids[:, self.prompt_length:].tolist():
-            text = self.tokenizer.decode(row[-self.tail:], skip_special_tokens=False)
+        for row in input_ids[:, self.prompt_length :].tolist():
+            text = self.tokenizer.decode(row[-self.tail :], skip_special_tokens=False)
             done.append(any(s in text for s in self.stop_strings))
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
@@ -76,8 +77,9 @@ def shared_prefill(model, encoded: dict[str, torch.Tensor], repeats: int) -> dic
     if ids.shape[1] < 2:
         return {}
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
-                  use_cache=True).cache
+    cache = model(
+        input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True
+    ).cache
     cache.batch_repeat_interleave(repeats)
     return {"cache": cache}
 
@@ -119,22 +121,33 @@ def generate(
     try:
         with progress_bar("generating", len(prompts) * repeats, show_progress) as advance:
             for start in range(0, len(prompts), per_call):
-                chunk = prompts[start: start + per_call]
+                chunk = prompts[start : start + per_call]
                 if add_bos and tokenizer.bos_token:
                     chunk = [tokenizer.bos_token + p for p in chunk]
                 encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
                 if max_prompt_tokens is not None and encoded["input_ids"].shape[1] > max_prompt_tokens:
                     # padding is on the left: the last columns hold every row's last tokens
                     encoded = {key: value[:, -max_prompt_tokens:] for key, value in encoded.items()}
-                sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+                sampling = (
+                    {"do_sample": True, "temperature": temperature, "top_p": top_p}
+                    if do_sample
+                    else {"do_sample": False}
+                )
                 width = encoded["input_ids"].shape[1]
-                criteria = StoppingCriteriaList([StopOnStrings(tokenizer, list(stop_strings), width)] if stop_strings else [])
+                criteria = StoppingCriteriaList(
+                    [StopOnStrings(tokenizer, list(stop_strings), width)] if stop_strings else []
+                )
                 prefilled = shared_prefill(model, encoded, repeats) if repeats > 1 else {}
                 if repeats > 1:
                     encoded = {key: value.repeat_interleave(repeats, dim=0) for key, value in encoded.items()}
                 generated = model.generate(
-                    **encoded, **prefilled, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
-                    pad_token_id=tokenizer.pad_token_id, stopping_criteria=criteria, **sampling,
+                    **encoded,
+                    **prefilled,
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=stop_ids,
+                    pad_token_id=tokenizer.pad_token_id,
+                    stopping_criteria=criteria,
+                    **sampling,
                 )
                 for row in generated[:, width:].tolist():
                     cut = next((i for i, t in enumerate(row) if t in stop_ids), len(row))

@@ -44,7 +44,7 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole = encode(tokenizer, context + continuation)
     context_ids = encode(tokenizer, context)
-    return context_ids, whole[len(context_ids):]
+    return context_ids, whole[len(context_ids) :]
 
 
 def prefix_token_id(tokenizer) -> int:
@@ -54,7 +54,7 @@ def prefix_token_id(tokenizer) -> int:
 
 def pair_row(context_ids: list[int], continuation_ids: list[int], max_length: int) -> Row:
     """Context + continuation, left-truncated to max_length + 1 ids (the last is never an input)."""
-    ids = (context_ids + continuation_ids)[-(max_length + 1):]
+    ids = (context_ids + continuation_ids)[-(max_length + 1) :]
     n = min(len(continuation_ids), len(ids) - 1)
     return Row(ids, [False] * (len(ids) - n) + [True] * n)
 
@@ -70,7 +70,7 @@ def rolling_rows(token_ids: list[int], prefix_id: int, max_length: int) -> list[
     while predicted < len(token_ids):
         n = min(len(token_ids) - predicted, max_length)
         end = predicted + n
-        window = token_ids[max(0, end - max_length - 1): end]
+        window = token_ids[max(0, end - max_length - 1) : end]
         rows.append(Row(window, [False] * (len(window) - n) + [True] * n))
         predicted = end
     return rows
@@ -90,8 +90,9 @@ def model_max_length(model) -> int:
 
 
 @torch.no_grad()
-def score_rows(model, rows: Sequence[Row], pad_id: int, batch_size: int = 16, show_progress: bool = False,
-               label: str = "scoring") -> list[Scored]:
+def score_rows(
+    model, rows: Sequence[Row], pad_id: int, batch_size: int = 16, show_progress: bool = False, label: str = "scoring"
+) -> list[Scored]:
     """Log-likelihood of the scored tokens of every row. Rows are batched longest first
     (right-padded, so positions need no correction) and returned in input order."""
     was_training = model.training
@@ -101,7 +102,7 @@ def score_rows(model, rows: Sequence[Row], pad_id: int, batch_size: int = 16, sh
     try:
         with progress_bar(label, len(rows), show_progress) as advance:
             for start in range(0, len(order), batch_size):
-                chunk = order[start: start + batch_size]
+                chunk = order[start : start + batch_size]
                 width = len(rows[chunk[0]].ids) - 1
                 inputs = torch.full((len(chunk), width), pad_id, dtype=torch.long)
                 mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -118,8 +119,7 @@ def score_rows(model, rows: Sequence[Row], pad_id: int, batch_size: int = 16, sh
                     # log-softmax only where scored: vocab x sequence would not fit for big vocabularies
                     logprobs = torch.log_softmax(logits[b, positions.to(logits.device)].float(), dim=-1).cpu()
                     picked = logprobs.gather(-1, targets[:, None])[:, 0]
-                    results[i] = Scored(float(picked.sum()), bool((logprobs.argmax(-1) == targets).all()),
-                                        len(targets))
+                    results[i] = Scored(float(picked.sum()), bool((logprobs.argmax(-1) == targets).all()), len(targets))
                 advance(len(chunk))
     finally:
         model.train(was_training)

@@ -66,6 +66,7 @@ def perplexities(loglik_sum: float, tokens: int, words: int, n_bytes: int) -> di
     >>> round(p["perplexity"], 6), round(p["word_perplexity"], 6), p["bits_per_byte"]
     (2.0, 4.0, 1.0)
     """
+
     def safe_exp(x: float) -> float:
         return math.exp(min(x, 700.0))
 
@@ -137,5 +138,7 @@ def squad_scores(prediction: str, golds: Sequence[str]) -> dict[str, float]:
     {'f1': 1.0, 'exact_match': 1.0}
     """
     golds = list(golds) or [""]
-    return {"f1": max(token_f1(prediction, g) for g in golds),
-            "exact_match": max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds)}
+    return {
+        "f1": max(token_f1(prediction, g) for g in golds),
+        "exact_match": max(float(normalize_answer(prediction) == normalize_answer(g)) for g in golds),
+    }

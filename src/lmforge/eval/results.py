@@ -33,9 +33,13 @@ def versions() -> dict[str, str]:
 
 
 def model_record(source: ModelSource, hashes: bool = True) -> dict[str, Any]:
-    return {"path": str(source.weights_dir), "tokenizer": str(source.tokenizer_dir), "step": source.step,
-            "prompt_format": source.meta.get("prompt_format"),
-            **({"sha256": weights_sha256(source.weights_dir)} if hashes else {})}
+    return {
+        "path": str(source.weights_dir),
+        "tokenizer": str(source.tokenizer_dir),
+        "step": source.step,
+        "prompt_format": source.meta.get("prompt_format"),
+        **({"sha256": weights_sha256(source.weights_dir)} if hashes else {}),
+    }
 
 
 GENERATING_KINDS = ("generate", "answer_phrase", "code", "translation", "qa")
@@ -43,23 +47,38 @@ GENERATING_KINDS = ("generate", "answer_phrase", "code", "translation", "qa")
 
 def task_record(task: Task, options: EvalOptions, result: TaskResult) -> dict[str, Any]:
     return {
-        "name": task.name, "kind": task.kind, "source": task.source, "sha256": task.sha256, "items": len(task.items),
-        "shots": options.shots, "fewshot_seed": options.seed if options.shots else None,
+        "name": task.name,
+        "kind": task.kind,
+        "source": task.source,
+        "sha256": task.sha256,
+        "items": len(task.items),
+        "shots": options.shots,
+        "fewshot_seed": options.seed if options.shots else None,
         "fewshot_source": task.pool_source if options.shots else None,
         "fewshot_sha256": task.pool_sha256 if options.shots else None,
-        "prompt_format": result.style, "primary_metric": task.primary_metric,
+        "prompt_format": result.style,
+        "primary_metric": task.primary_metric,
         "fewshot_sampler": (options.fewshot_sampler or task.layout.sampler) if options.shots else None,
         "max_new_tokens": generation_limit(task, options) if task.kind in GENERATING_KINDS else None,
-        **({"samples_per_item": options.samples, "temperature": options.temperature if options.samples > 1 else 0.0}
-           if task.kind == "code" else {}),
+        **(
+            {"samples_per_item": options.samples, "temperature": options.temperature if options.samples > 1 else 0.0}
+            if task.kind == "code"
+            else {}
+        ),
         "options": task.options,
         **({"groups": result.groups} if result.groups else {}),
     }
 
 
 def build(model: dict[str, Any], tasks: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    return {"lmforge_eval": 1, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "model": model, "tasks": tasks, "wall_seconds": round(seconds, 3), "versions": versions()}
+    return {
+        "lmforge_eval": 1,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": model,
+        "tasks": tasks,
+        "wall_seconds": round(seconds, 3),
+        "versions": versions(),
+    }
 
 
 def write(path: Path, record: dict[str, Any], samples: dict[str, list[dict[str, Any]]] | None = None) -> Path:
@@ -90,15 +109,21 @@ def format_value(name: str, value: Any) -> str:
 
 
 def markdown(record: dict[str, Any]) -> str:
-    lines = [f"model: {record['model']['path']}", "", "| task | kind | shots | format | metric | value |",
-             "|---|---|---:|---|---|---:|"]
+    lines = [
+        f"model: {record['model']['path']}",
+        "",
+        "| task | kind | shots | format | metric | value |",
+        "|---|---|---:|---|---|---:|",
+    ]
     for task in record["tasks"]:
         for name, value in task["metrics"].items():
             if name.endswith("_stderr") or name in ("n", "tokens"):
                 continue
             stderr = task["metrics"].get(f"{name}_stderr")
-            shown = format_value(name, value) + (f" ± {format_value(name, stderr)}" if isinstance(stderr, float)
-                                                 and math.isfinite(stderr) else "")
-            lines.append(f"| {task['name']} | {task['kind']} | {task['shots']} | {task['prompt_format']} | "
-                         f"{name} | {shown} |")
+            shown = format_value(name, value) + (
+                f" ± {format_value(name, stderr)}" if isinstance(stderr, float) and math.isfinite(stderr) else ""
+            )
+            lines.append(
+                f"| {task['name']} | {task['kind']} | {task['shots']} | {task['prompt_format']} | {name} | {shown} |"
+            )
     return "\n".join(lines) + "\n"

@@ -25,12 +25,18 @@ def spread(values: dict[str, float]) -> dict[str, float]:
     {'mean': 0.5, 'sd': 0.25, 'min': 0.25, 'max': 0.75, 'spread': 0.5}
     """
     vals = list(values.values())
-    return {"mean": statistics.fmean(vals), "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "min": min(vals), "max": max(vals), "spread": max(vals) - min(vals)}
+    return {
+        "mean": statistics.fmean(vals),
+        "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+        "min": min(vals),
+        "max": max(vals),
+        "spread": max(vals) - min(vals),
+    }
 
 
-def run_robustness(model_dir: str | Path, tasks: list[Task], options: EvalOptions, formats: list[str],
-                   output: Path) -> dict[str, Any]:
+def run_robustness(
+    model_dir: str | Path, tasks: list[Task], options: EvalOptions, formats: list[str], output: Path
+) -> dict[str, Any]:
     if len(formats) < 2:
         raise LmforgeError(f"--format {','.join(formats)}: give at least two prompt formats to compare")
     for name in formats:
@@ -38,7 +44,9 @@ def run_robustness(model_dir: str | Path, tasks: list[Task], options: EvalOption
     check_tasks(tasks, options)
     loaded = load_checkpoint(model_dir)
     if "chat_template" in formats and not getattr(loaded.tokenizer, "chat_template", None):
-        raise LmforgeError(f"--format chat_template: the tokenizer in {loaded.source.tokenizer_dir} has no chat_template")
+        raise LmforgeError(
+            f"--format chat_template: the tokenizer in {loaded.source.tokenizer_dir} has no chat_template"
+        )
     start = time.perf_counter()
     per_format: dict[str, dict[str, Any]] = {}
     for name in formats:
@@ -49,19 +57,27 @@ def run_robustness(model_dir: str | Path, tasks: list[Task], options: EvalOption
     for task in tasks:
         scores = {name: per_format[name][task.name][task.primary_metric] for name in formats}
         summary[task.name] = {"metric": task.primary_metric, "per_format": scores, **spread(scores)}
-    report = {"model": results.model_record(loaded.source), "formats": formats, "shots": options.shots,
-              "fewshot_seed": options.seed, "tasks": [{"name": t.name, "source": t.source, "sha256": t.sha256}
-                                                      for t in tasks],
-              "summary": summary, "metrics": per_format, "wall_seconds": round(time.perf_counter() - start, 3),
-              "versions": results.versions()}
+    report = {
+        "model": results.model_record(loaded.source),
+        "formats": formats,
+        "shots": options.shots,
+        "fewshot_seed": options.seed,
+        "tasks": [{"name": t.name, "source": t.source, "sha256": t.sha256} for t in tasks],
+        "summary": summary,
+        "metrics": per_format,
+        "wall_seconds": round(time.perf_counter() - start, 3),
+        "versions": results.versions(),
+    }
     results.write(output, report)  # each format's own file holds its samples
     return report
 
 
 def robustness_markdown(report: dict[str, Any]) -> str:
     formats = report["formats"]
-    lines = ["| task | metric | " + " | ".join(formats) + " | mean | spread | sd |",
-             "|---|---|" + "---:|" * (len(formats) + 3)]
+    lines = [
+        "| task | metric | " + " | ".join(formats) + " | mean | spread | sd |",
+        "|---|---|" + "---:|" * (len(formats) + 3),
+    ]
     for name, row in report["summary"].items():
         metric = row["metric"]
         cells = [results.format_value(metric, row["per_format"][f]) for f in formats]

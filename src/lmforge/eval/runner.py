@@ -19,8 +19,9 @@ def load_tasks(specs: list[str], fewshot: str | None = None, limit: int | None =
     return [load_task(spec, fewshot=fewshot, limit=limit, **options) for spec in specs]
 
 
-def evaluate_loaded(loaded: LoadedModel, tasks: list[Task], options: EvalOptions,
-                    hashes: bool = True) -> tuple[dict[str, Any], dict[str, list[dict]]]:
+def evaluate_loaded(
+    loaded: LoadedModel, tasks: list[Task], options: EvalOptions, hashes: bool = True
+) -> tuple[dict[str, Any], dict[str, list[dict]]]:
     """(results record, samples by task name) for an already loaded model."""
     start = time.perf_counter()
     task_records, samples = [], {}
@@ -32,8 +33,9 @@ def evaluate_loaded(loaded: LoadedModel, tasks: list[Task], options: EvalOptions
         record["wall_seconds"] = round(time.perf_counter() - task_start, 3)
         task_records.append(record)
         samples[task.name] = result.samples
-    return results.build(results.model_record(loaded.source, hashes), task_records,
-                         time.perf_counter() - start), samples
+    return results.build(
+        results.model_record(loaded.source, hashes), task_records, time.perf_counter() - start
+    ), samples
 
 
 def check_tasks(tasks: list[Task], options: EvalOptions) -> None:
@@ -41,8 +43,9 @@ def check_tasks(tasks: list[Task], options: EvalOptions) -> None:
     for task in tasks:
         check_code_execution(task, options)
         if task.kind == "perplexity" and options.shots:
-            raise LmforgeError(f"--shots {options.shots}: {task.source} is a perplexity task, which takes no "
-                               "few-shot examples")
+            raise LmforgeError(
+                f"--shots {options.shots}: {task.source} is a perplexity task, which takes no few-shot examples"
+            )
         draw_shots(task, options.shots, options.seed, options.fewshot_sampler)
 
 

@@ -30,6 +30,7 @@ cannot skip the tests that follow it by exiting early.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -50,7 +51,7 @@ _TAIL_BYTES = 4000
 
 # Runs in the child as `python -I -S -c _RUNNER program.py workdir memory cpu fsize nofile`.
 # Limits first, then the guard, then the program, in a namespace of its own.
-_RUNNER = r'''
+_RUNNER = r"""
 import os, sys, resource, traceback, builtins, io, socket, subprocess, shutil, importlib.abc
 
 _exit, _write, _realpath = os._exit, os.write, os.path.realpath
@@ -221,7 +222,7 @@ except BaseException:
     report(EXIT_FAILED)
 flush()
 _exit(0)
-''' % (EXIT_FAILED, EXIT_MEMORY, EXIT_FORBIDDEN)
+""" % (EXIT_FAILED, EXIT_MEMORY, EXIT_FORBIDDEN)  # noqa: UP031 (the runner's source is full of braces)
 
 
 @dataclass(frozen=True)
@@ -237,16 +238,26 @@ class Outcome:
     seconds: float
 
 
-def run_program(source: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, cpu_s: int | None = None,
-                max_file_mb: int = 16, max_open_files: int = 64, allowed: bool) -> Outcome:
+def run_program(
+    source: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    cpu_s: int | None = None,
+    max_file_mb: int = 16,
+    max_open_files: int = 64,
+    allowed: bool,
+) -> Outcome:
     """Run `source` as a Python program under the limits in the module docstring.
 
     `cpu_s` defaults to the wall-clock timeout rounded up plus one second, a backstop for
     the case where the parent cannot kill the group in time.
     """
     if not allowed:
-        raise LmforgeError("refusing to run model-written code: pass --allow-code-execution to allow it "
-                           "(it runs untrusted programs on this machine; prefer a container)")
+        raise LmforgeError(
+            "refusing to run model-written code: pass --allow-code-execution to allow it "
+            "(it runs untrusted programs on this machine; prefer a container)"
+        )
     cpu = cpu_s if cpu_s is not None else math.ceil(timeout_s) + 1
     with tempfile.TemporaryDirectory(prefix="lmforge-sandbox-", ignore_cleanup_errors=True) as root:
         root_path = Path(root).resolve()
@@ -255,27 +266,52 @@ def run_program(source: str, *, timeout_s: float = 10.0, memory_mb: int = 1024, 
         program = root_path / "program.py"
         program.write_text(source, encoding="utf-8")
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(work), "TMPDIR": str(work)}
-        argv = [sys.executable, "-I", "-S", "-X", "utf8", "-c", _RUNNER, str(program), str(work),
-                str(memory_mb * 2**20), str(cpu), str(max_file_mb * 2**20), str(max_open_files)]
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-X",
+            "utf8",
+            "-c",
+            _RUNNER,
+            str(program),
+            str(work),
+            str(memory_mb * 2**20),
+            str(cpu),
+            str(max_file_mb * 2**20),
+            str(max_open_files),
+        ]
         # Output goes to files, not pipes: bounded by RLIMIT_FSIZE and nothing to deadlock on.
         with open(root_path / "stdout", "wb") as out, open(root_path / "stderr", "wb") as err:
             start = time.monotonic()
             # Limits are set by the child's runner rather than a preexec_fn, which is unsafe
             # in a parent that has threads (torch, tokenizers).
-            proc = subprocess.Popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                argv,
+                cwd=work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
             timed_out = not _wait_unreaped(proc.pid, start + timeout_s)
             # The leader is not reaped yet, so its group id cannot have been reused: killing
             # the group also ends anything it left behind.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             returncode = proc.wait()
             seconds = time.monotonic() - start
         reason = _reason(returncode, timed_out)
-        return Outcome(passed=reason == "passed", reason=reason, returncode=returncode,
-                       stderr=_tail(root_path / "stderr"), stdout=_tail(root_path / "stdout"), seconds=seconds)
+        return Outcome(
+            passed=reason == "passed",
+            reason=reason,
+            returncode=returncode,
+            stderr=_tail(root_path / "stderr"),
+            stdout=_tail(root_path / "stdout"),
+            seconds=seconds,
+        )
 
 
 def check_candidate(prompt: str, completion: str, test: str, entry_point: str, **limits) -> Outcome:

@@ -35,8 +35,9 @@ _NOT_COPIED = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "training_args.
 def list_checkpoints(run_dir: Path) -> list[Path]:
     if not run_dir.is_dir():
         raise LmforgeError(f"{run_dir}: run directory does not exist")
-    found = sorted((p for p in run_dir.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) is not None),
-                   key=checkpoint_step)
+    found = sorted(
+        (p for p in run_dir.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) is not None), key=checkpoint_step
+    )
     if not found:
         raise LmforgeError(f"{run_dir}: no checkpoint-N directories to sweep (set train.save_every)")
     return found
@@ -49,7 +50,9 @@ def choose_metric(tasks: list[Task], metric: str | None) -> tuple[str, str]:
     task_name, _, name = metric.rpartition(":")
     task_name = task_name or tasks[0].name
     if task_name not in {t.name for t in tasks}:
-        raise LmforgeError(f"--metric {metric}: no task named {task_name!r} (tasks: {', '.join(t.name for t in tasks)})")
+        raise LmforgeError(
+            f"--metric {metric}: no task named {task_name!r} (tasks: {', '.join(t.name for t in tasks)})"
+        )
     return task_name, name
 
 
@@ -69,11 +72,19 @@ def pick_best(rows: list[dict[str, Any]], task_name: str, metric: str) -> dict[s
 
 
 def sweep_markdown(rows: list[dict[str, Any]], best: dict[str, Any], task_name: str, metric: str) -> str:
-    columns = [(t, m) for t, metrics in rows[0]["metrics"].items() for m in metrics
-               if not m.endswith("_stderr") and m not in ("n", "tokens")]
+    columns = [
+        (t, m)
+        for t, metrics in rows[0]["metrics"].items()
+        for m in metrics
+        if not m.endswith("_stderr") and m not in ("n", "tokens")
+    ]
     header = "| step | " + " | ".join(f"{t} {m}" for t, m in columns) + " |"
-    lines = [f"Checkpoint sweep; best by {task_name} {metric}: step {best['step']}", "", header,
-             "|---:|" + "---:|" * len(columns)]
+    lines = [
+        f"Checkpoint sweep; best by {task_name} {metric}: step {best['step']}",
+        "",
+        header,
+        "|---:|" + "---:|" * len(columns),
+    ]
     for row in rows:
         cells = [results.format_value(m, row["metrics"][t].get(m)) for t, m in columns]
         mark = " **best**" if row is best else ""
@@ -102,8 +113,9 @@ def copy_best(checkpoint: Path, run_dir: Path) -> Path:
     return target
 
 
-def run_sweep(run_dir: Path, tasks: list[Task], options: EvalOptions, metric: str | None = None,
-              copy: bool = False) -> dict[str, Any]:
+def run_sweep(
+    run_dir: Path, tasks: list[Task], options: EvalOptions, metric: str | None = None, copy: bool = False
+) -> dict[str, Any]:
     task_name, metric_name = choose_metric(tasks, metric)
     check_tasks(tasks, options)
     checkpoints = list_checkpoints(run_dir)
@@ -113,22 +125,42 @@ def run_sweep(run_dir: Path, tasks: list[Task], options: EvalOptions, metric: st
     for checkpoint in checkpoints:
         record, samples = evaluate_loaded(load_checkpoint(checkpoint), tasks, options)
         results.write(out_dir / f"{checkpoint.name}.json", record, samples)
-        rows.append({"step": checkpoint_step(checkpoint), "path": str(checkpoint),
-                     "metrics": {t["name"]: t["metrics"] for t in record["tasks"]},
-                     "wall_seconds": record["wall_seconds"]})
-        print(f"[lmforge] {checkpoint.name}: {task_name} {metric_name} "
-              f"{results.format_value(metric_name, _value(rows[-1], task_name, metric_name))}")
+        rows.append(
+            {
+                "step": checkpoint_step(checkpoint),
+                "path": str(checkpoint),
+                "metrics": {t["name"]: t["metrics"] for t in record["tasks"]},
+                "wall_seconds": record["wall_seconds"],
+            }
+        )
+        print(
+            f"[lmforge] {checkpoint.name}: {task_name} {metric_name} "
+            f"{results.format_value(metric_name, _value(rows[-1], task_name, metric_name))}"
+        )
     best = pick_best(rows, task_name, metric_name)
     table = sweep_markdown(rows, best, task_name, metric_name)
-    points = [(r["step"], _value(r, task_name, metric_name)) for r in rows if _value(r, task_name, metric_name) is not None]
-    png = plot_metric_vs_step({f"{task_name} {metric_name}": points}, metric_name, out_dir / "sweep.png",
-                              best=(best["step"], _value(best, task_name, metric_name)),
-                              title=f"checkpoint sweep of {run_dir.name}")
-    report = {"run_dir": str(run_dir), "task": task_name, "metric": metric_name, "rows": rows,
-              "best": {"step": best["step"], "path": best["path"], "value": _value(best, task_name, metric_name)},
-              "tasks": [{"name": t.name, "source": t.source, "sha256": t.sha256} for t in tasks],
-              "shots": options.shots, "fewshot_seed": options.seed, "prompt_format": options.style,
-              "versions": results.versions()}
+    points = [
+        (r["step"], _value(r, task_name, metric_name)) for r in rows if _value(r, task_name, metric_name) is not None
+    ]
+    png = plot_metric_vs_step(
+        {f"{task_name} {metric_name}": points},
+        metric_name,
+        out_dir / "sweep.png",
+        best=(best["step"], _value(best, task_name, metric_name)),
+        title=f"checkpoint sweep of {run_dir.name}",
+    )
+    report = {
+        "run_dir": str(run_dir),
+        "task": task_name,
+        "metric": metric_name,
+        "rows": rows,
+        "best": {"step": best["step"], "path": best["path"], "value": _value(best, task_name, metric_name)},
+        "tasks": [{"name": t.name, "source": t.source, "sha256": t.sha256} for t in tasks],
+        "shots": options.shots,
+        "fewshot_seed": options.seed,
+        "prompt_format": options.style,
+        "versions": results.versions(),
+    }
     if copy:
         report["best"]["copied_to"] = str(copy_best(Path(best["path"]), run_dir))
     (out_dir / "sweep.md").write_text(table, encoding="utf-8")

@@ -36,8 +36,15 @@ from lmforge.data.registry import TRANSFORMS, detect_format
 from lmforge.data.sources import file_sha256, read_records
 from lmforge.errors import LmforgeError
 
-PRIMARY_METRIC = {"perplexity": "perplexity", "generate": "exact_match_strict", "multiple_choice": "acc_norm",
-                  "answer_phrase": "exact_match", "code": "pass@1", "translation": "bleu", "qa": "f1"}
+PRIMARY_METRIC = {
+    "perplexity": "perplexity",
+    "generate": "exact_match_strict",
+    "multiple_choice": "acc_norm",
+    "answer_phrase": "exact_match",
+    "code": "pass@1",
+    "translation": "bleu",
+    "qa": "f1",
+}
 LOWER_IS_BETTER = frozenset({"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "nll_per_token"})
 
 
@@ -89,8 +96,9 @@ MMLU_LAYOUT = Layout(sampler="first_n")
 # tasks/bbh/cot_fewshot/_cot_fewshot_template_yaml
 BBH_LAYOUT = Layout(target_delimiter="", until=("</s>", "Q", "\n\n"), max_new_tokens=1024, sampler="first_n")
 # tasks/humaneval/humaneval.yaml
-HUMANEVAL_LAYOUT = Layout(target_delimiter="", until=("\nclass", "\ndef", "\n#", "\nif", "\nprint"),
-                          max_new_tokens=1024)
+HUMANEVAL_LAYOUT = Layout(
+    target_delimiter="", until=("\nclass", "\ndef", "\n#", "\nif", "\nprint"), max_new_tokens=1024
+)
 
 
 @dataclass
@@ -125,21 +133,43 @@ def _gsm8k_item(record, conversation, where, options) -> Item:
     question, answer = conversation.segments[0].text, str(record["answer"])
     # the response segments are the data layer's (calculator notes removed, as trained);
     # the few-shot target and the gold are the record's text, as the harness shows them
-    return Item(where, user=question, plain=question_plain(question), target=answer,
-                response=conversation.segments[1:], gold=answer, conversation=conversation)
+    return Item(
+        where,
+        user=question,
+        plain=question_plain(question),
+        target=answer,
+        response=conversation.segments[1:],
+        gold=answer,
+        conversation=conversation,
+    )
 
 
 def _cot_item(record, conversation, where, options) -> Item:
     user, rationale, answer = (s.text for s in conversation.segments)
-    return Item(where, user=user, plain=question_plain(user), target=f"{rationale}\n#### {answer}",
-                response=conversation.segments[1:], gold=answer, conversation=conversation)
+    return Item(
+        where,
+        user=user,
+        plain=question_plain(user),
+        target=f"{rationale}\n#### {answer}",
+        response=conversation.segments[1:],
+        gold=answer,
+        conversation=conversation,
+    )
 
 
 def _arc_item(record, conversation, where, options) -> Item:
     question, texts = str(record["question"]), tuple(str(t) for t in record["choices"]["text"])
     gold = conversation.metadata["gold_index"]
-    return Item(where, user=question, plain=question_plain(question), target=texts[gold],
-                response=(Segment("assistant", texts[gold]),), gold=gold, choices=texts, conversation=conversation)
+    return Item(
+        where,
+        user=question,
+        plain=question_plain(question),
+        target=texts[gold],
+        response=(Segment("assistant", texts[gold]),),
+        gold=gold,
+        choices=texts,
+        conversation=conversation,
+    )
 
 
 _LETTERS = "ABCDEFGHIJ"
@@ -153,24 +183,50 @@ def _mmlu_item(record, conversation, where, options) -> Item:
     letters = tuple(_LETTERS[: len(choices)])
     lines = "".join(f"\n{letter}. {choice}" for letter, choice in zip(letters, choices))
     subject = conversation.metadata.get("subject", "")
-    description = (f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
-                   if subject else "")
-    return Item(where, user=conversation.segments[0].text, plain=f"{str(record['question']).strip()}{lines}\nAnswer:",
-                target=letters[gold], response=(Segment("assistant", letters[gold]),), gold=gold, choices=letters,
-                conversation=conversation, group=subject, description=description)
+    description = (
+        f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+        if subject
+        else ""
+    )
+    return Item(
+        where,
+        user=conversation.segments[0].text,
+        plain=f"{str(record['question']).strip()}{lines}\nAnswer:",
+        target=letters[gold],
+        response=(Segment("assistant", letters[gold]),),
+        gold=gold,
+        choices=letters,
+        conversation=conversation,
+        group=subject,
+        description=description,
+    )
 
 
 def _bbh_item(record, conversation, where, options) -> Item:
     question, target = conversation.segments[0].text, conversation.segments[1].text
-    return Item(where, user=question, plain=f"Q: {question}\nA: Let's think step by step.\n", target=target,
-                response=(Segment("assistant", target),), gold=target, conversation=conversation)
+    return Item(
+        where,
+        user=question,
+        plain=f"Q: {question}\nA: Let's think step by step.\n",
+        target=target,
+        response=(Segment("assistant", target),),
+        gold=target,
+        conversation=conversation,
+    )
 
 
 def _humaneval_item(record, conversation, where, options) -> Item:
     prompt, solution = conversation.segments[0].text, conversation.segments[1].text
     gold = {name: conversation.metadata[name] for name in ("task_id", "test", "entry_point")}
-    return Item(where, user=prompt, plain=prompt, target=solution, response=(Segment("assistant", solution),),
-                gold=gold, conversation=conversation)
+    return Item(
+        where,
+        user=prompt,
+        plain=prompt,
+        target=solution,
+        response=(Segment("assistant", solution),),
+        gold=gold,
+        conversation=conversation,
+    )
 
 
 def _translation_direction(record: dict[str, Any], where: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -186,16 +242,28 @@ def _translation_direction(record: dict[str, Any], where: str, options: dict[str
 def _translation_item(record, conversation, where, options) -> Item:
     src, _, tgt = _translation_direction(record, where, options)["direction"].partition("-")
     source, reference = str(record["translation"][src]), conversation.segments[1].text
-    return Item(where, user=conversation.segments[0].text, plain=f"{src}: {source}\n{tgt}:", target=reference,
-                response=(Segment("assistant", reference),), gold=reference, conversation=conversation)
+    return Item(
+        where,
+        user=conversation.segments[0].text,
+        plain=f"{src}: {source}\n{tgt}:",
+        target=reference,
+        response=(Segment("assistant", reference),),
+        gold=reference,
+        conversation=conversation,
+    )
 
 
 def _squad_item(record, conversation, where, options) -> Item:
     answers = list(conversation.metadata["answers"]) or [""]  # SQuAD v2 unanswerable: the empty answer
-    return Item(where, user=conversation.segments[0].text,
-                plain=f"Context: {record['context']}\nQuestion: {record['question']}\nAnswer:",
-                target=answers[0], response=(Segment("assistant", answers[0]),), gold=answers,
-                conversation=conversation)
+    return Item(
+        where,
+        user=conversation.segments[0].text,
+        plain=f"Context: {record['context']}\nQuestion: {record['question']}\nAnswer:",
+        target=answers[0],
+        response=(Segment("assistant", answers[0]),),
+        gold=answers,
+        conversation=conversation,
+    )
 
 
 def _text_item(record, conversation, where, options) -> Item:
@@ -220,8 +288,10 @@ EVAL_FORMATS: dict[str, tuple[str, ItemBuilder, Layout]] = {
     "translation": ("translation", _translation_item, Layout()),
     "squad": ("qa", _squad_item, Layout()),
     "text": ("perplexity", _text_item, Layout()),
-    **{chat: ("perplexity", _chat_item, Layout())
-       for chat in ("messages", "sharegpt", "oasst_trees", "alpaca", "dolly", "reddit_instruct")},
+    **{
+        chat: ("perplexity", _chat_item, Layout())
+        for chat in ("messages", "sharegpt", "oasst_trees", "alpaca", "dolly", "reddit_instruct")
+    },
 }
 
 
@@ -229,11 +299,14 @@ def _format_of(record: dict[str, Any], where: str) -> str:
     try:
         fmt = detect_format(record, where)
     except LmforgeError:
-        raise LmforgeError(f"{where}: cannot tell the task type from the fields ({', '.join(sorted(record)) or 'none'}); "
-                           f"see the task schemas in the README (lmforge eval)") from None
+        raise LmforgeError(
+            f"{where}: cannot tell the task type from the fields ({', '.join(sorted(record)) or 'none'}); "
+            f"see the task schemas in the README (lmforge eval)"
+        ) from None
     if fmt not in EVAL_FORMATS:
-        raise LmforgeError(f"{where}: {fmt} records cannot be an evaluation task; task formats: "
-                           f"{', '.join(EVAL_FORMATS)}")
+        raise LmforgeError(
+            f"{where}: {fmt} records cannot be an evaluation task; task formats: {', '.join(EVAL_FORMATS)}"
+        )
     return fmt
 
 
@@ -248,8 +321,9 @@ def _item(fmt: str, record: dict[str, Any], where: str, options: dict[str, Any])
     return EVAL_FORMATS[fmt][1](record, conversation, where, options)
 
 
-def parse_records(records: list[tuple[dict[str, Any], str]], source: str,
-                  options: dict[str, Any]) -> tuple[str, list[Item]]:
+def parse_records(
+    records: list[tuple[dict[str, Any], str]], source: str, options: dict[str, Any]
+) -> tuple[str, list[Item]]:
     """The data format of a task file and its items; every record must be of the first
     record's format (a file mixing them is an error at the first record that differs)."""
     if not records:
@@ -260,8 +334,10 @@ def parse_records(records: list[tuple[dict[str, Any], str]], source: str,
     for index, (record, where) in enumerate(records):
         record_format = _format_of(record, where) if index else fmt
         if record_format != fmt:
-            raise LmforgeError(f"{where}: a {record_format} record in a task file of {fmt} records "
-                               f"({first_where} is {fmt}); one task file holds one format")
+            raise LmforgeError(
+                f"{where}: a {record_format} record in a task file of {fmt} records "
+                f"({first_where} is {fmt}); one task file holds one format"
+            )
         items.append(_item(fmt, record, where, options))
     return fmt, items
 
@@ -300,8 +376,10 @@ def _read_named(name: str, split: str) -> tuple[list, str]:
     except LmforgeError:
         raise
     except Exception as exc:  # datasets raises many types when offline or missing
-        raise LmforgeError(f"task {name}: cannot load {dataset} ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''}); pass a local file instead") from exc
+        raise LmforgeError(
+            f"task {name}: cannot load {dataset} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); pass a local file instead"
+        ) from exc
     return records, _records_sha256(records)
 
 
@@ -311,15 +389,27 @@ def load_task(spec: str, fewshot: str | None = None, limit: int | None = None, *
     records, sha = _read_named(spec, NAMED[spec][2]) if named else _read_file(spec)
     fmt, items = parse_records(records, spec, options)
     kind, _, layout = EVAL_FORMATS[fmt]
-    task = Task(name=spec if named else Path(spec).stem, kind=kind, source=spec, sha256=sha,
-                items=items[:limit] if limit is not None else items, pool=items, pool_source=spec, pool_sha256=sha,
-                options=options, layout=layout, data_format=fmt)
+    task = Task(
+        name=spec if named else Path(spec).stem,
+        kind=kind,
+        source=spec,
+        sha256=sha,
+        items=items[:limit] if limit is not None else items,
+        pool=items,
+        pool_source=spec,
+        pool_sha256=sha,
+        options=options,
+        layout=layout,
+        data_format=fmt,
+    )
     fewshot_split = NAMED[spec][3] if named else None
     if fewshot is not None or fewshot_split is not None:
         pool_records, pool_sha = _read_file(fewshot) if fewshot is not None else _read_named(spec, fewshot_split)
         pool_format, pool = parse_records(pool_records, fewshot or spec, options)
         if EVAL_FORMATS[pool_format][0] != kind:
-            raise LmforgeError(f"{fewshot}: few-shot file holds {EVAL_FORMATS[pool_format][0]} records ({pool_format}) "
-                               f"but the task is {kind} ({fmt})")
+            raise LmforgeError(
+                f"{fewshot}: few-shot file holds {EVAL_FORMATS[pool_format][0]} records ({pool_format}) "
+                f"but the task is {kind} ({fmt})"
+            )
         task.pool, task.pool_source, task.pool_sha256 = pool, fewshot or f"{spec}[{fewshot_split}]", pool_sha
     return task

@@ -44,9 +44,12 @@ def quantization_config(spec: dict[str, Any]):
 
     if spec["bits"] == 8:
         return BitsAndBytesConfig(load_in_8bit=True)
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=spec["type"],
-                              bnb_4bit_use_double_quant=spec["double_quant"],
-                              bnb_4bit_compute_dtype=COMPUTE_DTYPES[spec["compute_dtype"]])
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=spec["type"],
+        bnb_4bit_use_double_quant=spec["double_quant"],
+        bnb_4bit_compute_dtype=COMPUTE_DTYPES[spec["compute_dtype"]],
+    )
 
 
 def is_quantized(model: nn.Module) -> bool:
@@ -71,8 +74,9 @@ def linear_module_names(model: nn.Module) -> list[str]:
     """Distinct leaf names of the model's linear layers, output head excluded (what
     target_modules may name)."""
     head = model.get_output_embeddings()
-    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-             if _is_linear(module) and module is not head}
+    names = {
+        name.rsplit(".", 1)[-1] for name, module in model.named_modules() if _is_linear(module) and module is not head
+    }
     return sorted(names)
 
 
@@ -86,8 +90,10 @@ def check_target_modules(model: nn.Module, targets: str | list[str]) -> None:
     names = [name for name, _ in model.named_modules()]
     for target in targets:
         if not any(name == target or name.endswith("." + target) for name in names):
-            raise LmforgeError(f"model.adapter.target_modules: '{target}' matches no module of "
-                               f"{type(model).__name__}; its linear layers are {', '.join(linear_module_names(model))}")
+            raise LmforgeError(
+                f"model.adapter.target_modules: '{target}' matches no module of "
+                f"{type(model).__name__}; its linear layers are {', '.join(linear_module_names(model))}"
+            )
 
 
 def _module_name(model: nn.Module, module: nn.Module) -> str:
@@ -130,7 +136,8 @@ def check_cpu_4bit_shapes(model: nn.Module) -> None:
             raise LmforgeError(
                 f"model.quantization: bitsandbytes' 4-bit CPU kernel needs output sizes divisible by {CPU_4BIT_ROWS} "
                 f"and input sizes by {blocksize}, but {name} is {module.in_features} -> {module.out_features} "
-                "(for a freshly built model size model.size accordingly, or use bits: 8)")
+                "(for a freshly built model size model.size accordingly, or use bits: 8)"
+            )
 
 
 def attach_adapter(model: nn.Module, spec: dict[str, Any], new_ids: list[int], gradient_checkpointing: bool):
@@ -141,11 +148,18 @@ def attach_adapter(model: nn.Module, spec: dict[str, Any], new_ids: list[int], g
     if is_quantized(model):
         check_cpu_4bit_shapes(model)
         # fp32 norms and head, inputs that carry gradients: what a quantized base needs to train through
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
-                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     config = LoraConfig(
-        r=spec["r"], lora_alpha=spec["alpha"], lora_dropout=spec["dropout"],
-        target_modules=spec["target_modules"], use_rslora=spec["rslora"], use_dora=spec["type"] == "dora",
+        r=spec["r"],
+        lora_alpha=spec["alpha"],
+        lora_dropout=spec["dropout"],
+        target_modules=spec["target_modules"],
+        use_rslora=spec["rslora"],
+        use_dora=spec["type"] == "dora",
         modules_to_save=list(spec["modules_to_save"]) or None,
         trainable_token_indices=added_token_rows(model, new_ids, spec["modules_to_save"]) or None,
         task_type="CAUSAL_LM",
@@ -153,8 +167,9 @@ def attach_adapter(model: nn.Module, spec: dict[str, Any], new_ids: list[int], g
     try:
         return get_peft_model(model, config)
     except (ValueError, TypeError, NotImplementedError) as exc:
-        raise LmforgeError(f"model.adapter: peft cannot wrap {type(model).__name__} this way: "
-                           f"{str(exc).splitlines()[0]}") from exc
+        raise LmforgeError(
+            f"model.adapter: peft cannot wrap {type(model).__name__} this way: {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 def trainable_summary(model: nn.Module, spec: dict[str, Any] | None) -> str:
@@ -163,8 +178,11 @@ def trainable_summary(model: nn.Module, spec: dict[str, Any] | None) -> str:
     total = sum(stored_numel(p) for p in model.parameters())
     line = f"{trainable:,} of {total:,} parameters train ({100 * trainable / max(total, 1):.2f}%)"
     if spec is not None:
-        rule = f"alpha/sqrt(r) = {spec['alpha']:g}/sqrt({spec['r']})" if spec["rslora"] else \
-            f"alpha/r = {spec['alpha']:g}/{spec['r']}"
+        rule = (
+            f"alpha/sqrt(r) = {spec['alpha']:g}/sqrt({spec['r']})"
+            if spec["rslora"]
+            else f"alpha/r = {spec['alpha']:g}/{spec['r']}"
+        )
         line += f"; {spec['type']} r={spec['r']}, update scale {rule} = {update_scale(spec):.4g}"
     return line
 
@@ -191,8 +209,10 @@ def adapter_base(directory: Path) -> str:
             return str(candidate)
     recorded = adapter_settings(directory).get("base_model_name_or_path")
     if not recorded:
-        raise LmforgeError(f"{directory / ADAPTER_CONFIG_FILE}: records no base_model_name_or_path and no {BASE_DIR}/ "
-                           "directory lies beside it")
+        raise LmforgeError(
+            f"{directory / ADAPTER_CONFIG_FILE}: records no base_model_name_or_path and no {BASE_DIR}/ "
+            "directory lies beside it"
+        )
     return recorded
 
 
@@ -203,16 +223,28 @@ def resize_for(model: nn.Module, vocabulary: int) -> None:
         model.resize_token_embeddings(vocabulary, mean_resizing=False)
 
 
-def load_adapter_model(directory: Path, vocabulary: int, dtype: str = "float32", *, trainable: bool = False,
-                       quantization: dict[str, Any] | None = None, trust_remote_code: bool = False,
-                       attn_implementation: str | None = None):
+def load_adapter_model(
+    directory: Path,
+    vocabulary: int,
+    dtype: str = "float32",
+    *,
+    trainable: bool = False,
+    quantization: dict[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+):
     """The adapter in `directory` on its base: the base loaded (quantized by the
     model.quantization mapping `quantization`, when given) and grown to the trained
     tokenizer's `vocabulary`, then the adapter loaded onto it."""
     from lmforge.models.loading import load_model
 
-    base = load_model(adapter_base(directory), dtype, trust_remote_code, attn_implementation,
-                      quantization_config(quantization) if quantization else None)
+    base = load_model(
+        adapter_base(directory),
+        dtype,
+        trust_remote_code,
+        attn_implementation,
+        quantization_config(quantization) if quantization else None,
+    )
     resize_for(base, vocabulary)
     return load_adapter(base, directory, trainable)
 

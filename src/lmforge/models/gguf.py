@@ -84,10 +84,12 @@ def _gguf_config(file: Path, key: str):
     except _READ_ERRORS as exc:
         architecture = _architecture(file)
         if architecture is None:
-            raise LmforgeError(f"{key}: the GGUF file '{file}' cannot be read (truncated or "
-                               f"damaged?): {_first_line(exc)}") from exc
-        raise LmforgeError(f"{key}: '{file}' holds a '{architecture}' model, which transformers cannot dequantize "
-                           f"({_first_line(exc)})") from exc
+            raise LmforgeError(
+                f"{key}: the GGUF file '{file}' cannot be read (truncated or damaged?): {_first_line(exc)}"
+            ) from exc
+        raise LmforgeError(
+            f"{key}: '{file}' holds a '{architecture}' model, which transformers cannot dequantize ({_first_line(exc)})"
+        ) from exc
 
 
 def _dense_loading() -> dict:
@@ -109,12 +111,17 @@ def load_gguf_tokenizer(path: str | os.PathLike, key: str = "model.name_or_path"
         return AutoTokenizer.from_pretrained(str(file.parent), gguf_file=file.name)
     except _READ_ERRORS as exc:
         _gguf_config(file, key)  # an unsupported architecture or unreadable file says so; else:
-        raise LmforgeError(f"{key}: cannot build a tokenizer from the metadata of '{path}': "
-                           f"{_first_line(exc)}") from exc
+        raise LmforgeError(
+            f"{key}: cannot build a tokenizer from the metadata of '{path}': {_first_line(exc)}"
+        ) from exc
 
 
-def load_gguf_model(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
-                    attn_implementation: str | None = None, key: str = "model.name_or_path"):
+def load_gguf_model(
+    path: str | os.PathLike,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str | None = None,
+    key: str = "model.name_or_path",
+):
     """The model in a GGUF file, dequantized to `dtype`: an ordinary, trainable, saveable model."""
     from transformers import AutoModelForCausalLM
 
@@ -137,8 +144,12 @@ def _source_record(file: Path) -> dict:
     return {"source": str(file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def convert_gguf(path: str | os.PathLike, out_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,
-                 key: str = "model.name_or_path") -> Path:
+def convert_gguf(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    dtype: torch.dtype = torch.float32,
+    key: str = "model.name_or_path",
+) -> Path:
     """Write the GGUF file's model (dequantized, safetensors) and tokenizer to `out_dir`, once.
 
     The directory is written under a temporary name and moved into place complete, so an
@@ -176,8 +187,10 @@ def _existing_conversion(out: Path, record: dict, key: str) -> Path:
     found = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else None
     if found != record:
         what = f"a conversion of {found.get('source')} as it was then" if found else "not an lmforge GGUF conversion"
-        raise LmforgeError(f"{key}: cannot convert '{record['source']}' into {out}: that directory exists and is "
-                           f"{what}; remove it or choose another")
+        raise LmforgeError(
+            f"{key}: cannot convert '{record['source']}' into {out}: that directory exists and is "
+            f"{what}; remove it or choose another"
+        )
     return out
 
 

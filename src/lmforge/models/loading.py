@@ -32,8 +32,9 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, key: str 
         try:
             tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
-            raise LmforgeError(f"{key}: cannot load a tokenizer from '{name_or_path}': "
-                               f"{str(exc).splitlines()[0]}") from exc
+            raise LmforgeError(
+                f"{key}: cannot load a tokenizer from '{name_or_path}': {str(exc).splitlines()[0]}"
+            ) from exc
     if not getattr(tokenizer, "is_fast", False):
         raise LmforgeError(f"{key}: '{name_or_path}' has no fast tokenizer; label masks need offset mappings")
     if tokenizer.eos_token is None:
@@ -79,13 +80,28 @@ def load_model(
 
 # Config field names of each stock architecture for the generic size spec.
 _SIZE_FIELDS = {
-    "llama": dict(hidden_size="hidden_size", num_layers="num_hidden_layers", num_heads="num_attention_heads",
-                  num_kv_heads="num_key_value_heads", intermediate_size="intermediate_size",
-                  max_position_embeddings="max_position_embeddings"),
-    "gpt2": dict(hidden_size="n_embd", num_layers="n_layer", num_heads="n_head", intermediate_size="n_inner",
-                 max_position_embeddings="n_positions"),
-    "gpt_neox": dict(hidden_size="hidden_size", num_layers="num_hidden_layers", num_heads="num_attention_heads",
-                     intermediate_size="intermediate_size", max_position_embeddings="max_position_embeddings"),
+    "llama": dict(
+        hidden_size="hidden_size",
+        num_layers="num_hidden_layers",
+        num_heads="num_attention_heads",
+        num_kv_heads="num_key_value_heads",
+        intermediate_size="intermediate_size",
+        max_position_embeddings="max_position_embeddings",
+    ),
+    "gpt2": dict(
+        hidden_size="n_embd",
+        num_layers="n_layer",
+        num_heads="n_head",
+        intermediate_size="n_inner",
+        max_position_embeddings="n_positions",
+    ),
+    "gpt_neox": dict(
+        hidden_size="hidden_size",
+        num_layers="num_hidden_layers",
+        num_heads="num_attention_heads",
+        intermediate_size="intermediate_size",
+        max_position_embeddings="max_position_embeddings",
+    ),
 }
 _SIZE_FIELDS["qwen2"] = _SIZE_FIELDS["mistral"] = _SIZE_FIELDS["llama"]
 
@@ -98,7 +114,9 @@ def fresh_model_config(
     names = _SIZE_FIELDS[architecture]
     kwargs = {names[k]: v for k, v in size.items() if k in names and v is not None}
     if architecture in ("llama", "qwen2", "mistral") and size.get("intermediate_size") is None:
-        kwargs["intermediate_size"] = 4 * size["hidden_size"] if architecture != "llama" else (8 * size["hidden_size"]) // 3
+        kwargs["intermediate_size"] = (
+            4 * size["hidden_size"] if architecture != "llama" else (8 * size["hidden_size"]) // 3
+        )
     config = AutoConfig.for_model(
         architecture,
         vocab_size=len(tokenizer),

@@ -31,7 +31,9 @@ def _is_noisy(batch) -> bool:
 
 def ce_objective(neftune_alpha: float | None = None) -> Objective:
     def objective(model, batch, num_items=None):
-        return cross_entropy_loss(forward_outputs(model, batch, neftune_alpha=neftune_alpha), batch["labels"], num_items)
+        return cross_entropy_loss(
+            forward_outputs(model, batch, neftune_alpha=neftune_alpha), batch["labels"], num_items
+        )
 
     return objective
 
@@ -58,8 +60,10 @@ def masked_thought_objective(neftune_alpha: float | None = None) -> Objective:
 def _two_pass_logits(model, batch, fused: bool, neftune_alpha: float | None):
     """Logits of the full and the masked sequence; fused = one forward over both stacked."""
     if not fused:
-        return (forward_outputs(model, batch, neftune_alpha=neftune_alpha),
-                forward_outputs(model, batch, ids_key="masked_input_ids", neftune_alpha=neftune_alpha))
+        return (
+            forward_outputs(model, batch, neftune_alpha=neftune_alpha),
+            forward_outputs(model, batch, ids_key="masked_input_ids", neftune_alpha=neftune_alpha),
+        )
     stacked = {"input_ids": torch.cat([batch["input_ids"], batch["masked_input_ids"]])}
     for key in ("attention_mask", "position_ids", "token_roles"):
         if key in batch:

@@ -26,12 +26,19 @@ class DPOConfig(ReferenceSettings):
 
 
 def dpo_pair_loss(beta: float):
-    def loss(policy: SequenceScores, reference: torch.Tensor, better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
+    def loss(
+        policy: SequenceScores, reference: torch.Tensor, better: torch.Tensor, worse: torch.Tensor
+    ) -> torch.Tensor:
         return -F.logsigmoid(beta * log_ratio_margin(policy, reference, better, worse))
 
     return loss
 
 
 SPEC = ObjectiveSpec(
-    "dpo", DPOConfig, lambda p, alpha: preference_objective(dpo_pair_loss(p["beta"]), True, neftune_alpha=alpha),
-    title="DPO", data=CANDIDATES, reference=True)
+    "dpo",
+    DPOConfig,
+    lambda p, alpha: preference_objective(dpo_pair_loss(p["beta"]), True, neftune_alpha=alpha),
+    title="DPO",
+    data=CANDIDATES,
+    reference=True,
+)

@@ -28,8 +28,13 @@ def segment_lengths(attention_mask: torch.Tensor, position_ids: torch.Tensor | N
     return counts.gather(1, segment)
 
 
-def neftune_noise(embeddings: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None,
-                  alpha: float, row_seeds: torch.Tensor | None = None) -> torch.Tensor:
+def neftune_noise(
+    embeddings: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor | None,
+    alpha: float,
+    row_seeds: torch.Tensor | None = None,
+) -> torch.Tensor:
     """alpha / sqrt(L * d) * U(-1, 1) on every real token; zero on padding.
 
     (Uniform on (-1, 1), as in Jain et al. 2023: one public implementation draws U(0, 1).)
@@ -46,8 +51,9 @@ def neftune_noise(embeddings: torch.Tensor, attention_mask: torch.Tensor, positi
         real = attention_mask.bool().sum(dim=1).tolist()  # right padding: real tokens come first
         for row, (seed, length) in enumerate(zip(row_seeds.tolist(), real)):
             generator = torch.Generator(device=embeddings.device).manual_seed(seed)
-            uniform[row, :length] = torch.rand(length, hidden, generator=generator, device=embeddings.device,
-                                               dtype=embeddings.dtype)
+            uniform[row, :length] = torch.rand(
+                length, hidden, generator=generator, device=embeddings.device, dtype=embeddings.dtype
+            )
     return (uniform * 2 - 1) * (scale * attention_mask).unsqueeze(-1).to(embeddings.dtype)
 
 
@@ -77,8 +83,10 @@ class NoiseSeeds:
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if "example_id" not in batch:
             return batch
-        seeds = [hash((self.seed, self.epoch, example_id, NEFTUNE_SALT)) & (2**62 - 1)
-                 for example_id in batch["example_id"].tolist()]
+        seeds = [
+            hash((self.seed, self.epoch, example_id, NEFTUNE_SALT)) & (2**62 - 1)
+            for example_id in batch["example_id"].tolist()
+        ]
         return {**batch, "noise_seed": torch.tensor(seeds, dtype=torch.long)}
 
 
@@ -114,8 +122,9 @@ def neftune_on(model, batch: dict[str, torch.Tensor], alpha: float, row_seeds: t
         handle.remove()
 
 
-def forward_logits(model, batch: dict[str, torch.Tensor], ids_key: str = "input_ids",
-                   neftune_alpha: float | None = None) -> torch.Tensor:
+def forward_logits(
+    model, batch: dict[str, torch.Tensor], ids_key: str = "input_ids", neftune_alpha: float | None = None
+) -> torch.Tensor:
     """Logits [B, T, V] of `batch[ids_key]`; NEFTune noise only while the model trains."""
     extra = {k: batch[k] for k in MODEL_INPUTS if k in batch}
     if neftune_alpha and model.training:
@@ -124,8 +133,9 @@ def forward_logits(model, batch: dict[str, torch.Tensor], ids_key: str = "input_
     return model(input_ids=batch[ids_key], use_cache=False, **extra).logits
 
 
-def forward_outputs(model, batch: dict[str, torch.Tensor], ids_key: str = "input_ids",
-                    neftune_alpha: float | None = None):
+def forward_outputs(
+    model, batch: dict[str, torch.Tensor], ids_key: str = "input_ids", neftune_alpha: float | None = None
+):
     """What the losses read (objectives/head.py): the hidden states the head is applied to at
     label positions only, or, for models that path does not cover, the logits [B, T, V].
     NEFTune noise only while the model trains."""

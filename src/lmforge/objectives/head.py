@@ -34,10 +34,23 @@ from torch.utils.checkpoint import checkpoint
 CHUNK = 256
 """Label positions per head chunk: at V = 49,152 a chunk's fp32 logits are 50 MB."""
 
-PLAIN_HEAD_MODEL_TYPES = frozenset({
-    "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "olmo", "olmo2",
-    "starcoder2", "stablelm", "gpt_neox",
-})
+PLAIN_HEAD_MODEL_TYPES = frozenset(
+    {
+        "llama",
+        "mistral",
+        "mixtral",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "phi3",
+        "olmo",
+        "olmo2",
+        "starcoder2",
+        "stablelm",
+        "gpt_neox",
+    }
+)
 
 
 @dataclass
@@ -104,9 +117,10 @@ def _chunked(function, *tensors: torch.Tensor) -> list[torch.Tensor]:
         return list(result) if isinstance(result, tuple) else [result]
     outputs = []
     for start in range(0, rows, CHUNK):
-        pieces = [t[start:start + CHUNK] for t in tensors]
-        outputs.append(checkpoint(function, *pieces, use_reentrant=False) if torch.is_grad_enabled()
-                       else function(*pieces))
+        pieces = [t[start : start + CHUNK] for t in tensors]
+        outputs.append(
+            checkpoint(function, *pieces, use_reentrant=False) if torch.is_grad_enabled() else function(*pieces)
+        )
     if isinstance(outputs[0], tuple):
         return [torch.cat(parts) for parts in zip(*outputs)]
     return [torch.cat(outputs)]
@@ -129,14 +143,20 @@ def nll_and_symmetric_kl(selected_a, selected_b, targets: torch.Tensor) -> tuple
     log-softmax computed once and shared by its NLL and the divergence."""
     if not isinstance(selected_a, SelectedHidden):
         log_a, log_b = log_probs(selected_a), log_probs(selected_b)
-        return (nll_from_log_probs(log_a, targets), nll_from_log_probs(log_b, targets),
-                symmetric_kl_from_log_probs(log_a, log_b))
+        return (
+            nll_from_log_probs(log_a, targets),
+            nll_from_log_probs(log_b, targets),
+            symmetric_kl_from_log_probs(log_a, log_b),
+        )
     head = selected_a.head
 
     def chunk_terms(hidden_a: torch.Tensor, hidden_b: torch.Tensor, chunk_targets: torch.Tensor):
         log_a, log_b = log_probs(head(hidden_a)), log_probs(head(hidden_b))
-        return (nll_from_log_probs(log_a, chunk_targets), nll_from_log_probs(log_b, chunk_targets),
-                symmetric_kl_from_log_probs(log_a, log_b))
+        return (
+            nll_from_log_probs(log_a, chunk_targets),
+            nll_from_log_probs(log_b, chunk_targets),
+            symmetric_kl_from_log_probs(log_a, log_b),
+        )
 
     return tuple(_chunked(chunk_terms, selected_a.hidden, selected_b.hidden, targets))
 
@@ -145,8 +165,11 @@ def nll_and_symmetric_kl(selected_a, selected_b, targets: torch.Tensor) -> tuple
 
 
 def _is_sharded(weight: torch.Tensor) -> bool:
-    return hasattr(weight, "ds_id") or type(weight).__name__ == "DTensor" or \
-        type(getattr(weight, "data", None)).__name__ == "DTensor"
+    return (
+        hasattr(weight, "ds_id")
+        or type(weight).__name__ == "DTensor"
+        or type(getattr(weight, "data", None)).__name__ == "DTensor"
+    )
 
 
 def label_head_supported(model) -> bool:
@@ -156,8 +179,12 @@ def label_head_supported(model) -> bool:
     config = getattr(inner, "config", None)
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     weight = getattr(head, "weight", None)
-    return (getattr(config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES and head is not None
-            and weight is not None and not _is_sharded(weight))
+    return (
+        getattr(config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES
+        and head is not None
+        and weight is not None
+        and not _is_sharded(weight)
+    )
 
 
 def model_outputs(model, **inputs) -> torch.Tensor | HiddenStates:

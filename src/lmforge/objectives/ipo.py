@@ -25,7 +25,9 @@ class IPOConfig(ReferenceSettings):
 
 
 def ipo_pair_loss(tau: float):
-    def loss(policy: SequenceScores, reference: torch.Tensor, better: torch.Tensor, worse: torch.Tensor) -> torch.Tensor:
+    def loss(
+        policy: SequenceScores, reference: torch.Tensor, better: torch.Tensor, worse: torch.Tensor
+    ) -> torch.Tensor:
         ratio = (policy.sums - reference) / policy.counts.clamp_min(1)
         return (ratio[better] - ratio[worse] - 1.0 / (2.0 * tau)) ** 2
 
@@ -33,5 +35,10 @@ def ipo_pair_loss(tau: float):
 
 
 SPEC = ObjectiveSpec(
-    "ipo", IPOConfig, lambda p, alpha: preference_objective(ipo_pair_loss(p["tau"]), True, neftune_alpha=alpha),
-    title="IPO", data=CANDIDATES, reference=True)
+    "ipo",
+    IPOConfig,
+    lambda p, alpha: preference_objective(ipo_pair_loss(p["tau"]), True, neftune_alpha=alpha),
+    title="IPO",
+    data=CANDIDATES,
+    reference=True,
+)

@@ -38,7 +38,11 @@ def orpo_pair_loss(weight: float):
 
 
 SPEC = ObjectiveSpec(
-    "orpo", ORPOConfig,
-    lambda p, alpha: preference_objective(orpo_pair_loss(p["weight"]), False, chosen_ce_weight=1.0,
-                                          neftune_alpha=alpha),
-    title="ORPO (cross-entropy + odds-ratio preference)", data=CANDIDATES)
+    "orpo",
+    ORPOConfig,
+    lambda p, alpha: preference_objective(
+        orpo_pair_loss(p["weight"]), False, chosen_ce_weight=1.0, neftune_alpha=alpha
+    ),
+    title="ORPO (cross-entropy + odds-ratio preference)",
+    data=CANDIDATES,
+)

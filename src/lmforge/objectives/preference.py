@@ -32,6 +32,7 @@ from lmforge.objectives.rank import sequence_logps
 from lmforge.objectives.shared_prefix import ResponseGroup, response_logps
 from lmforge.strict import Strict
 
+
 class ReferenceSettings(Strict):
     """Settings of an objective that compares with a frozen reference."""
 
@@ -112,8 +113,9 @@ def best_rows(group: torch.Tensor, order: torch.Tensor, is_gold: torch.Tensor) -
     """Each group's best-ranked candidates (the chosen responses), as a mask [S]."""
     candidate = ~is_gold
     masked = torch.where(candidate, order, torch.full_like(order, torch.iinfo(order.dtype).max))
-    best = torch.full((int(group.max()) + 1,), torch.iinfo(order.dtype).max, dtype=order.dtype,
-                      device=order.device).scatter_reduce(0, group, masked, reduce="amin")
+    best = torch.full(
+        (int(group.max()) + 1,), torch.iinfo(order.dtype).max, dtype=order.dtype, device=order.device
+    ).scatter_reduce(0, group, masked, reduce="amin")
     return candidate & (order == best[group])
 
 
@@ -127,8 +129,9 @@ def count_pairs(batches: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tenso
     return {"pairs": torch.as_tensor(pairs), "chosen_tokens": torch.as_tensor(chosen_tokens)}
 
 
-def preference_objective(pair_loss: PairLoss, uses_reference: bool, chosen_ce_weight: float = 0.0,
-                         neftune_alpha: float | None = None):
+def preference_objective(
+    pair_loss: PairLoss, uses_reference: bool, chosen_ce_weight: float = 0.0, neftune_alpha: float | None = None
+):
     """An objective: one forward over the candidate batch, the per-pair loss averaged over
     the window's pairs, plus `chosen_ce_weight` x cross-entropy on the chosen responses
     (ORPO's supervised term) averaged over their tokens."""
@@ -140,22 +143,25 @@ def preference_objective(pair_loss: PairLoss, uses_reference: bool, chosen_ce_we
         sums, counts = policy.sums, policy.counts
         better, worse = ordered_pairs(batch["group"], batch["order"], batch["is_gold"])
         reference = batch["reference_logps"].to(sums.dtype) if uses_reference else None
-        pair_norm = torch.as_tensor(better.numel() if num_items is None else num_items["pairs"],
-                                    device=sums.device).clamp_min(1).to(sums.dtype)
+        pair_norm = (
+            torch.as_tensor(better.numel() if num_items is None else num_items["pairs"], device=sums.device)
+            .clamp_min(1)
+            .to(sums.dtype)
+        )
         preference = pair_loss(policy, reference, better, worse).sum() / pair_norm
         chosen = best_rows(batch["group"], batch["order"], batch["is_gold"])
         token_norm = normaliser(counts[chosen], None if num_items is None else num_items["chosen_tokens"])
         chosen_nll = -sums[chosen].sum()
         loss = preference + (chosen_ce_weight * chosen_nll / token_norm if chosen_ce_weight else 0.0)
-        return loss, {"nll_sum": chosen_nll.detach(), "tokens": counts[chosen].sum(),
-                      "preference": preference.detach()}
+        return loss, {"nll_sum": chosen_nll.detach(), "tokens": counts[chosen].sum(), "preference": preference.detach()}
 
     objective.count_items = count_pairs
     return objective
 
 
-def log_ratio_margin(policy: SequenceScores, reference: torch.Tensor, better: torch.Tensor,
-                     worse: torch.Tensor) -> torch.Tensor:
+def log_ratio_margin(
+    policy: SequenceScores, reference: torch.Tensor, better: torch.Tensor, worse: torch.Tensor
+) -> torch.Tensor:
     """(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l)) per pair: DPO's h."""
     ratio = policy.sums - reference
     return ratio[better] - ratio[worse]

@@ -55,8 +55,11 @@ def pro_loss(scores: torch.Tensor, group: torch.Tensor, order: torch.Tensor) -> 
         has_below = below.any(dim=1)
         if not has_below.any():
             continue
-        competitors = torch.where(below | torch.eye(len(mine), dtype=torch.bool, device=mine.device),
-                                  mine.unsqueeze(0).expand(len(mine), -1), torch.full_like(mine, float("-inf")))
+        competitors = torch.where(
+            below | torch.eye(len(mine), dtype=torch.bool, device=mine.device),
+            mine.unsqueeze(0).expand(len(mine), -1),
+            torch.full_like(mine, float("-inf")),
+        )
         total = total + (torch.logsumexp(competitors, dim=1) - mine)[has_below].sum()
     return total
 
@@ -96,13 +99,20 @@ def rank_loss_from_scores(
     gold_tokens = counts[ce_rows].sum()
     groups = ranked_groups(group, order, candidates)
     token_norm = normaliser(counts[ce_rows], None if num_items is None else num_items["gold_tokens"])
-    group_norm = torch.as_tensor(max(groups, 1) if num_items is None else num_items["groups"],
-                                 device=sums.device).clamp_min(1).float()
+    group_norm = (
+        torch.as_tensor(max(groups, 1) if num_items is None else num_items["groups"], device=sums.device)
+        .clamp_min(1)
+        .float()
+    )
     ce = -sums[ce_rows].sum() / token_norm
     ranking = pro_loss(scores[candidates], group[candidates], order[candidates]) / group_norm
     loss = ce + weight * ranking
-    return loss, {"nll_sum": -sums[ce_rows].sum().detach(), "tokens": gold_tokens,
-                  "ce": ce.detach(), "rank": ranking.detach()}
+    return loss, {
+        "nll_sum": -sums[ce_rows].sum().detach(),
+        "tokens": gold_tokens,
+        "ce": ce.detach(),
+        "rank": ranking.detach(),
+    }
 
 
 def _best_without_gold(group: torch.Tensor, order: torch.Tensor, is_gold: torch.Tensor) -> torch.Tensor:

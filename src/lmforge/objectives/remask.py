@@ -55,6 +55,7 @@ class ReMaskCoTConfig(Strict):
     weight: float = Field(0.1, ge=0.0)
     fused: bool = True
 
+
 MASK_TOKEN = "<|mask|>"
 RATIONALE, ANSWER, ASSISTANT = ROLE_IDS["rationale"], ROLE_IDS["answer"], ROLE_IDS["assistant"]
 
@@ -99,7 +100,7 @@ class RegularizationNoise:
             row_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, example_id)) & (2**63 - 1))
             uniforms.append(torch.rand(2 * length + 1, generator=row_generator))
         stacked = torch.stack(uniforms)  # [B, 2T + 1]
-        return stacked[:, :length], stacked[:, length: 2 * length], stacked[:, 2 * length:]
+        return stacked[:, :length], stacked[:, length : 2 * length], stacked[:, 2 * length :]
 
     def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
         roles = batch["token_roles"]  # [B, T], -1 on padding
@@ -173,8 +174,13 @@ def remask_loss(
     ce_full, ce_masked = nll_full.sum() / denominator, nll_masked.sum() / denominator
     kl = divergence.sum() / denominator
     loss = 0.5 * (ce_masked + ce_full) + weight * kl
-    return loss, {"nll_sum": nll_full.sum().detach(), "tokens": mask.sum(),
-                  "ce_masked": ce_masked.detach(), "ce_full": ce_full.detach(), "kl": kl.detach()}
+    return loss, {
+        "nll_sum": nll_full.sum().detach(),
+        "tokens": mask.sum(),
+        "ce_masked": ce_masked.detach(),
+        "ce_full": ce_full.detach(),
+        "kl": kl.detach(),
+    }
 
 
 def masked_thought_loss(

@@ -101,18 +101,27 @@ class SharedPrefixBatch:
         return self.spans.shape[0]
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask,
-                "position_ids": self.position_ids}
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
 
     def to(self, device: torch.device | str) -> SharedPrefixBatch:
-        moved = {name: getattr(self, name).to(device) for name in
-                 ("input_ids", "attention_mask", "position_ids", "labels", "predictor_positions",
-                  "response_index", "spans")}
+        moved = {
+            name: getattr(self, name).to(device)
+            for name in (
+                "input_ids",
+                "attention_mask",
+                "position_ids",
+                "labels",
+                "predictor_positions",
+                "response_index",
+                "spans",
+            )
+        }
         return SharedPrefixBatch(**moved, group_sizes=self.group_sizes)
 
 
-def pack_shared_prefix(groups: list[ResponseGroup], pad_token_id: int = 0,
-                       mask_dtype: torch.dtype = torch.float32) -> SharedPrefixBatch:
+def pack_shared_prefix(
+    groups: list[ResponseGroup], pad_token_id: int = 0, mask_dtype: torch.dtype = torch.float32
+) -> SharedPrefixBatch:
     """Pack each group into one row `[prompt | r_1 | ... | r_N]`, right-padded to the longest
     row; see the module docstring for the mask and positions. `mask_dtype` should be the dtype
     of the attention scores (the model's dtype), as SDPA wants the mask in the query's dtype."""
@@ -151,7 +160,8 @@ def pack_shared_prefix(groups: list[ResponseGroup], pad_token_id: int = 0,
                 predictors = torch.arange(start - 1, end - 1)
                 predictors[0] = prompt_length - 1
                 predictor_positions[row, start:end] = torch.where(
-                    labels[row, start:end].ne(IGNORE_INDEX), predictors, torch.full_like(predictors, -1))
+                    labels[row, start:end].ne(IGNORE_INDEX), predictors, torch.full_like(predictors, -1)
+                )
                 response_index[row, start:end] = len(spans) - 1
                 allowed[row, start:end, :prompt_length] = True
                 allowed[row, start:end, start:end] = torch.ones(length, length).tril().bool()
@@ -160,9 +170,16 @@ def pack_shared_prefix(groups: list[ResponseGroup], pad_token_id: int = 0,
         allowed[row, padding, padding] = True  # padding attends to itself: never a fully masked softmax row
     attention_mask = torch.zeros((rows, 1, width, width), dtype=mask_dtype)
     attention_mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(mask_dtype).min)
-    return SharedPrefixBatch(input_ids, attention_mask, position_ids, labels, predictor_positions, response_index,
-                             torch.tensor(spans, dtype=torch.long).reshape(-1, 3),
-                             [len(g.responses) for g in groups])
+    return SharedPrefixBatch(
+        input_ids,
+        attention_mask,
+        position_ids,
+        labels,
+        predictor_positions,
+        response_index,
+        torch.tensor(spans, dtype=torch.long).reshape(-1, 3),
+        [len(g.responses) for g in groups],
+    )
 
 
 def shared_sequence_logps(logits: torch.Tensor, batch: SharedPrefixBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,7 +200,8 @@ def shared_sequence_logps(logits: torch.Tensor, batch: SharedPrefixBatch) -> tup
     owners = batch.response_index[rows, positions]
     sums = torch.zeros(batch.num_responses, dtype=logp.dtype, device=logp.device).index_add(0, owners, logp)
     counts = torch.zeros(batch.num_responses, dtype=torch.long, device=logp.device).index_add(
-        0, owners, torch.ones_like(owners))
+        0, owners, torch.ones_like(owners)
+    )
     return sums, counts
 
 
@@ -200,9 +218,9 @@ def pack_unshared(groups: list[ResponseGroup], pad_token_id: int = 0) -> dict[st
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
     labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
     for row, (tokens, row_labels) in enumerate(zip(sequences, sequence_labels)):
-        input_ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        attention_mask[row, :len(tokens)] = 1
-        labels[row, :len(tokens)] = torch.tensor(row_labels, dtype=torch.long)
+        input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        attention_mask[row, : len(tokens)] = 1
+        labels[row, : len(tokens)] = torch.tensor(row_labels, dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -250,8 +268,10 @@ def probe_shared_prefix(model) -> bool:
     def tokens(count: int) -> list[int]:
         return torch.randint(0, min(vocab, 1000), (count,), generator=generator).tolist()
 
-    groups = [ResponseGroup(tokens(3), [tokens(4), tokens(2), tokens(3)]),
-              ResponseGroup(tokens(5), [tokens(2), tokens(4)])]
+    groups = [
+        ResponseGroup(tokens(3), [tokens(4), tokens(2), tokens(3)]),
+        ResponseGroup(tokens(5), [tokens(2), tokens(4)]),
+    ]
     training_flags = [(module, module.training) for module in inner.modules()]
     inner.eval()
     try:
@@ -289,8 +309,9 @@ def supports_shared_prefix(model) -> bool:
 _FALLBACK_LOGGED: set[tuple[type, str | None]] = set()
 
 
-def response_logps(model, groups: list[ResponseGroup], pad_token_id: int = 0,
-                   shared: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def response_logps(
+    model, groups: list[ResponseGroup], pad_token_id: int = 0, shared: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequence log-prob sums and label counts [R] of every response of every group (group-major),
     computed on shared rows when the model supports them (`shared=None`: decide with
     `supports_shared_prefix`), else on one row per response with a one-time log line."""
@@ -300,8 +321,9 @@ def response_logps(model, groups: list[ResponseGroup], pad_token_id: int = 0,
             key = (type(_inner_model(model)), attention_implementation(model))
             if key not in _FALLBACK_LOGGED:
                 _FALLBACK_LOGGED.add(key)
-                logger.warning("prefix sharing unavailable for %s with attention %r: one row per response",
-                               key[0].__name__, key[1])
+                logger.warning(
+                    "prefix sharing unavailable for %s with attention %r: one row per response", key[0].__name__, key[1]
+                )
     device = _model_device(model)
     if shared:
         batch = pack_shared_prefix(groups, pad_token_id, mask_dtype=_model_dtype(model)).to(device)

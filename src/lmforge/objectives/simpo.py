@@ -34,6 +34,9 @@ def simpo_pair_loss(beta: float, gamma: float):
 
 
 SPEC = ObjectiveSpec(
-    "simpo", SimPOConfig,
+    "simpo",
+    SimPOConfig,
     lambda p, alpha: preference_objective(simpo_pair_loss(p["beta"], p["gamma"]), False, neftune_alpha=alpha),
-    title="SimPO", data=CANDIDATES)
+    title="SimPO",
+    data=CANDIDATES,
+)

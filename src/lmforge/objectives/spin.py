@@ -33,5 +33,11 @@ class SPINConfig(Strict):
 
 
 SPEC = ObjectiveSpec(
-    "spin", SPINConfig, lambda p, alpha: preference_objective(dpo_pair_loss(p["beta"]), True, neftune_alpha=alpha),
-    title="SPIN (self-play against the previous iteration)", data=CANDIDATES, reference=True, self_generated=True)
+    "spin",
+    SPINConfig,
+    lambda p, alpha: preference_objective(dpo_pair_loss(p["beta"]), True, neftune_alpha=alpha),
+    title="SPIN (self-play against the previous iteration)",
+    data=CANDIDATES,
+    reference=True,
+    self_generated=True,
+)

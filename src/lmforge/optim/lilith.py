@@ -61,15 +61,28 @@ class Lilith(torch.optim.Optimizer):
         for name, beta in (("beta1_m", beta1_m), ("beta2_m", beta2_m), ("beta_v", beta_v), ("ema_beta", ema_beta)):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {beta}")
-        for name, value in (("eps", eps), ("weight_decay", weight_decay), ("g_norm_min", g_norm_min),
-                            ("ratio_min", ratio_min)):
+        for name, value in (
+            ("eps", eps),
+            ("weight_decay", weight_decay),
+            ("g_norm_min", g_norm_min),
+            ("ratio_min", ratio_min),
+        ):
             if value < 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if not isinstance(ema_k, int) or ema_k < 0:
             raise ValueError(f"ema_k must be an integer >= 0, got {ema_k!r}")
         defaults = dict(
-            lr=lr, eps=eps, beta1_m=beta1_m, beta2_m=beta2_m, beta_v=beta_v, weight_decay=weight_decay,
-            g_norm_min=g_norm_min, ratio_min=ratio_min, acceleration=acceleration, ema_k=ema_k, ema_beta=ema_beta,
+            lr=lr,
+            eps=eps,
+            beta1_m=beta1_m,
+            beta2_m=beta2_m,
+            beta_v=beta_v,
+            weight_decay=weight_decay,
+            g_norm_min=g_norm_min,
+            ratio_min=ratio_min,
+            acceleration=acceleration,
+            ema_k=ema_k,
+            ema_beta=ema_beta,
         )
         super().__init__(params, defaults)
 

@@ -20,14 +20,27 @@ OptimizerBuilder = Callable[..., torch.optim.Optimizer]
 
 
 def _adamw(
-    groups, *, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
+    groups,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.01,
 ) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
 
 def _adalite(
-    groups, *, lr: float, betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 0.01,
-    g_norm_min: float = 1e-10, ratio_min: float = 1e-4, tau: float = 1.0, eps1: float = 1e-6, eps2: float = 1e-10,
+    groups,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.01,
+    g_norm_min: float = 1e-10,
+    ratio_min: float = 1e-4,
+    tau: float = 1.0,
+    eps1: float = 1e-6,
+    eps2: float = 1e-10,
 ) -> torch.optim.Optimizer:
     # pytorch-optimizer's Adalite with its own defaults; seed 000's "Lambda" is its
     # weight_decay. eps1 plays Adam's eps (though added under the square root: u/sqrt(v + eps1));
@@ -35,18 +48,48 @@ def _adalite(
     # the row/column importance weights.
     from pytorch_optimizer import Adalite
 
-    return Adalite(groups, lr=lr, betas=tuple(betas), weight_decay=weight_decay, g_norm_min=g_norm_min,
-                   ratio_min=ratio_min, tau=tau, eps1=eps1, eps2=eps2)
+    return Adalite(
+        groups,
+        lr=lr,
+        betas=tuple(betas),
+        weight_decay=weight_decay,
+        g_norm_min=g_norm_min,
+        ratio_min=ratio_min,
+        tau=tau,
+        eps1=eps1,
+        eps2=eps2,
+    )
 
 
 def _lilith(
-    groups, *, lr: float, eps: float = 1e-8, beta1_m: float = 0.9, beta2_m: float = 0.99, beta_v: float = 0.999,
-    weight_decay: float = 0.01, g_norm_min: float = 1e-4, ratio_min: float = 1e-4, acceleration: float = 1.0,
-    ema_k: int = 0, ema_beta: float = 0.99,
+    groups,
+    *,
+    lr: float,
+    eps: float = 1e-8,
+    beta1_m: float = 0.9,
+    beta2_m: float = 0.99,
+    beta_v: float = 0.999,
+    weight_decay: float = 0.01,
+    g_norm_min: float = 1e-4,
+    ratio_min: float = 1e-4,
+    acceleration: float = 1.0,
+    ema_k: int = 0,
+    ema_beta: float = 0.99,
 ) -> torch.optim.Optimizer:
-    return Lilith(groups, lr=lr, eps=eps, beta1_m=beta1_m, beta2_m=beta2_m, beta_v=beta_v,
-                  weight_decay=weight_decay, g_norm_min=g_norm_min, ratio_min=ratio_min,
-                  acceleration=acceleration, ema_k=ema_k, ema_beta=ema_beta)
+    return Lilith(
+        groups,
+        lr=lr,
+        eps=eps,
+        beta1_m=beta1_m,
+        beta2_m=beta2_m,
+        beta_v=beta_v,
+        weight_decay=weight_decay,
+        g_norm_min=g_norm_min,
+        ratio_min=ratio_min,
+        acceleration=acceleration,
+        ema_k=ema_k,
+        ema_beta=ema_beta,
+    )
 
 
 OPTIMIZERS: dict[str, OptimizerBuilder] = {"adamw": _adamw, "adalite": _adalite, "lilith": _lilith}

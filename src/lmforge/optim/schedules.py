@@ -25,8 +25,13 @@ def _cosine(optimizer, total_steps: int, warmup_steps: int, *, min_lr_ratio: flo
     """Linear warmup from 0, then half a cosine from lr down to min_lr_ratio·lr at total_steps."""
     if min_lr_ratio == 0.0:
         return get_scheduler("cosine", optimizer, num_warmup_steps=warmup_steps, num_training_steps=total_steps)
-    return get_scheduler("cosine_with_min_lr", optimizer, num_warmup_steps=warmup_steps,
-                         num_training_steps=total_steps, scheduler_specific_kwargs={"min_lr_rate": min_lr_ratio})
+    return get_scheduler(
+        "cosine_with_min_lr",
+        optimizer,
+        num_warmup_steps=warmup_steps,
+        num_training_steps=total_steps,
+        scheduler_specific_kwargs={"min_lr_rate": min_lr_ratio},
+    )
 
 
 def _linear(optimizer, total_steps: int, warmup_steps: int) -> LRScheduler:
@@ -40,7 +45,12 @@ def _constant(optimizer, total_steps: int, warmup_steps: int) -> LRScheduler:
 
 
 def _one_cycle(
-    optimizer, total_steps: int, warmup_steps: int, *, div_factor: float = 25.0, final_div_factor: float = 1e4,
+    optimizer,
+    total_steps: int,
+    warmup_steps: int,
+    *,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
 ) -> LRScheduler:
     """One-cycle cosine without cycle momentum (source 004), torch's OneCycleLR.
 
@@ -58,9 +68,14 @@ def _one_cycle(
         return _cosine(optimizer, total_steps, 0, min_lr_ratio=1.0 / (div_factor * final_div_factor))
     steps = total_steps + 1
     return OneCycleLR(
-        optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=steps,
-        pct_start=(warmup_steps + 1) / steps, anneal_strategy="cos", cycle_momentum=False,
-        div_factor=div_factor, final_div_factor=final_div_factor,
+        optimizer,
+        max_lr=[group["lr"] for group in optimizer.param_groups],
+        total_steps=steps,
+        pct_start=(warmup_steps + 1) / steps,
+        anneal_strategy="cos",
+        cycle_momentum=False,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
     )
 
 
@@ -79,7 +94,12 @@ def _sigmoid_multiplier(step: int, *, warmup_steps: int, total_steps: int, steep
 
 
 def _sigmoid(
-    optimizer, total_steps: int, warmup_steps: int, *, steepness: float = 10.0, decay: str = "none",
+    optimizer,
+    total_steps: int,
+    warmup_steps: int,
+    *,
+    steepness: float = 10.0,
+    decay: str = "none",
 ) -> LRScheduler:
     """Sigmoid warmup that "starts slow, rapidly accelerates, and finally stabilizes"
     (source 002). With x = step / warmup_steps and σ_k(x) = 1 / (1 + exp(−k·(x − ½))), the
@@ -97,13 +117,19 @@ def _sigmoid(
         raise ValueError(f"steepness must be > 0, got {steepness}")
     if decay not in ("none", "cosine"):
         raise ValueError(f"decay must be 'none' or 'cosine', got {decay!r}")
-    multiplier = partial(_sigmoid_multiplier, warmup_steps=warmup_steps, total_steps=total_steps,
-                         steepness=steepness, decay=decay)
+    multiplier = partial(
+        _sigmoid_multiplier, warmup_steps=warmup_steps, total_steps=total_steps, steepness=steepness, decay=decay
+    )
     return LambdaLR(optimizer, multiplier)
 
 
 def _wsd(
-    optimizer, total_steps: int, warmup_steps: int, *, decay_ratio: float = 0.1, min_lr_ratio: float = 0.0,
+    optimizer,
+    total_steps: int,
+    warmup_steps: int,
+    *,
+    decay_ratio: float = 0.1,
+    min_lr_ratio: float = 0.0,
     decay_type: str = "cosine",
 ) -> LRScheduler:
     """Warmup-stable-decay, transformers' get_wsd_schedule: linear warmup from
@@ -112,10 +138,15 @@ def _wsd(
     total_steps."""
     decay_steps = math.ceil(total_steps * decay_ratio)
     if warmup_steps + decay_steps > total_steps:
-        raise ValueError(f"wsd: {warmup_steps} warmup + {decay_steps} decay steps exceed "
-                         f"{total_steps} total steps")
-    return get_wsd_schedule(optimizer, num_warmup_steps=warmup_steps, num_decay_steps=decay_steps,
-                            num_training_steps=total_steps, min_lr_ratio=min_lr_ratio, decay_type=decay_type)
+        raise ValueError(f"wsd: {warmup_steps} warmup + {decay_steps} decay steps exceed {total_steps} total steps")
+    return get_wsd_schedule(
+        optimizer,
+        num_warmup_steps=warmup_steps,
+        num_decay_steps=decay_steps,
+        num_training_steps=total_steps,
+        min_lr_ratio=min_lr_ratio,
+        decay_type=decay_type,
+    )
 
 
 SCHEDULES: dict[str, ScheduleBuilder] = {
@@ -133,8 +164,12 @@ def warmup_steps_for(total_steps: int, warmup_ratio: float, warmup_steps: int | 
 
 
 def build_schedule(
-    name: str, optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float = 0.0,
-    warmup_steps: int | None = None, **options,
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_ratio: float = 0.0,
+    warmup_steps: int | None = None,
+    **options,
 ) -> LRScheduler:
     """The schedule registered as `name` (KeyError if none); `options` are its own keywords
     (TypeError for one it doesn't take). warmup_steps, when given, overrides warmup_ratio."""
@@ -143,7 +178,12 @@ def build_schedule(
 
 
 def learning_rates(
-    name: str, total_steps: int, lr: float, warmup_ratio: float = 0.0, warmup_steps: int | None = None, **options,
+    name: str,
+    total_steps: int,
+    lr: float,
+    warmup_ratio: float = 0.0,
+    warmup_steps: int | None = None,
+    **options,
 ) -> list[float]:
     """The learning rate at every step 0 .. total_steps−1 of a schedule with peak `lr`
     (for plotting), read off the schedule built over one dummy parameter."""

@@ -80,8 +80,9 @@ def _eos_token(model_dir: Path) -> str | None:
 
 def _results_records(records: list[tuple[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """The results records (not e.g. a robustness report) among eval/*.json, by file name."""
-    return [(name, record) for name, record in records
-            if isinstance(record, dict) and isinstance(record.get("tasks"), list)]
+    return [
+        (name, record) for name, record in records if isinstance(record, dict) and isinstance(record.get("tasks"), list)
+    ]
 
 
 def read_run_files(run_dir: Path) -> RunFiles:
@@ -95,16 +96,20 @@ def read_run_files(run_dir: Path) -> RunFiles:
         files.meta = _read_json(model_dir / META_FILE)
     files.eos_token = _eos_token(model_dir)
     files.metrics = read_metrics(run_dir / METRICS_FILE)
-    files.evals = _results_records([(path.name, _read_json(path))
-                                    for path in sorted((run_dir / EVAL_DIR).glob("*.json"))])
+    files.evals = _results_records(
+        [(path.name, _read_json(path)) for path in sorted((run_dir / EVAL_DIR).glob("*.json"))]
+    )
     return files
 
 
 def is_described_model(directory: Path) -> bool:
     """A model directory whose lmforge.json carries its run (report/provenance.py)."""
     path = Path(directory) / META_FILE
-    return path.is_file() and not (Path(directory) / rundir.RUN_FILE).is_file() \
+    return (
+        path.is_file()
+        and not (Path(directory) / rundir.RUN_FILE).is_file()
         and isinstance(_read_json(path).get("run"), dict)
+    )
 
 
 def read_model_files(model_dir: Path) -> RunFiles:
@@ -114,15 +119,23 @@ def read_model_files(model_dir: Path) -> RunFiles:
     meta = _read_json(model_dir / META_FILE) if (model_dir / META_FILE).is_file() else {}
     run = meta.get("run")
     if not isinstance(run, dict):
-        raise LmforgeError(f"{model_dir}: {META_FILE} does not say which run made the model (no 'run' record: "
-                           "an older lmforge wrote it); make the card from its run directory")
+        raise LmforgeError(
+            f"{model_dir}: {META_FILE} does not say which run made the model (no 'run' record: "
+            "an older lmforge wrote it); make the card from its run directory"
+        )
     if run.get("status") != "finished":
         raise LmforgeError(f"{model_dir}: the run is {run.get('status')}; a model card needs a finished run")
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     evals = meta.get("evals") if isinstance(meta.get("evals"), dict) else {}
     return RunFiles(
-        model_dir, run, config=config, meta=meta, metrics=list(meta.get("training_evals") or []),
-        evals=_results_records(sorted(evals.items())), eos_token=_eos_token(model_dir), name=meta.get("run_name"),
+        model_dir,
+        run,
+        config=config,
+        meta=meta,
+        metrics=list(meta.get("training_evals") or []),
+        evals=_results_records(sorted(evals.items())),
+        eos_token=_eos_token(model_dir),
+        name=meta.get("run_name"),
         config_text=yaml.safe_dump(config, sort_keys=False) if config else None,
     )
 
@@ -189,21 +202,29 @@ def evaluation_rows(files: RunFiles) -> list[EvalRow]:
     training (their last scores), and each `lmforge eval` record in RUN_DIR/eval/."""
     rows: list[EvalRow] = []
     final = files.run.get("final_metrics") or {}
-    validation = {"name": "validation split of the training data", "type": "+".join(dataset_ids(files)) or "data",
-                  "split": "validation"}
+    validation = {
+        "name": "validation split of the training data",
+        "type": "+".join(dataset_ids(files)) or "data",
+        "split": "validation",
+    }
     for key, metric in (("eval_loss", "loss"), ("eval_perplexity", "perplexity")):
         if isinstance(final.get(key), (int, float)):
-            rows.append(EvalRow("validation split, end of training", "validation", None, metric, final[key],
-                                dataset=validation))
+            rows.append(
+                EvalRow("validation split, end of training", "validation", None, metric, final[key], dataset=validation)
+            )
     for entry in files.section("train").get("eval_tasks") or []:
         name = Path(str(entry.get("task", ""))).stem
         prefix = f"eval_{name}_"
         logged = [row for row in files.metrics if any(k.startswith(prefix) for k in row)]
         if logged:
             last = logged[-1]
-            rows += [EvalRow(f"during training, step {last.get('step')}", name, entry.get("shots"),
-                             key[len(prefix):], value) for key, value in last.items()
-                     if key.startswith(prefix) and isinstance(value, (int, float))]
+            rows += [
+                EvalRow(
+                    f"during training, step {last.get('step')}", name, entry.get("shots"), key[len(prefix) :], value
+                )
+                for key, value in last.items()
+                if key.startswith(prefix) and isinstance(value, (int, float))
+            ]
     for file_name, record in files.evals:
         step = (record.get("model") or {}).get("step")
         source = f"lmforge eval ({file_name}" + (f", checkpoint step {step})" if step is not None else ")")
@@ -215,9 +236,17 @@ def evaluation_rows(files: RunFiles) -> list[EvalRow]:
                     continue
                 stderr = metrics.get(f"{metric}_stderr")
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                    rows.append(EvalRow(source, task.get("name", "?"), task.get("shots"), metric, value,
-                                        stderr if isinstance(stderr, float) and math.isfinite(stderr) else None,
-                                        dataset))
+                    rows.append(
+                        EvalRow(
+                            source,
+                            task.get("name", "?"),
+                            task.get("shots"),
+                            metric,
+                            value,
+                            stderr if isinstance(stderr, float) and math.isfinite(stderr) else None,
+                            dataset,
+                        )
+                    )
     return rows
 
 
@@ -238,9 +267,9 @@ def model_index(files: RunFiles, rows: list[EvalRow]) -> list[dict[str, Any]]:
     for row in rows:
         if row.dataset is None:
             continue
-        result = results.setdefault((row.source, row.task), {"task": dict(TASK), "dataset": row.dataset,
-                                                             "metrics": []})
+        result = results.setdefault((row.source, row.task), {"task": dict(TASK), "dataset": row.dataset, "metrics": []})
         shots = f", {row.shots}-shot" if row.shots else ""
-        result["metrics"].append({"type": row.metric, "value": round(float(row.value), 4),
-                                  "name": f"{row.metric} ({row.task}{shots})"})
+        result["metrics"].append(
+            {"type": row.metric, "value": round(float(row.value), 4), "name": f"{row.metric} ({row.task}{shots})"}
+        )
     return [{"name": title(files), "results": list(results.values())}] if results else []

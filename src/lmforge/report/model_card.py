@@ -33,8 +33,20 @@ from lmforge.errors import LmforgeError
 from lmforge.eval.results import format_value
 from lmforge.models.adapters import update_scale
 from lmforge.report.card_inputs import (
-    HUB_DATASET, EvalRow, RunFiles, dataset_entries, dataset_id, dataset_ids, evaluation_rows, hub_base_model,
-    is_adapter_artifact, is_described_model, model_index, quantize_bits, read_card_files, title,
+    HUB_DATASET,
+    EvalRow,
+    RunFiles,
+    dataset_entries,
+    dataset_id,
+    dataset_ids,
+    evaluation_rows,
+    hub_base_model,
+    is_adapter_artifact,
+    is_described_model,
+    model_index,
+    quantize_bits,
+    read_card_files,
+    title,
 )
 from lmforge import rundir
 from lmforge.objectives.registry import OBJECTIVES
@@ -44,11 +56,15 @@ CURVE_FILE = "loss_curve.png"
 
 OBJECTIVE_NAMES = {name: spec.title for name, spec in OBJECTIVES.items()}
 OBJECTIVE_SETTINGS = {  # (label, shown as a percentage)
-    "ratio": ("MixCE ratio (eta)", False), "p_in": ("Input masking probability", True),
+    "ratio": ("MixCE ratio (eta)", False),
+    "p_in": ("Input masking probability", True),
     "p_label": ("Label masking probability", True),
     "p_answer_only": ("Answer-only (full rationale label masking) probability", True),
-    "weight": ("Regularization weight", False), "fused": ("Masked and full pass in one forward", False),
-    "beta": ("beta", False), "tau": ("tau", False), "gamma": ("Target reward margin (gamma)", False),
+    "weight": ("Regularization weight", False),
+    "fused": ("Masked and full pass in one forward", False),
+    "beta": ("beta", False),
+    "tau": ("tau", False),
+    "gamma": ("Target reward margin (gamma)", False),
 }
 
 
@@ -138,14 +154,18 @@ def summary(files: RunFiles, export: dict[str, Any] | None) -> str:
         what = f"a full fine-tune of {base}"
     else:
         size = model.get("size") or {}
-        what = (f"a {model.get('architecture', 'llama')} model (hidden size {size.get('hidden_size')}, "
-                f"{size.get('num_layers')} layers, {size.get('num_heads')} attention heads) initialized at random")
+        what = (
+            f"a {model.get('architecture', 'llama')} model (hidden size {size.get('hidden_size')}, "
+            f"{size.get('num_layers')} layers, {size.get('num_heads')} attention heads) initialized at random"
+        )
     objective = files.section("train", "objective").get("name", "ce")
     on = f" on {', '.join(f'`{d}`' for d in dataset_ids(files))}" if dataset_ids(files) else ""
     steps = files.run.get("global_step")
-    text = (f"**{title(files)}** is {what}, trained with lmforge using the "
-            f"{OBJECTIVE_NAMES.get(objective, objective)} objective{on}"
-            + (f" for {steps} optimizer steps." if steps is not None else "."))
+    text = (
+        f"**{title(files)}** is {what}, trained with lmforge using the "
+        f"{OBJECTIVE_NAMES.get(objective, objective)} objective{on}"
+        + (f" for {steps} optimizer steps." if steps is not None else ".")
+    )
     if export:
         text += " This folder is an export of that run; see *Export* below."
     return text
@@ -166,17 +186,30 @@ def data_section(files: RunFiles) -> list[str]:
         head += f"; sha256 `{digest[:12]}…`)" if digest and digest != HUB_DATASET else ")"
         if report:
             dropped = ", ".join(f"{reason} {count}" for reason, count in (report.get("dropped") or {}).items())
-            head += (f": {report.get('records', 0)} records → {report.get('examples', 0)} examples; "
-                     f"{report.get('train', 0)} train / {report.get('val', 0)} validation / "
-                     f"{report.get('test', 0)} test; dropped: {dropped or 'none'}; "
-                     f"truncated: {report.get('truncated', 0)}")
+            head += (
+                f": {report.get('records', 0)} records → {report.get('examples', 0)} examples; "
+                f"{report.get('train', 0)} train / {report.get('val', 0)} validation / "
+                f"{report.get('test', 0)} test; dropped: {dropped or 'none'}; "
+                f"truncated: {report.get('truncated', 0)}"
+            )
             if report.get("train"):
-                head += f"; {report.get('mean_tokens')} tokens per training example on average " \
-                        f"(max {report.get('max_tokens')})"
-        filters = [f"{label} {_num(entry[key])}" for key, label in (
-            ("subset", "subset"), ("lang", "languages"), ("min_chars", "min characters"),
-            ("max_chars", "max characters"), ("max_train_set", "at most train"),
-            ("max_val_set", "at most validation"), ("weight", "mix weight")) if entry.get(key) is not None]
+                head += (
+                    f"; {report.get('mean_tokens')} tokens per training example on average "
+                    f"(max {report.get('max_tokens')})"
+                )
+        filters = [
+            f"{label} {_num(entry[key])}"
+            for key, label in (
+                ("subset", "subset"),
+                ("lang", "languages"),
+                ("min_chars", "min characters"),
+                ("max_chars", "max characters"),
+                ("max_train_set", "at most train"),
+                ("max_val_set", "at most validation"),
+                ("weight", "mix weight"),
+            )
+            if entry.get(key) is not None
+        ]
         lines.append(head + (f". Filters: {', '.join(filters)}." if filters else "."))
     data = files.section("data")
     dedup = data.get("dedup") or {}
@@ -187,8 +220,10 @@ def data_section(files: RunFiles) -> list[str]:
         lines.append(f"- Training mix: {data['mix_size']} examples drawn by dataset weight")
     for stage in data.get("stages") or []:
         weights = ", ".join(f"{k} {_num(v)}" for k, v in (stage.get("weights") or {}).items())
-        lines.append(f"- Stage `{stage.get('name')}`: {weights}" + (f" ({stage['mix_size']} examples)"
-                                                                     if stage.get("mix_size") else ""))
+        lines.append(
+            f"- Stage `{stage.get('name')}`: {weights}"
+            + (f" ({stage['mix_size']} examples)" if stage.get("mix_size") else "")
+        )
     return lines + [""]
 
 
@@ -199,13 +234,17 @@ def procedure_section(files: RunFiles) -> list[str]:
     versions = run.get("versions") or {}
     items: list[str] = []
     if versions.get("lmforge"):
-        items.append(f"Framework: lmforge {versions['lmforge']} (transformers {versions.get('transformers')}, "
-                     f"torch {versions.get('torch')})")
+        items.append(
+            f"Framework: lmforge {versions['lmforge']} (transformers {versions.get('transformers')}, "
+            f"torch {versions.get('torch')})"
+        )
     items += _objective_items(train) + _adapter_items(model) + _optimizer_items(train) + _batch_items(train, run)
     if data.get("max_length"):
         over = "truncated" if data.get("overlength") == "truncate" else "dropped"
-        items.append(f"Training sequence length: {data['max_length']} tokens (longer examples {over})"
-                     + ("; examples packed into full rows" if data.get("packing") else ""))
+        items.append(
+            f"Training sequence length: {data['max_length']} tokens (longer examples {over})"
+            + ("; examples packed into full rows" if data.get("packing") else "")
+        )
     if data.get("format_augmentation"):
         items.append(f"Prompt-format augmentation: {', '.join(data['format_augmentation'])}")
     items += _length_items(train, run)
@@ -244,8 +283,9 @@ def _optimizer_items(train: dict[str, Any]) -> list[str]:
     if optimizer:
         lr, name = optimizer.pop("lr", None), optimizer.pop("name", "adamw")
         settings = ", ".join(f"{k.replace('_', ' ')} {_num(v)}" for k, v in optimizer.items())
-        items.append(f"Optimizer: {'AdamW' if name == 'adamw' else name.capitalize()}"
-                     + (f" ({settings})" if settings else ""))
+        items.append(
+            f"Optimizer: {'AdamW' if name == 'adamw' else name.capitalize()}" + (f" ({settings})" if settings else "")
+        )
         if lr is not None:
             items.append(f"Learning rate: {_num(lr)}")
     if train.get("max_grad_norm") is not None:
@@ -258,8 +298,11 @@ def _optimizer_items(train: dict[str, Any]) -> list[str]:
         else:
             warmup = f"warmup {_percent(ratio)} of the steps" if ratio else "no warmup"
         settings = ", ".join(f"{k} {_num(v)}" for k, v in schedule.items() if k != "name")
-        items.append(f"Learning rate schedule: {schedule.get('name', 'cosine')}"
-                     + (f" ({settings})" if settings else "") + f", {warmup}")
+        items.append(
+            f"Learning rate schedule: {schedule.get('name', 'cosine')}"
+            + (f" ({settings})" if settings else "")
+            + f", {warmup}"
+        )
     return items
 
 
@@ -283,16 +326,20 @@ def _adapter_items(model: dict[str, Any]) -> list[str]:
         scale = f"alpha/sqrt(r) = {value:.4g} (rank-stabilized)" if adapter.get("rslora") else f"alpha/r = {value:.4g}"
         targets = adapter.get("target_modules", "all-linear")
         targets = ", ".join(targets) if isinstance(targets, list) else f"{targets} layers"
-        items.append(f"Adapter: {'DoRA' if adapter.get('type') == 'dora' else 'LoRA'}, r {r}, alpha {_num(alpha)} "
-                     f"(update scale {scale}), dropout {_num(adapter.get('dropout', 0.05))}, on {targets}")
+        items.append(
+            f"Adapter: {'DoRA' if adapter.get('type') == 'dora' else 'LoRA'}, r {r}, alpha {_num(alpha)} "
+            f"(update scale {scale}), dropout {_num(adapter.get('dropout', 0.05))}, on {targets}"
+        )
         if adapter.get("modules_to_save"):
             items.append(f"Trained in full and saved with the adapter: {', '.join(adapter['modules_to_save'])}")
     if quantization:
         bits = quantization.get("bits", 4)
-        kind = (f"4-bit {str(quantization.get('type', 'nf4')).upper()}" if bits == 4 else "8-bit (LLM.int8())")
+        kind = f"4-bit {str(quantization.get('type', 'nf4')).upper()}" if bits == 4 else "8-bit (LLM.int8())"
         double = ", double quantization" if bits == 4 and quantization.get("double_quant") else ""
-        items.append(f"Base quantization (QLoRA): {kind}{double}, {quantization.get('compute_dtype', 'bf16')} "
-                     "compute (bitsandbytes)")
+        items.append(
+            f"Base quantization (QLoRA): {kind}{double}, {quantization.get('compute_dtype', 'bf16')} "
+            "compute (bitsandbytes)"
+        )
     return items
 
 
@@ -303,26 +350,37 @@ def _batch_items(train: dict[str, Any], run: dict[str, Any]) -> list[str]:
     processes = run.get("processes") or 1
     accumulation = total // (micro * processes) if total % (micro * processes) == 0 else None
     plural = "es" if processes > 1 else ""
-    return [f"Batch size: {micro} per process × {processes} process{plural}, accumulated to {total}"
-            + (f" ({accumulation} accumulation step{'s' if accumulation != 1 else ''})" if accumulation else "")]
+    return [
+        f"Batch size: {micro} per process × {processes} process{plural}, accumulated to {total}"
+        + (f" ({accumulation} accumulation step{'s' if accumulation != 1 else ''})" if accumulation else "")
+    ]
 
 
 def _hardware_items(train: dict[str, Any], run: dict[str, Any], versions: dict[str, str]) -> list[str]:
     items = []
     processes = run.get("processes") or 1
-    engine = "FSDP2" if train.get("fsdp") else "DeepSpeed" if train.get("deepspeed") else \
-        "DDP" if processes > 1 else None
-    items.append(f"Hardware: {processes} process{'es' if processes > 1 else ''}" + (f" ({engine})" if engine else "")
-                 + "; " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    engine = (
+        "FSDP2" if train.get("fsdp") else "DeepSpeed" if train.get("deepspeed") else "DDP" if processes > 1 else None
+    )
+    items.append(
+        f"Hardware: {processes} process{'es' if processes > 1 else ''}"
+        + (f" ({engine})" if engine else "")
+        + "; "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+    )
     try:
         started = dt.datetime.fromisoformat(run["started"])
         ended = dt.datetime.fromisoformat(run["ended"])
     except (KeyError, TypeError, ValueError):
         return items
-    resumed = f"; resumed from {Path(run['resumed_from']).name}, first started {run.get('first_started')}" \
-        if run.get("resumed_from") else ""
-    items.append(f"Wall time: {_duration((ended - started).total_seconds())} ({run['started']} → {run['ended']}"
-                 f"{resumed})")
+    resumed = (
+        f"; resumed from {Path(run['resumed_from']).name}, first started {run.get('first_started')}"
+        if run.get("resumed_from")
+        else ""
+    )
+    items.append(
+        f"Wall time: {_duration((ended - started).total_seconds())} ({run['started']} → {run['ended']}{resumed})"
+    )
     return items
 
 
@@ -331,23 +389,36 @@ def prompt_section(files: RunFiles) -> list[str]:
     if not name:
         return []
     cot = bool(files.meta.get("cot"))
-    lines = ["## Prompt format", "",
-             f"Trained in the `{name}` format" + (", rationale first: the model writes its reasoning, then the "
-                                                 "answer." if cot else ".")]
+    lines = [
+        "## Prompt format",
+        "",
+        f"Trained in the `{name}` format"
+        + (", rationale first: the model writes its reasoning, then the answer." if cot else "."),
+    ]
     if files.meta.get("stop_strings"):
         lines[-1] += f" Generation stops at {', '.join(f'`{s}`' for s in files.meta['stop_strings'])}."
     if name == "chat_template":
         lines += ["", "The text is the tokenizer's own chat template (`tokenizer.apply_chat_template`)."]
         return lines + [""]
-    segments = ((Segment("user", "[instruction]"), Segment("rationale", "[reasoning]"), Segment("answer", "[answer]"))
-                if cot else (Segment("user", "[instruction]"), Segment("assistant", "[response]")))
+    segments = (
+        (Segment("user", "[instruction]"), Segment("rationale", "[reasoning]"), Segment("answer", "[answer]"))
+        if cot
+        else (Segment("user", "[instruction]"), Segment("assistant", "[response]"))
+    )
     try:
         pieces = get_format(name).render(Conversation(segments), SimpleNamespace(eos_token=files.eos_token or ""))
     except (LmforgeError, AttributeError, TypeError):
         return lines + [""]
     example = "".join(text for text, _ in pieces)
-    return lines + ["", "The saved tokenizer's chat template renders the same text. One example:", "", "```text",
-                    example.rstrip("\n"), "```", ""]
+    return lines + [
+        "",
+        "The saved tokenizer's chat template renders the same text. One example:",
+        "",
+        "```text",
+        example.rstrip("\n"),
+        "```",
+        "",
+    ]
 
 
 def evaluation_section(rows: list[EvalRow]) -> list[str]:
@@ -367,32 +438,53 @@ def usage_section(files: RunFiles, export: dict[str, Any] | None) -> list[str]:
     """Loading and prompting: plain transformers, or peft for an adapter."""
     model_id = title(files)
     name = files.meta.get("prompt_format") or files.section("data").get("prompt_format")
-    bos = "" if name == "chat_template" else "(tokenizer.bos_token or \"\") + "  # chat templates add their own
+    bos = "" if name == "chat_template" else '(tokenizer.bos_token or "") + '  # chat templates add their own
     if is_adapter_artifact(files, export):
         base = files.section("model").get("name_or_path")
-        base_line = f'base = AutoModelForCausalLM.from_pretrained("{base}")' if base else \
-            'base = AutoModelForCausalLM.from_pretrained(f"{path}/base")  # the freshly built base, saved alongside'
-        load = ["from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                f'path = "{model_id}"  # this folder or its hub repository',
-                "tokenizer = AutoTokenizer.from_pretrained(path)", base_line,
-                "# tokens added in training: grow the base; their rows come from the adapter",
-                "base.resize_token_embeddings(len(tokenizer), mean_resizing=False)",
-                "model = PeftModel.from_pretrained(base, path)"]
+        base_line = (
+            f'base = AutoModelForCausalLM.from_pretrained("{base}")'
+            if base
+            else 'base = AutoModelForCausalLM.from_pretrained(f"{path}/base")  # the freshly built base, saved alongside'
+        )
+        load = [
+            "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'path = "{model_id}"  # this folder or its hub repository',
+            "tokenizer = AutoTokenizer.from_pretrained(path)",
+            base_line,
+            "# tokens added in training: grow the base; their rows come from the adapter",
+            "base.resize_token_embeddings(len(tokenizer), mean_resizing=False)",
+            "model = PeftModel.from_pretrained(base, path)",
+        ]
     else:
         bits = quantize_bits(export.get("quantize")) if export else None
-        arguments = 'path)  # bitsandbytes weights: needs the bitsandbytes package' if bits else "path)"
-        load = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                f'path = "{model_id}"  # this folder or its hub repository',
-                f"model = AutoModelForCausalLM.from_pretrained({arguments}",
-                "tokenizer = AutoTokenizer.from_pretrained(path)"]
-    code = [*load,
-            'messages = [{"role": "user", "content": "What is 12 plus 7?"}]',
-            "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
-            f'inputs = tokenizer({bos}prompt, return_tensors="pt", add_special_tokens=False).to(model.device)',
-            "output = model.generate(**inputs, max_new_tokens=256)",
-            'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))']
-    return ["## How to use", "", "```python", *code, "```", "",
-            "Or with lmforge: `lmforge generate PATH --prompt \"What is 12 plus 7?\"`.", ""]
+        arguments = "path)  # bitsandbytes weights: needs the bitsandbytes package" if bits else "path)"
+        load = [
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'path = "{model_id}"  # this folder or its hub repository',
+            f"model = AutoModelForCausalLM.from_pretrained({arguments}",
+            "tokenizer = AutoTokenizer.from_pretrained(path)",
+        ]
+    code = [
+        *load,
+        'messages = [{"role": "user", "content": "What is 12 plus 7?"}]',
+        "prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)",
+        f'inputs = tokenizer({bos}prompt, return_tensors="pt", add_special_tokens=False).to(model.device)',
+        "output = model.generate(**inputs, max_new_tokens=256)",
+        'print(tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))',
+    ]
+    return [
+        "## How to use",
+        "",
+        "```python",
+        *code,
+        "```",
+        "",
+        'Or with lmforge: `lmforge generate PATH --prompt "What is 12 plus 7?"`.',
+        "",
+    ]
 
 
 def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
@@ -401,15 +493,20 @@ def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
     if export.get("source"):
         items.append(f"Exported from the run `{export['source']}`")
     if adapter:
-        items.append("The adapter merged into the base weights: a plain transformers model, no peft needed"
-                     if export.get("merged") else "The adapter alone (load it with peft on its base model)")
+        items.append(
+            "The adapter merged into the base weights: a plain transformers model, no peft needed"
+            if export.get("merged")
+            else "The adapter alone (load it with peft on its base model)"
+        )
     if export.get("dtype"):
         items.append(f"Weights saved in {export['dtype']}")
     bits = quantize_bits(export.get("quantize"))
     if bits:
         kind = "8-bit (LLM.int8())" if bits == 8 else "4-bit NF4"
-        items.append(f"Quantized to {kind} with bitsandbytes; the quantization config is saved in config.json, "
-                     "so `from_pretrained` loads it as it is (needs the bitsandbytes package; its 0.45+ builds run on CPU too)")
+        items.append(
+            f"Quantized to {kind} with bitsandbytes; the quantization config is saved in config.json, "
+            "so `from_pretrained` loads it as it is (needs the bitsandbytes package; its 0.45+ builds run on CPU too)"
+        )
     elif export.get("quantize"):
         items.append(f"Quantized: {export['quantize']}")
     known = {"source", "merged", "dtype", "quantize"}
@@ -420,8 +517,18 @@ def export_section(files: RunFiles, export: dict[str, Any]) -> list[str]:
 def config_section(files: RunFiles) -> list[str]:
     if not files.config_text:
         return []
-    return ["## Training config", "", "<details><summary>config.yaml (the resolved config of the run)</summary>", "",
-            "```yaml", files.config_text.rstrip("\n"), "```", "", "</details>", ""]
+    return [
+        "## Training config",
+        "",
+        "<details><summary>config.yaml (the resolved config of the run)</summary>",
+        "",
+        "```yaml",
+        files.config_text.rstrip("\n"),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
 
 
 # ------------------------------------------------------------------------ the card
@@ -479,8 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", nargs="?", default=None, help="where README.md goes")
     args = parser.parse_args(argv)
     source = Path(args.directory)
-    target = Path(args.target) if args.target else \
-        source if is_described_model(source) else source / rundir.MODEL_DIR
+    target = Path(args.target) if args.target else source if is_described_model(source) else source / rundir.MODEL_DIR
     try:
         card = write_model_card(source, target)
     except LmforgeError as exc:

@@ -41,11 +41,22 @@ def plot_ablation(table: list[dict], png_path: Path) -> Path:
     labels = [row["label"] for row in table]
     means = [100 * row["accuracy_mean"] for row in table]
     sds = [100 * row["accuracy_sd"] for row in table]
-    bars = ax.bar(labels, means, yerr=sds, capsize=6, color=["tab:gray", "tab:blue", "tab:orange", "tab:green",
-                                                               "tab:red", "tab:purple"][: len(table)])
+    bars = ax.bar(
+        labels,
+        means,
+        yerr=sds,
+        capsize=6,
+        color=["tab:gray", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"][: len(table)],
+    )
     for bar, mean in zip(bars, means):
-        ax.annotate(f"{mean:.1f}%", (bar.get_x() + bar.get_width() / 2, mean), ha="center", va="bottom",
-                    xytext=(0, 3), textcoords="offset points")
+        ax.annotate(
+            f"{mean:.1f}%",
+            (bar.get_x() + bar.get_width() / 2, mean),
+            ha="center",
+            va="bottom",
+            xytext=(0, 3),
+            textcoords="offset points",
+        )
     ax.set_ylabel("strict exact match (%)")
     ax.set_title("held-out accuracy, mean ± sd over seeds")
     ax.grid(axis="y", alpha=0.3)
@@ -70,8 +81,13 @@ def plot_schedule(rates: list[float], title: str, png_path: Path) -> Path:
     return png_path
 
 
-def plot_metric_vs_step(series: dict[str, list[tuple[int, float]]], ylabel: str, png_path: Path,
-                        best: tuple[int, float] | None = None, title: str | None = None) -> Path:
+def plot_metric_vs_step(
+    series: dict[str, list[tuple[int, float]]],
+    ylabel: str,
+    png_path: Path,
+    best: tuple[int, float] | None = None,
+    title: str | None = None,
+) -> Path:
     """One line per series (e.g. per task) of a metric against optimizer step; the best
     point, when given, is ringed and labelled."""
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
@@ -79,8 +95,16 @@ def plot_metric_vs_step(series: dict[str, list[tuple[int, float]]], ylabel: str,
         if points:
             ax.plot(*zip(*points), marker="o", markersize=4, label=label)
     if best is not None:
-        ax.scatter([best[0]], [best[1]], s=160, facecolors="none", edgecolors="tab:red", linewidths=2, zorder=5,
-                   label=f"best: step {best[0]}")
+        ax.scatter(
+            [best[0]],
+            [best[1]],
+            s=160,
+            facecolors="none",
+            edgecolors="tab:red",
+            linewidths=2,
+            zorder=5,
+            label=f"best: step {best[0]}",
+        )
     ax.set_xlabel("optimizer step")
     ax.set_ylabel(ylabel)
     if title:
@@ -100,8 +124,9 @@ def _save_with_legend(fig, ax, png_path: Path) -> Path:
 def plot_grouped_bars(groups: list[str], bars: dict[str, list[tuple[float, float | None]]], png_path: Path) -> Path:
     """One panel per group (a task's metric, each on its own scale), one bar per series (a
     model) with its standard error; a missing value (NaN) leaves its bar out."""
-    fig, axes = plt.subplots(1, len(groups), figsize=(max(4.0, 2.2 + 1.1 * len(bars)) * len(groups) ** 0.8, 4),
-                             dpi=120, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(max(4.0, 2.2 + 1.1 * len(bars)) * len(groups) ** 0.8, 4), dpi=120, squeeze=False
+    )
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for index, (ax, group) in enumerate(zip(axes[0], groups)):
         for position, (label, cells) in enumerate(bars.items()):
@@ -110,8 +135,15 @@ def plot_grouped_bars(groups: list[str], bars: dict[str, list[tuple[float, float
                 continue
             error = stderr if stderr is not None and math.isfinite(stderr) else 0.0
             ax.bar(position, value, yerr=error or None, capsize=5, color=colors[position % len(colors)], label=label)
-            ax.annotate(f"{value:.3g}", (position, value + error), ha="center", va="bottom", xytext=(0, 3),
-                        textcoords="offset points", fontsize=8)  # above the error bar
+            ax.annotate(
+                f"{value:.3g}",
+                (position, value + error),
+                ha="center",
+                va="bottom",
+                xytext=(0, 3),
+                textcoords="offset points",
+                fontsize=8,
+            )  # above the error bar
         ax.set_xticks(range(len(bars)), list(bars), rotation=30, ha="right", fontsize=8)
         ax.set_title(group, fontsize=9)
         ax.grid(axis="y", alpha=0.3)

@@ -42,8 +42,11 @@ def describe_model(run_dir: Path) -> Path | None:
     if run is None or run.get("status") != "finished" or not path.is_file():
         return None
     metrics = run_dir / METRICS_FILE
-    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if metrics.is_file() else []
+    rows = (
+        [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if metrics.is_file()
+        else []
+    )
     meta = read_json(path)
     meta.update(
         run_name=run_dir.resolve().name,

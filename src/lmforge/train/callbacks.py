@@ -53,8 +53,10 @@ class NonFiniteGuard(TrainerCallback):
             param.grad = None
         self.skipped += 1
         self.consecutive += 1
-        print(f"[lmforge] step {state.global_step + 1}: non-finite loss, update skipped "
-              f"({self.skipped} skipped so far, {self.consecutive} in a row)")
+        print(
+            f"[lmforge] step {state.global_step + 1}: non-finite loss, update skipped "
+            f"({self.skipped} skipped so far, {self.consecutive} in a row)"
+        )
         if self.consecutive > self.max_consecutive:
             raise NonFiniteLossError(
                 f"training stopped at step {state.global_step + 1}: {self.consecutive} updates in a row had a "

@@ -50,68 +50,205 @@ KEY = "train.deepspeed"
 
 # Top-level keys DeepSpeed reads (DeepSpeedConfig._initialize_params and the engine, as of
 # 0.19.8), plus blocks older releases accept and 0.19.8 rejects with its own message.
-KNOWN_KEYS = frozenset({
-    "activation_checkpointing", "aio", "autotuning", "bf16", "bfloat16", "checkpoint", "comet", "comms_logger",
-    "communication_data_type", "compile", "csv_monitor", "data_efficiency", "data_types", "dataloader_drop_last",
-    "datastates_ckpt", "disable_allgather", "disable_python_gc", "dump_state", "expert_parallel", "flops_profiler",
-    "fp16", "gradient_accumulation_steps", "gradient_allreduce_op", "gradient_clipping", "gradient_predivide_factor",
-    "hybrid_engine", "log_level", "managed_gradient_accumulation", "memory_breakdown", "optimizer", "pipeline",
-    "prescale_gradients", "scheduler", "seq_parallel_communication_data_type", "sequence_parallel_size",
-    "steps_per_print", "tensor_parallel", "tensorboard", "timers", "torch_autocast", "train_batch_size",
-    "train_micro_batch_size_per_gpu", "use_data_before_expert_parallelism", "vocabulary_size",
-    "wall_clock_breakdown", "wandb", "weight_quantization", "zero_allow_untested_optimizer",
-    "zero_force_ds_cpu_optimizer", "zero_optimization",
-    # rejected by 0.19.8
-    "amp", "compression_training", "curriculum_learning", "eigenvalue", "elasticity", "graph_harvesting", "nebula",
-    "progressive_layer_drop", "quantize_training", "sparse_attention", "sparse_gradients",
-})
+KNOWN_KEYS = frozenset(
+    {
+        "activation_checkpointing",
+        "aio",
+        "autotuning",
+        "bf16",
+        "bfloat16",
+        "checkpoint",
+        "comet",
+        "comms_logger",
+        "communication_data_type",
+        "compile",
+        "csv_monitor",
+        "data_efficiency",
+        "data_types",
+        "dataloader_drop_last",
+        "datastates_ckpt",
+        "disable_allgather",
+        "disable_python_gc",
+        "dump_state",
+        "expert_parallel",
+        "flops_profiler",
+        "fp16",
+        "gradient_accumulation_steps",
+        "gradient_allreduce_op",
+        "gradient_clipping",
+        "gradient_predivide_factor",
+        "hybrid_engine",
+        "log_level",
+        "managed_gradient_accumulation",
+        "memory_breakdown",
+        "optimizer",
+        "pipeline",
+        "prescale_gradients",
+        "scheduler",
+        "seq_parallel_communication_data_type",
+        "sequence_parallel_size",
+        "steps_per_print",
+        "tensor_parallel",
+        "tensorboard",
+        "timers",
+        "torch_autocast",
+        "train_batch_size",
+        "train_micro_batch_size_per_gpu",
+        "use_data_before_expert_parallelism",
+        "vocabulary_size",
+        "wall_clock_breakdown",
+        "wandb",
+        "weight_quantization",
+        "zero_allow_untested_optimizer",
+        "zero_force_ds_cpu_optimizer",
+        "zero_optimization",
+        # rejected by 0.19.8
+        "amp",
+        "compression_training",
+        "curriculum_learning",
+        "eigenvalue",
+        "elasticity",
+        "graph_harvesting",
+        "nebula",
+        "progressive_layer_drop",
+        "quantize_training",
+        "sparse_attention",
+        "sparse_gradients",
+    }
+)
 
 # Keys of the blocks whose pydantic models in DeepSpeed forbid unknown keys (0.19.8, plus the
 # MiCS and LoCo keys that older releases accept).
 BLOCK_KEYS = {
-    "zero_optimization": frozenset({
-        "allgather_bucket_size", "allgather_partitions", "allgather_sequential", "compute_grad_norm",
-        "contiguous_gradients", "cpu_offload", "cpu_offload_param", "cpu_offload_use_pin_memory",
-        "elastic_checkpoint", "enable_sanity_checks", "gather_16bit_weights_on_model_save",
-        "ignore_unused_parameters", "leaf_module", "legacy_stage1", "load_from_fp32_weights",
-        "log_trace_cache_warnings", "max_live_parameters", "max_reuse_distance", "memory_efficient_linear",
-        "model_persistence_threshold", "module_granularity_threshold", "offload_optimizer", "offload_param",
-        "overlap_comm", "override_module_apply", "param_persistence_threshold", "parameter_alignment",
-        "pipeline_loading_checkpoint", "prefetch_bucket_size", "reduce_bucket_size", "reduce_scatter",
-        "round_robin_gradients", "save_muon_momentum_buffer_in_memory", "stage", "stage3_allgather_sequential",
-        "stage3_gather_16bit_weights_on_model_save", "stage3_gather_fp16_weights_on_model_save",
-        "stage3_max_live_parameters", "stage3_max_reuse_distance", "stage3_model_persistence_threshold",
-        "stage3_module_granularity_threshold", "stage3_param_persistence_threshold", "stage3_prefetch_bucket_size",
-        "stage3_use_all_reduce_for_fetch_params", "sub_group_size", "use_all_reduce_for_fetch_params",
-        "use_multi_rank_bucket_allreduce", "zenflow", "zero_hpz_partition_size", "zero_quantized_gradients",
-        "zero_quantized_nontrainable_weights", "zero_quantized_weights",
-        "mics_shard_size", "mics_hierarchical_params_gather", "zeropp_loco_param",
-    }),
-    "fp16": frozenset({"auto_cast", "consecutive_hysteresis", "enabled", "fp16_master_weights_and_grads",
-                       "hysteresis", "initial_scale_power", "loss_scale", "loss_scale_window", "min_loss_scale"}),
-    "bf16": frozenset({"bf16_master_weights_and_grads", "bf16_optimizer_states", "check_grad_overflow", "enabled",
-                       "immediate_grad_update"}),
+    "zero_optimization": frozenset(
+        {
+            "allgather_bucket_size",
+            "allgather_partitions",
+            "allgather_sequential",
+            "compute_grad_norm",
+            "contiguous_gradients",
+            "cpu_offload",
+            "cpu_offload_param",
+            "cpu_offload_use_pin_memory",
+            "elastic_checkpoint",
+            "enable_sanity_checks",
+            "gather_16bit_weights_on_model_save",
+            "ignore_unused_parameters",
+            "leaf_module",
+            "legacy_stage1",
+            "load_from_fp32_weights",
+            "log_trace_cache_warnings",
+            "max_live_parameters",
+            "max_reuse_distance",
+            "memory_efficient_linear",
+            "model_persistence_threshold",
+            "module_granularity_threshold",
+            "offload_optimizer",
+            "offload_param",
+            "overlap_comm",
+            "override_module_apply",
+            "param_persistence_threshold",
+            "parameter_alignment",
+            "pipeline_loading_checkpoint",
+            "prefetch_bucket_size",
+            "reduce_bucket_size",
+            "reduce_scatter",
+            "round_robin_gradients",
+            "save_muon_momentum_buffer_in_memory",
+            "stage",
+            "stage3_allgather_sequential",
+            "stage3_gather_16bit_weights_on_model_save",
+            "stage3_gather_fp16_weights_on_model_save",
+            "stage3_max_live_parameters",
+            "stage3_max_reuse_distance",
+            "stage3_model_persistence_threshold",
+            "stage3_module_granularity_threshold",
+            "stage3_param_persistence_threshold",
+            "stage3_prefetch_bucket_size",
+            "stage3_use_all_reduce_for_fetch_params",
+            "sub_group_size",
+            "use_all_reduce_for_fetch_params",
+            "use_multi_rank_bucket_allreduce",
+            "zenflow",
+            "zero_hpz_partition_size",
+            "zero_quantized_gradients",
+            "zero_quantized_nontrainable_weights",
+            "zero_quantized_weights",
+            "mics_shard_size",
+            "mics_hierarchical_params_gather",
+            "zeropp_loco_param",
+        }
+    ),
+    "fp16": frozenset(
+        {
+            "auto_cast",
+            "consecutive_hysteresis",
+            "enabled",
+            "fp16_master_weights_and_grads",
+            "hysteresis",
+            "initial_scale_power",
+            "loss_scale",
+            "loss_scale_window",
+            "min_loss_scale",
+        }
+    ),
+    "bf16": frozenset(
+        {
+            "bf16_master_weights_and_grads",
+            "bf16_optimizer_states",
+            "check_grad_overflow",
+            "enabled",
+            "immediate_grad_update",
+        }
+    ),
 }
 
 # The keys whose "auto" transformers fills (HfTrainerDeepSpeedConfig.trainer_config_process
 # and trainer_config_finalize); an "auto" anywhere else would reach DeepSpeed as a string.
-HIDDEN_SIZE_KEYS = ("zero_optimization.reduce_bucket_size", "zero_optimization.stage3_prefetch_bucket_size",
-                    "zero_optimization.stage3_param_persistence_threshold")
-AUTO_KEYS = frozenset({
-    "train_micro_batch_size_per_gpu", "gradient_accumulation_steps", "train_batch_size", "gradient_clipping",
-    "optimizer.params.lr", "optimizer.params.betas", "optimizer.params.eps", "optimizer.params.weight_decay",
-    "scheduler.params.warmup_min_lr", "scheduler.params.warmup_max_lr", "scheduler.params.warmup_num_steps",
-    "scheduler.params.total_num_steps", "fp16.enabled", "bf16.enabled", *HIDDEN_SIZE_KEYS,
-})
+HIDDEN_SIZE_KEYS = (
+    "zero_optimization.reduce_bucket_size",
+    "zero_optimization.stage3_prefetch_bucket_size",
+    "zero_optimization.stage3_param_persistence_threshold",
+)
+AUTO_KEYS = frozenset(
+    {
+        "train_micro_batch_size_per_gpu",
+        "gradient_accumulation_steps",
+        "train_batch_size",
+        "gradient_clipping",
+        "optimizer.params.lr",
+        "optimizer.params.betas",
+        "optimizer.params.eps",
+        "optimizer.params.weight_decay",
+        "scheduler.params.warmup_min_lr",
+        "scheduler.params.warmup_max_lr",
+        "scheduler.params.warmup_num_steps",
+        "scheduler.params.total_num_steps",
+        "fp16.enabled",
+        "bf16.enabled",
+        *HIDDEN_SIZE_KEYS,
+    }
+)
 STAGE3_ONLY = frozenset(HIDDEN_SIZE_KEYS[1:])  # filled only when zero_optimization.stage is 3
-NUMERIC_KEYS = frozenset({
-    *(AUTO_KEYS - {"optimizer.params.betas", "fp16.enabled", "bf16.enabled"}),
-    "steps_per_print", "zero_optimization.stage", "zero_optimization.sub_group_size",
-    "zero_optimization.allgather_bucket_size", "zero_optimization.stage3_max_live_parameters",
-    "zero_optimization.stage3_max_reuse_distance", "zero_optimization.stage3_model_persistence_threshold",
-    "fp16.loss_scale", "fp16.loss_scale_window", "fp16.initial_scale_power", "fp16.hysteresis",
-    "fp16.min_loss_scale", "scheduler.params.cos_min_ratio", "scheduler.params.warmup_min_ratio",
-})
+NUMERIC_KEYS = frozenset(
+    {
+        *(AUTO_KEYS - {"optimizer.params.betas", "fp16.enabled", "bf16.enabled"}),
+        "steps_per_print",
+        "zero_optimization.stage",
+        "zero_optimization.sub_group_size",
+        "zero_optimization.allgather_bucket_size",
+        "zero_optimization.stage3_max_live_parameters",
+        "zero_optimization.stage3_max_reuse_distance",
+        "zero_optimization.stage3_model_persistence_threshold",
+        "fp16.loss_scale",
+        "fp16.loss_scale_window",
+        "fp16.initial_scale_power",
+        "fp16.hysteresis",
+        "fp16.min_loss_scale",
+        "scheduler.params.cos_min_ratio",
+        "scheduler.params.warmup_min_ratio",
+    }
+)
 MAPPING_KEYS = ("fp16", "bf16", "optimizer", "optimizer.params", "scheduler", "scheduler.params", "zero_optimization")
 
 # The DeepSpeed scheduler that draws each lmforge schedule; the others have none.
@@ -228,24 +365,35 @@ def _check_content(ds: dict[str, Any], where: _Where) -> None:
     for path, value in _leaves(ds):
         if value == "auto":
             if path not in AUTO_KEYS:
-                raise where.error(path, "transformers fills \"auto\" only for batch sizes, gradient_clipping, "
-                                        "fp16/bf16.enabled, optimizer lr/betas/eps/weight_decay, scheduler warmup "
-                                        "and step counts, and the ZeRO bucket sizes; give a value", value)
+                raise where.error(
+                    path,
+                    'transformers fills "auto" only for batch sizes, gradient_clipping, '
+                    "fp16/bf16.enabled, optimizer lr/betas/eps/weight_decay, scheduler warmup "
+                    "and step counts, and the ZeRO bucket sizes; give a value",
+                    value,
+                )
             if path in STAGE3_ONLY and stage != 3:
-                raise where.error(path, f"transformers fills this \"auto\" only under ZeRO stage 3 (stage is "
-                                        f"{stage}); give a value", value)
+                raise where.error(
+                    path,
+                    f'transformers fills this "auto" only under ZeRO stage 3 (stage is {stage}); give a value',
+                    value,
+                )
         elif path in NUMERIC_KEYS and not _is_number(value):
-            auto = " or \"auto\"" if path in AUTO_KEYS else ""
+            auto = ' or "auto"' if path in AUTO_KEYS else ""
             raise where.error(path, f"must be a number{auto}", value)
         elif path in ("fp16.enabled", "bf16.enabled") and not isinstance(value, bool):
-            raise where.error(path, "must be true, false or \"auto\"", value)
+            raise where.error(path, 'must be true, false or "auto"', value)
         elif path == "optimizer.params.betas" and not (
-                isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))):
-            raise where.error(path, "must be two numbers or \"auto\"", value)
+            isinstance(value, list) and len(value) == 2 and all(map(_is_number, value))
+        ):
+            raise where.error(path, 'must be two numbers or "auto"', value)
 
     if _get(ds, "fp16.enabled") is True and _get(ds, "bf16.enabled") is True:
-        raise where.error("bf16.enabled", "fp16.enabled and bf16.enabled are both true; enable one (or set both "
-                                          "to \"auto\" to follow train.precision)", True)
+        raise where.error(
+            "bf16.enabled",
+            'fp16.enabled and bf16.enabled are both true; enable one (or set both to "auto" to follow train.precision)',
+            True,
+        )
 
 
 # --------------------------------------------------------------------------- lmforge vs the JSON
@@ -265,17 +413,24 @@ def check_replaced_blocks(ds_config: dict[str, Any], config: Config) -> None:
         kind = str(optimizer.get("type", ""))
         fix = f"remove the 'optimizer' block from {source}"
         if train.optimizer.name != "adamw":
-            raise LmforgeError(f"{KEY}: {source} has an 'optimizer' block ({kind}), which replaces lmforge's "
-                               f"optimizer: train.optimizer.name {train.optimizer.name} would not be used; {fix}")
+            raise LmforgeError(
+                f"{KEY}: {source} has an 'optimizer' block ({kind}), which replaces lmforge's "
+                f"optimizer: train.optimizer.name {train.optimizer.name} would not be used; {fix}"
+            )
         adamw = kind.lower() == "adamw" or (
-            kind.lower() == "adam" and _get(optimizer, "params.adam_w_mode", True) is True)
+            kind.lower() == "adam" and _get(optimizer, "params.adam_w_mode", True) is True
+        )
         if not adamw:
-            raise LmforgeError(f"{KEY}: {source}'s 'optimizer' block is {kind or 'untyped'}, which replaces "
-                               f"train.optimizer adamw; use \"type\": \"AdamW\" or {fix}")
+            raise LmforgeError(
+                f"{KEY}: {source}'s 'optimizer' block is {kind or 'untyped'}, which replaces "
+                f'train.optimizer adamw; use "type": "AdamW" or {fix}'
+            )
         if config.model.freeze_embeddings and train.optimizer.weight_decay > 0:
-            raise LmforgeError(f"{KEY}: {source}'s 'optimizer' block decays every trainable parameter, which moves "
-                               f"the frozen embedding rows (model.freeze_embeddings with train.optimizer.weight_decay "
-                               f"{train.optimizer.weight_decay:g}); {fix}")
+            raise LmforgeError(
+                f"{KEY}: {source}'s 'optimizer' block decays every trainable parameter, which moves "
+                f"the frozen embedding rows (model.freeze_embeddings with train.optimizer.weight_decay "
+                f"{train.optimizer.weight_decay:g}); {fix}"
+            )
 
     scheduler = ds_config.get("scheduler")
     if scheduler is not None:
@@ -283,24 +438,33 @@ def check_replaced_blocks(ds_config: dict[str, Any], config: Config) -> None:
         name, fix = train.schedule.name, f"remove the 'scheduler' block from {source}"
         expected = DEEPSPEED_SCHEDULES.get(name)
         if expected is None:
-            raise LmforgeError(f"{KEY}: {source} has a 'scheduler' block ({kind}), which replaces train.schedule, "
-                               f"and DeepSpeed has no {name} schedule; {fix} (lmforge's schedule then drives the "
-                               f"optimizer under DeepSpeed)")
+            raise LmforgeError(
+                f"{KEY}: {source} has a 'scheduler' block ({kind}), which replaces train.schedule, "
+                f"and DeepSpeed has no {name} schedule; {fix} (lmforge's schedule then drives the "
+                f"optimizer under DeepSpeed)"
+            )
         if kind != expected:
-            raise LmforgeError(f"{KEY}: {source}'s 'scheduler' block {kind or 'untyped'} replaces train.schedule "
-                               f"{name}, which DeepSpeed writes as {expected}; change its type or {fix}")
+            raise LmforgeError(
+                f"{KEY}: {source}'s 'scheduler' block {kind or 'untyped'} replaces train.schedule "
+                f"{name}, which DeepSpeed writes as {expected}; change its type or {fix}"
+            )
         has_warmup = (train.schedule.warmup_steps or 0) > 0 or (
-            train.schedule.warmup_steps is None and train.schedule.warmup_ratio > 0)
+            train.schedule.warmup_steps is None and train.schedule.warmup_ratio > 0
+        )
         if has_warmup and params.get("warmup_type") != "linear":
             shown = params.get("warmup_type", "log (DeepSpeed's default)")
-            raise LmforgeError(f"{KEY}: {source}'s 'scheduler' block warms up with warmup_type {shown}, "
-                               f"train.schedule {name} linearly; set \"warmup_type\": \"linear\" or {fix}")
+            raise LmforgeError(
+                f"{KEY}: {source}'s 'scheduler' block warms up with warmup_type {shown}, "
+                f'train.schedule {name} linearly; set "warmup_type": "linear" or {fix}'
+            )
         if name == "cosine":
             ratio = params.get("cos_min_ratio", WARMUP_COSINE_MIN_RATIO)
             if not math.isclose(ratio, train.schedule.min_lr_ratio, abs_tol=1e-12):
-                raise LmforgeError(f"{KEY}: {source}'s WarmupCosineLR ends at cos_min_ratio {ratio:g}, "
-                                   f"train.schedule.min_lr_ratio is {train.schedule.min_lr_ratio:g}; set "
-                                   f"\"cos_min_ratio\": {train.schedule.min_lr_ratio:g} or {fix}")
+                raise LmforgeError(
+                    f"{KEY}: {source}'s WarmupCosineLR ends at cos_min_ratio {ratio:g}, "
+                    f"train.schedule.min_lr_ratio is {train.schedule.min_lr_ratio:g}; set "
+                    f'"cos_min_ratio": {train.schedule.min_lr_ratio:g} or {fix}'
+                )
 
 
 # --------------------------------------------------------------------------- "auto" values
@@ -351,8 +515,12 @@ def _trainer_args(config: Config, world_size: int) -> _TrainerArgs:
         bf16_full_eval=False,
         save_on_each_node=False,
         # TrainingArguments' defaults, unless lmforge's optimizer sets them
-        **{"adam_beta1": TrainingArguments.adam_beta1, "adam_beta2": TrainingArguments.adam_beta2,
-           "adam_epsilon": TrainingArguments.adam_epsilon, **_fill_arguments(config)},
+        **{
+            "adam_beta1": TrainingArguments.adam_beta1,
+            "adam_beta2": TrainingArguments.adam_beta2,
+            "adam_epsilon": TrainingArguments.adam_epsilon,
+            **_fill_arguments(config),
+        },
     )
 
 
@@ -377,8 +545,11 @@ def _model_stub(config: Config) -> SimpleNamespace | None:
     from transformers import AutoConfig
 
     try:
-        return SimpleNamespace(config=AutoConfig.from_pretrained(config.model.name_or_path,
-                                                                 trust_remote_code=config.model.trust_remote_code))
+        return SimpleNamespace(
+            config=AutoConfig.from_pretrained(
+                config.model.name_or_path, trust_remote_code=config.model.trust_remote_code
+            )
+        )
     except (OSError, ValueError):
         return None
 
@@ -427,8 +598,9 @@ def _describe_mismatch(line: str) -> str:
     return f"{ds_key} = {ds_value} but {_LMFORGE_NAMES.get(hf_key, hf_key)} gives {hf_value}"
 
 
-def resolve_deepspeed_config(ds_config: dict[str, Any], config: Config, world_size: int,
-                             total_steps: int | None = None) -> dict[str, Any]:
+def resolve_deepspeed_config(
+    ds_config: dict[str, Any], config: Config, world_size: int, total_steps: int | None = None
+) -> dict[str, Any]:
     """`ds_config` with its "auto" values filled as the Trainer will fill them for a run of
     `config` on `world_size` processes, by transformers' own HfTrainerDeepSpeedConfig.
 
@@ -457,8 +629,7 @@ def resolve_deepspeed_config(ds_config: dict[str, Any], config: Config, world_si
     _put_back(fill.config, removed)
     if fill.mismatches:
         found = "; ".join(_describe_mismatch(line) for line in fill.mismatches)
-        raise LmforgeError(f"{KEY}: {_source(config)} disagrees with the lmforge config: {found}; "
-                           f"set these to \"auto\"")
+        raise LmforgeError(f'{KEY}: {_source(config)} disagrees with the lmforge config: {found}; set these to "auto"')
     return fill.config
 
 
@@ -488,9 +659,11 @@ def deepspeed_summary(config: Config, world_size: int) -> str:
     total, how = _total_steps(config)
     resolved = resolve_deepspeed_config(ds, config, world_size, total)
     processes = f"{world_size} process{'es' if world_size != 1 else ''}"
-    lines = [f"# deepspeed (resolved for {processes}): {_source(config)}",
-             f"# total optimizer steps: {total} ({how})" if total else f"# total optimizer steps unknown: {how}"]
+    lines = [
+        f"# deepspeed (resolved for {processes}): {_source(config)}",
+        f"# total optimizer steps: {total} ({how})" if total else f"# total optimizer steps unknown: {how}",
+    ]
     pending = [path for path, value in _leaves(resolved) if value == "auto"]
     if pending:
-        lines.append(f"# still \"auto\", filled when training starts: {', '.join(pending)}")
+        lines.append(f'# still "auto", filled when training starts: {", ".join(pending)}')
     return "\n".join(lines) + "\n" + json.dumps(resolved, indent=2) + "\n"

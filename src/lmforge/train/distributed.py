@@ -40,15 +40,17 @@ def has_accelerator() -> bool:
 def check_devices(precision: str) -> None:
     """Refuse device setups the run cannot handle correctly, before any work."""
     if precision == "fp16" and not has_accelerator():
-        raise LmforgeError("train.precision: fp16 needs a GPU (fp16 autocast with loss scaling); "
-                           "use bf16 or fp32 on CPU")
+        raise LmforgeError(
+            "train.precision: fp16 needs a GPU (fp16 autocast with loss scaling); use bf16 or fp32 on CPU"
+        )
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus > 1 and world_size() == 1:
         # The Trainer would wrap the model in DataParallel, whose per-GPU losses our
         # label-token normalisation does not account for.
         raise LmforgeError(
             f"this process sees {gpus} GPUs; launch one process per GPU with "
-            f"`torchrun --nproc_per_node {gpus} -m lmforge train ...`, or use one GPU (CUDA_VISIBLE_DEVICES=0)")
+            f"`torchrun --nproc_per_node {gpus} -m lmforge train ...`, or use one GPU (CUDA_VISIBLE_DEVICES=0)"
+        )
 
 
 # The other processes wait while the main one prepares the data, which can take long.
@@ -73,7 +75,9 @@ def on_main(state: PartialState, work: Callable[[], T]) -> T:
         try:
             outcome = [work(), None]
         except Exception as exc:
-            message = str(exc) if isinstance(exc, LmforgeError) else f"the main process failed: {type(exc).__name__}: {exc}"
+            message = (
+                str(exc) if isinstance(exc, LmforgeError) else f"the main process failed: {type(exc).__name__}: {exc}"
+            )
             broadcast_object_list([None, message])
             raise
     broadcast_object_list(outcome)

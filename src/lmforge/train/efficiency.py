@@ -40,8 +40,12 @@ class TokenCounter:
         self.slots += ids.numel()
 
 
-def matmul_roof(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                seconds: float | None = None, size: int = ROOF_SIZE) -> float:
+def matmul_roof(
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seconds: float | None = None,
+    size: int = ROOF_SIZE,
+) -> float:
     """FLOP/s of repeated size x size matrix products on `device` in `dtype`, for about
     `seconds` (default ROOF_SECONDS; after one warm-up product)."""
     seconds = ROOF_SECONDS if seconds is None else seconds
@@ -60,8 +64,9 @@ def matmul_roof(device: torch.device | str = "cpu", dtype: torch.dtype = torch.f
             return 2 * size**3 * products / elapsed
 
 
-def efficiency_summary(counter: TokenCounter, train_seconds: float, parameters: int, passes: int,
-                       roof: float | None, processes: int = 1) -> dict[str, float | None]:
+def efficiency_summary(
+    counter: TokenCounter, train_seconds: float, parameters: int, passes: int, roof: float | None, processes: int = 1
+) -> dict[str, float | None]:
     """tokens/s, padding fraction, model FLOP/s and its share of the roof (of all processes).
 
     >>> summary = efficiency_summary(TokenCounter(900, 1000), 10.0, 1_000_000, 2, 1e12)
@@ -82,9 +87,13 @@ def efficiency_summary(counter: TokenCounter, train_seconds: float, parameters: 
 
 
 def summary_line(summary: dict[str, float | None]) -> str:
-    line = (f"{summary['tokens_per_second']:,.0f} tokens/s, {summary['padding_fraction']:.1%} of batch slots "
-            f"padding, {summary['model_flops_per_second'] / 1e9:,.2f} model GFLOP/s")
+    line = (
+        f"{summary['tokens_per_second']:,.0f} tokens/s, {summary['padding_fraction']:.1%} of batch slots "
+        f"padding, {summary['model_flops_per_second'] / 1e9:,.2f} model GFLOP/s"
+    )
     if summary["roof_utilisation"] is not None:
-        line += (f" = {summary['roof_utilisation']:.1%} of the measured matmul roof "
-                 f"({summary['roof_flops_per_second'] / 1e9:,.1f} GFLOP/s)")
+        line += (
+            f" = {summary['roof_utilisation']:.1%} of the measured matmul roof "
+            f"({summary['roof_flops_per_second'] / 1e9:,.1f} GFLOP/s)"
+        )
     return line

@@ -29,8 +29,16 @@ from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
 from lmforge.eval.callback import build_task_eval_callback
 from lmforge.models.adapters import (
-    BASE_DIR, adapter_base, adapter_settings, attach_adapter, base_model, is_adapter_dir, load_adapter_model,
-    quantization_config, stored_numel, trainable_summary,
+    BASE_DIR,
+    adapter_base,
+    adapter_settings,
+    attach_adapter,
+    base_model,
+    is_adapter_dir,
+    load_adapter_model,
+    quantization_config,
+    stored_numel,
+    trainable_summary,
 )
 from lmforge.models.freezing import freeze_embeddings
 from lmforge.models.loading import build_model, load_model, load_tokenizer
@@ -103,8 +111,14 @@ def build_noise(objective: dict[str, Any], tokenizer, seed: int) -> Regularizati
     name = objective["name"]
     if not OBJECTIVES[name].masking:
         return None
-    return RegularizationNoise(mask_token_id(tokenizer), objective["p_in"], objective.get("p_label", 0.0),
-                               objective.get("p_answer_only", 0.0), cot_rules=name != "remask", seed=seed)
+    return RegularizationNoise(
+        mask_token_id(tokenizer),
+        objective["p_in"],
+        objective.get("p_label", 0.0),
+        objective.get("p_answer_only", 0.0),
+        cot_rules=name != "remask",
+        seed=seed,
+    )
 
 
 def needed_special_tokens(config: Config, tokenizer) -> list[str]:
@@ -136,16 +150,35 @@ def _load_base(config: Config, tokenizer, seed: int):
     source = model_cfg.name_or_path
     if is_adapter_dir(source):
         if model_cfg.adapter is not None:
-            raise LmforgeError(f"model.adapter: {source} already holds an adapter, which keeps training; remove "
-                               "model.adapter (or lmforge export --merge it to train a new adapter on the result)")
-        return load_adapter_model(Path(source), len(tokenizer), model_cfg.dtype, trainable=True,
-                                  quantization=quantization, trust_remote_code=model_cfg.trust_remote_code,
-                                  attn_implementation=model_cfg.attn_implementation)
+            raise LmforgeError(
+                f"model.adapter: {source} already holds an adapter, which keeps training; remove "
+                "model.adapter (or lmforge export --merge it to train a new adapter on the result)"
+            )
+        return load_adapter_model(
+            Path(source),
+            len(tokenizer),
+            model_cfg.dtype,
+            trainable=True,
+            quantization=quantization,
+            trust_remote_code=model_cfg.trust_remote_code,
+            attn_implementation=model_cfg.attn_implementation,
+        )
     if source:
-        return load_model(source, model_cfg.dtype, model_cfg.trust_remote_code, model_cfg.attn_implementation,
-                          quantization_config(quantization) if quantization else None)
-    return build_model(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer, model_cfg.dtype, seed,
-                       model_cfg.attn_implementation)
+        return load_model(
+            source,
+            model_cfg.dtype,
+            model_cfg.trust_remote_code,
+            model_cfg.attn_implementation,
+            quantization_config(quantization) if quantization else None,
+        )
+    return build_model(
+        model_cfg.architecture,
+        model_cfg.size.model_dump(),
+        tokenizer,
+        model_cfg.dtype,
+        seed,
+        model_cfg.attn_implementation,
+    )
 
 
 def _fresh_base_on_disk(model, tokenizer, config: Config, run_dir: Path):
@@ -165,8 +198,9 @@ def _fresh_base_on_disk(model, tokenizer, config: Config, run_dir: Path):
     on_main(state, save_once)
     model_cfg = config.model
     if model_cfg.quantization is not None:
-        model = load_model(str(base_dir), model_cfg.dtype,
-                           quantization_config=quantization_config(model_cfg.quantization.model_dump()))
+        model = load_model(
+            str(base_dir), model_cfg.dtype, quantization_config=quantization_config(model_cfg.quantization.model_dump())
+        )
     # what the adapter records as its base (peft copies it into adapter_config.json)
     model.config._name_or_path = str(base_dir.resolve())
     return model
@@ -177,19 +211,28 @@ def prepare_model_and_tokenizer(config: Config, seed: int, run_dir: Path | None 
     wrapped in a trainable adapter when model.adapter asks for one. `run_dir` is where a
     freshly built base is kept for an adapter run."""
     model_cfg = config.model
-    tokenizer = load_tokenizer(model_cfg.tokenizer or model_cfg.name_or_path, model_cfg.trust_remote_code,
-                               key="model.tokenizer" if model_cfg.tokenizer else "model.name_or_path")
+    tokenizer = load_tokenizer(
+        model_cfg.tokenizer or model_cfg.name_or_path,
+        model_cfg.trust_remote_code,
+        key="model.tokenizer" if model_cfg.tokenizer else "model.name_or_path",
+    )
     prompt_format = get_format(config.data.prompt_format)
     model = _load_base(config, tokenizer, seed)
     continuing = is_adapter_dir(model_cfg.name_or_path)
     if continuing:
         missing = [t for t in needed_special_tokens(config, tokenizer) if t not in tokenizer.get_vocab()]
         if missing:
-            raise LmforgeError(f"data.prompt_format: the adapter in {model_cfg.name_or_path} was trained without "
-                               f"the tokens {', '.join(missing)}; keep its prompt format")
+            raise LmforgeError(
+                f"data.prompt_format: the adapter in {model_cfg.name_or_path} was trained without "
+                f"the tokens {', '.join(missing)}; keep its prompt format"
+            )
         settings = adapter_settings(Path(model_cfg.name_or_path))
-        spec = {"type": "dora" if settings.get("use_dora") else "lora", "r": settings["r"],
-                "alpha": settings["lora_alpha"], "rslora": bool(settings.get("use_rslora"))}
+        spec = {
+            "type": "dora" if settings.get("use_dora") else "lora",
+            "r": settings["r"],
+            "alpha": settings["lora_alpha"],
+            "rslora": bool(settings.get("use_rslora")),
+        }
         return PreparedModel(model, tokenizer, prompt_format, [], spec, adapter_base(Path(model_cfg.name_or_path)))
     new_ids = add_special_tokens(model, tokenizer, needed_special_tokens(config, tokenizer))
     if model_cfg.adapter is None:
@@ -239,8 +282,11 @@ def save_final_model(trainer: LmforgeTrainer, prepared: PreparedModel, cot: bool
             if prepared.base == str(fresh_base.resolve()):
                 shutil.copytree(fresh_base, staging / BASE_DIR)
             quantization = config.model.quantization
-            meta["adapter"] = {**prepared.adapter, "base": prepared.base,
-                               "quantization": quantization.model_dump() if quantization else None}
+            meta["adapter"] = {
+                **prepared.adapter,
+                "base": prepared.base,
+                "quantization": quantization.model_dump() if quantization else None,
+            }
         (staging / MODEL_META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(final_dir, ignore_errors=True)
         os.replace(staging, final_dir)
@@ -253,8 +299,12 @@ def sharding_arguments(config: Config) -> dict[str, Any]:
     fsdp = config.train.fsdp
     if fsdp is None:
         return {}
-    fsdp_config = {"version": 2, "reshard_after_forward": fsdp.reshard_after_forward,
-                   "cpu_offload": fsdp.cpu_offload, "state_dict_type": fsdp.state_dict_type}
+    fsdp_config = {
+        "version": 2,
+        "reshard_after_forward": fsdp.reshard_after_forward,
+        "cpu_offload": fsdp.cpu_offload,
+        "state_dict_type": fsdp.state_dict_type,
+    }
     if fsdp.transformer_layer_cls_to_wrap:
         fsdp_config["transformer_layer_cls_to_wrap"] = fsdp.transformer_layer_cls_to_wrap
     return {"fsdp": True, "fsdp_config": fsdp_config}
@@ -271,8 +321,14 @@ def deepspeed_config(config: Config) -> dict[str, Any] | None:
     return loaded
 
 
-def training_arguments(config: Config, run_dir: Path, accumulation: int, has_val: bool,
-                       sequential: bool = False, deepspeed: dict[str, Any] | None = None) -> TrainingArguments:
+def training_arguments(
+    config: Config,
+    run_dir: Path,
+    accumulation: int,
+    has_val: bool,
+    sequential: bool = False,
+    deepspeed: dict[str, Any] | None = None,
+) -> TrainingArguments:
     train = config.train
     return TrainingArguments(
         output_dir=str(run_dir),
@@ -336,23 +392,31 @@ def local_file_hashes(paths: list[str]) -> dict[str, str]:
     return {path: file_sha256(path) if Path(path).is_file() else "not a local file" for path in paths}
 
 
-def tokenized_once(config: Config, tokenizer, prompt_format: PromptFormat,
-                   candidates: bool = False) -> tuple[TokenizedData, dict[str, str]]:
+def tokenized_once(
+    config: Config, tokenizer, prompt_format: PromptFormat, candidates: bool = False
+) -> tuple[TokenizedData, dict[str, str]]:
     """The tokenized data and the data files' hashes. With several processes the main
     process builds it and caches it in the run directory by content hash; the others load
     that cache. (Their file hashes stay empty: only the main process writes run.json.)"""
     state = process_state()
     paths = [spec.path for spec in dataset_specs(config.data)]
     if state.num_processes == 1:
-        return (build_from_config(config.data, config.run.seed, prompt_format, tokenizer, candidates),
-                local_file_hashes(paths))
+        return (
+            build_from_config(config.data, config.run.seed, prompt_format, tokenizer, candidates),
+            local_file_hashes(paths),
+        )
     built: dict[str, Any] = {}
 
     def build_and_cache() -> str:
         built["data"] = build_from_config(config.data, config.run.seed, prompt_format, tokenizer, candidates)
         built["hashes"] = local_file_hashes(paths)
-        key = data_fingerprint({**config.data.model_dump(mode="json"), "candidates": candidates}, config.run.seed,
-                               prompt_format.name, tokenizer, built["hashes"])
+        key = data_fingerprint(
+            {**config.data.model_dump(mode="json"), "candidates": candidates},
+            config.run.seed,
+            prompt_format.name,
+            tokenizer,
+            built["hashes"],
+        )
         return str(save_tokenized(built["data"], config.output_path, key))
 
     cached = on_main(state, build_and_cache)
@@ -364,12 +428,16 @@ def tokenized_once(config: Config, tokenizer, prompt_format: PromptFormat,
 def _print_data_reports(data: TokenizedData) -> None:
     for report in data.reports:
         dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
-        print(f"[lmforge] {report.path}: {report.records} records ({report.format}"
-              f"{', detected' if report.detected else ''}); train {report.train}, "
-              f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}")
+        print(
+            f"[lmforge] {report.path}: {report.records} records ({report.format}"
+            f"{', detected' if report.detected else ''}); train {report.train}, "
+            f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}"
+        )
     if data.packing:
-        print(f"[lmforge] packing: {data.packing.examples} examples in {data.packing.rows} rows, "
-              f"efficiency {data.packing.efficiency:.1%}")
+        print(
+            f"[lmforge] packing: {data.packing.examples} examples in {data.packing.rows} rows, "
+            f"efficiency {data.packing.efficiency:.1%}"
+        )
 
 
 def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
@@ -379,8 +447,10 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
     data, file_hashes = tokenized_once(config, tokenizer, prompt_format)
     _print_data_reports(data)
     if config.train.objective.name == "remask_cot" and data.cot_fraction == 0.0:
-        raise LmforgeError("train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
-                           "but no training example has a rationale segment; use remask instead")
+        raise LmforgeError(
+            "train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
+            "but no training example has a rationale segment; use remask instead"
+        )
     collator = PadCollator(tokenizer.pad_token_id)
     train_collator = PackedCollator(tokenizer.pad_token_id) if config.data.packing else collator
     noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
@@ -391,8 +461,10 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
         train_collator = NoisyCollator(train_collator, seeds)
     epoch_noise = [step for step in (noise, seeds) if step is not None]
     return PreparedData(
-        train=data.train, val=data.val,
-        collator=train_collator, eval_collator=collator,
+        train=data.train,
+        val=data.val,
+        collator=train_collator,
+        eval_collator=collator,
         cot=data.cot_fraction >= 0.5,
         file_hashes=file_hashes,
         summary={"data": [r.as_dict() for r in data.reports]},
@@ -423,8 +495,10 @@ def preference_data(config: Config, tokenizer, prompt_format: PromptFormat) -> P
     cross-entropy. SPIN's rejected responses come later, from the model (run_training)."""
     spec = OBJECTIVES[config.train.objective.name]
     if config.data.packing:
-        raise LmforgeError(f"data.packing: {spec.name} compares each prompt's responses, which packing would split "
-                           "over rows; set data.packing: false")
+        raise LmforgeError(
+            f"data.packing: {spec.name} compares each prompt's responses, which packing would split "
+            "over rows; set data.packing: false"
+        )
     data, file_hashes = tokenized_once(config, tokenizer, prompt_format, candidates=True)
     _print_data_reports(data)
     if not spec.self_generated:
@@ -435,12 +509,18 @@ def preference_data(config: Config, tokenizer, prompt_format: PromptFormat) -> P
                 raise LmforgeError(
                     f"train.objective.name: {spec.name} trains on ranked responses, but {without} of {len(rows)} "
                     f"training examples of data.datasets[{index}] ({dataset.path}, format {named_format(dataset)}) "
-                    "have no rejected response; give it pairs records (prompt, chosen, rejected)")
+                    "have no rejected response; give it pairs records (prompt, chosen, rejected)"
+                )
     collator = CandidateCollator(tokenizer.pad_token_id)
     return PreparedData(
-        train=data.train, val=data.val, collator=collator, eval_collator=PadCollator(tokenizer.pad_token_id),
-        cot=data.cot_fraction >= 0.5, file_hashes=file_hashes,
-        summary={"data": [r.as_dict() for r in data.reports]}, tokenized=data,
+        train=data.train,
+        val=data.val,
+        collator=collator,
+        eval_collator=PadCollator(tokenizer.pad_token_id),
+        cot=data.cot_fraction >= 0.5,
+        file_hashes=file_hashes,
+        summary={"data": [r.as_dict() for r in data.reports]},
+        tokenized=data,
         sequential=bool(config.data.stages),
     )
 
@@ -454,17 +534,26 @@ def prepare_candidates(config: Config, prepared: PreparedModel, data: PreparedDa
     spec = OBJECTIVES[config.train.objective.name]
     if spec.self_generated:
         settings = config.train.objective.model_dump()
-        stop_ids = [prepared.tokenizer.convert_tokens_to_ids(s)
-                    for s in prepared.prompt_format.stop_strings(prepared.tokenizer)]
+        stop_ids = [
+            prepared.tokenizer.convert_tokens_to_ids(s) for s in prepared.prompt_format.stop_strings(prepared.tokenizer)
+        ]
         data.train = add_own_generations(
-            prepared.model, prepared.tokenizer, data.train, [i for i in stop_ids if i is not None],
+            prepared.model,
+            prepared.tokenizer,
+            data.train,
+            [i for i in stop_ids if i is not None],
             {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"]},
-            config.data.max_length, config.run.seed, config.output_path, is_main)
+            config.data.max_length,
+            config.run.seed,
+            config.output_path,
+            is_main,
+        )
     if spec.reference:
         path = config.train.objective.model_dump().get("reference")
         model = load_reference_model(path, prepared.tokenizer, config.model.dtype) if path else prepared.model
-        data.train = add_reference_logps(model, data.train, data.collator, config.train.micro_batch_size,
-                                         config.output_path, is_main)
+        data.train = add_reference_logps(
+            model, data.train, data.collator, config.train.micro_batch_size, config.output_path, is_main
+        )
 
 
 def load_reference_model(path: str, policy_tokenizer, dtype: str):
@@ -474,9 +563,11 @@ def load_reference_model(path: str, policy_tokenizer, dtype: str):
     if reference_tokenizer.get_vocab() != policy_tokenizer.get_vocab():
         ours, theirs = policy_tokenizer.get_vocab(), reference_tokenizer.get_vocab()
         differing = sorted(set(ours.items()) ^ set(theirs.items()), key=lambda item: item[1])
-        raise LmforgeError(f"train.objective.reference: {path}'s tokenizer differs from the policy's ({len(theirs)} vs "
-                           f"{len(ours)} tokens; first difference: {differing[0][0]!r} at id {differing[0][1]}); "
-                           "the reference must score the same token ids")
+        raise LmforgeError(
+            f"train.objective.reference: {path}'s tokenizer differs from the policy's ({len(theirs)} vs "
+            f"{len(ours)} tokens; first difference: {differing[0][0]!r} at id {differing[0][1]}); "
+            "the reference must score the same token ids"
+        )
     return load_model(path, dtype)
 
 
@@ -486,14 +577,16 @@ def machine_roof(config: Config, device) -> float:
     return matmul_roof(device, dtype)
 
 
-def run_efficiency(trainer, train_seconds: float, parameters: int, passes: int, roof: float | None,
-                   processes: int) -> dict[str, float | None]:
+def run_efficiency(
+    trainer, train_seconds: float, parameters: int, passes: int, roof: float | None, processes: int
+) -> dict[str, float | None]:
     """The efficiency summary over every process's batches (all processes call this)."""
     counts = torch.tensor([trainer.token_counter.tokens, trainer.token_counter.slots], device=trainer.args.device)
     if processes > 1:
         counts = trainer.accelerator.reduce(counts, reduction="sum")
-    return efficiency_summary(TokenCounter(int(counts[0]), int(counts[1])), train_seconds, parameters, passes, roof,
-                              processes)
+    return efficiency_summary(
+        TokenCounter(int(counts[0]), int(counts[1])), train_seconds, parameters, passes, roof, processes
+    )
 
 
 def run_training(
@@ -514,12 +607,19 @@ def run_training(
     run_dir = config.output_path
     checkpoint = on_main(state, lambda: rundir.prepare_run_dir(run_dir, overwrite=overwrite, resume=resume))
     prepared = prepare_model_and_tokenizer(config, config.run.seed, run_dir)
-    model, tokenizer, prompt_format, new_ids = prepared.model, prepared.tokenizer, prepared.prompt_format, \
-        prepared.new_ids
+    model, tokenizer, prompt_format, new_ids = (
+        prepared.model,
+        prepared.tokenizer,
+        prepared.prompt_format,
+        prepared.new_ids,
+    )
     data = (data_builder or default_data_builder(config))(config, tokenizer, prompt_format)
     prepare_candidates(config, prepared, data, main)
-    task_evals = build_task_eval_callback([entry.model_dump() for entry in config.train.eval_tasks], tokenizer,
-                                          {"prompt_format": prompt_format.name, "cot": data.cot})
+    task_evals = build_task_eval_callback(
+        [entry.model_dump() for entry in config.train.eval_tasks],
+        tokenizer,
+        {"prompt_format": prompt_format.name, "cot": data.cot},
+    )
     # an adapter run's base is frozen whole; the adapter trains the added tokens' rows itself
     freeze = config.model.freeze_embeddings and prepared.adapter is None
     partial = freeze_embeddings(model, new_ids) if freeze else []
@@ -532,10 +632,15 @@ def run_training(
         (run_dir / rundir.CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
         previous = rundir.read_run(run_dir) if resume else None
         record = rundir.start_run(
-            run_dir, data.file_hashes,
-            {**data.summary, "added_tokens": new_ids, "processes": state.num_processes,
-             **({"adapter": {**prepared.adapter, "base": prepared.base}} if prepared.adapter else {}),
-             **({"resumed_from": str(checkpoint), "first_started": previous.get("started")} if previous else {})},
+            run_dir,
+            data.file_hashes,
+            {
+                **data.summary,
+                "added_tokens": new_ids,
+                "processes": state.num_processes,
+                **({"adapter": {**prepared.adapter, "base": prepared.base}} if prepared.adapter else {}),
+                **({"resumed_from": str(checkpoint), "first_started": previous.get("started")} if previous else {}),
+            },
         )
 
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
@@ -548,10 +653,16 @@ def run_training(
         eval_data_collator=data.eval_collator,
         processing_class=tokenizer,
         # task evaluations before MetricsJsonl: their scores join the same log line
-        callbacks=[guard, *([task_evals] if task_evals else []), MetricsJsonl(run_dir / "metrics.jsonl"),
-                   *data.callbacks, *extra_callbacks],
-        objective=build_objective(config.train.objective.name, config.train.objective.model_dump(),
-                                  config.train.neftune_alpha),
+        callbacks=[
+            guard,
+            *([task_evals] if task_evals else []),
+            MetricsJsonl(run_dir / "metrics.jsonl"),
+            *data.callbacks,
+            *extra_callbacks,
+        ],
+        objective=build_objective(
+            config.train.objective.name, config.train.objective.model_dump(), config.train.neftune_alpha
+        ),
         optimizer_spec=config.train.optimizer.model_dump(),
         schedule_spec=config.train.schedule.model_dump(),
         guard=guard,
@@ -575,8 +686,14 @@ def run_training(
             rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     metrics["skipped_updates"] = guard.skipped
-    metrics["efficiency"] = run_efficiency(trainer, trained.metrics.get("train_runtime", 0.0), parameters,
-                                           OBJECTIVES[config.train.objective.name].passes, roof, state.num_processes)
+    metrics["efficiency"] = run_efficiency(
+        trainer,
+        trained.metrics.get("train_runtime", 0.0),
+        parameters,
+        OBJECTIVES[config.train.objective.name].passes,
+        roof,
+        state.num_processes,
+    )
     if main:
         print(f"[lmforge] {summary_line(metrics['efficiency'])}")
     if main:

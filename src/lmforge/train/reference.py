@@ -42,8 +42,9 @@ def weights_fingerprint(model) -> str:
         if "lora_" in name or "trainable_tokens" in name:
             continue
         digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes()
-                      if tensor.numel() else b"")
+        digest.update(
+            tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        )
     return digest.hexdigest()
 
 
@@ -61,7 +62,7 @@ def as_reference(model):
     model.eval()
     disable = getattr(model, "disable_adapter", None)
     try:
-        with torch.no_grad(), (disable() if disable is not None else contextlib.nullcontext()):
+        with torch.no_grad(), disable() if disable is not None else contextlib.nullcontext():
             yield model
     finally:
         model.train(was_training)
@@ -82,7 +83,9 @@ def _cached(path: Path, key: str) -> Any | None:
 def add_reference_logps(model, train: Dataset, collator, batch_size: int, run_dir: Path, is_main: bool) -> Dataset:
     """`train` with a `reference_logps` column: per row, one summed log-probability per
     sequence the collator makes of it, in the collator's order."""
-    key = hashlib.sha256(f"{weights_fingerprint(model)}:{rows_fingerprint(train, SEQUENCE_COLUMNS)}".encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{weights_fingerprint(model)}:{rows_fingerprint(train, SEQUENCE_COLUMNS)}".encode()
+    ).hexdigest()
     path = run_dir / CACHE_DIR / "reference_logps.json"
     values = _cached(path, key)
     if values is None:
@@ -107,13 +110,27 @@ def add_reference_logps(model, train: Dataset, collator, batch_size: int, run_di
 SEQUENCE_COLUMNS = ("input_ids", "labels", "rejected_input_ids", "rejected_labels")
 
 
-def add_own_generations(model, tokenizer, train: Dataset, stop_ids: list[int], settings: dict[str, Any],
-                        max_length: int, seed: int, run_dir: Path, is_main: bool, batch_size: int = 16) -> Dataset:
+def add_own_generations(
+    model,
+    tokenizer,
+    train: Dataset,
+    stop_ids: list[int],
+    settings: dict[str, Any],
+    max_length: int,
+    seed: int,
+    run_dir: Path,
+    is_main: bool,
+    batch_size: int = 16,
+) -> Dataset:
     """`train` whose `rejected_*` columns hold the starting model's own answer to each row's
     prompt (the tokens before its first label), generated from the very token ids the
     response is trained after, so the prompt is the same one."""
-    key = hashlib.sha256(json.dumps([weights_fingerprint(model), rows_fingerprint(train, ("input_ids", "labels")),
-                                     settings, max_length, seed], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps(
+            [weights_fingerprint(model), rows_fingerprint(train, ("input_ids", "labels")), settings, max_length, seed],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()
     path = run_dir / CACHE_DIR / "own_generations.json"
     generated = _cached(path, key)
     prompts = [_prompt_ids(row["input_ids"], row["labels"]) for row in train]
@@ -132,24 +149,42 @@ def _prompt_ids(input_ids: list[int], labels: list[int]) -> list[int]:
     return list(input_ids[:first])
 
 
-def _generate(model, tokenizer, prompts: list[list[int]], stop_ids: list[int], settings: dict[str, Any],
-              max_length: int, seed: int, batch_size: int, show: bool) -> list[list[int]]:
+def _generate(
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    stop_ids: list[int],
+    settings: dict[str, Any],
+    max_length: int,
+    seed: int,
+    batch_size: int,
+    show: bool,
+) -> list[list[int]]:
     """Each prompt's continuation, up to and including the first stop token, within
     `max_length` tokens in all (left padding; greedy at temperature 0)."""
     pad = tokenizer.pad_token_id
-    sampling = ({"do_sample": True, "temperature": settings["temperature"], "top_p": 1.0}
-                if settings["temperature"] > 0 else {"do_sample": False})
+    sampling = (
+        {"do_sample": True, "temperature": settings["temperature"], "top_p": 1.0}
+        if settings["temperature"] > 0
+        else {"do_sample": False}
+    )
     torch.manual_seed(seed)
     answers: list[list[int]] = []
     with as_reference(model), progress_bar("own answers (SPIN)", len(prompts), show) as advance:
         for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start: start + batch_size]
+            chunk = prompts[start : start + batch_size]
             width = max(len(p) for p in chunk)
             ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=model.device)
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=model.device)
             limit = max(1, min(settings["max_new_tokens"], max_length - width))
-            output = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=limit, eos_token_id=stop_ids,
-                                    pad_token_id=pad, **sampling)
+            output = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=limit,
+                eos_token_id=stop_ids,
+                pad_token_id=pad,
+                **sampling,
+            )
             for prompt, row in zip(chunk, output[:, width:].tolist()):
                 cut = next((i + 1 for i, t in enumerate(row) if t in stop_ids), len(row))
                 answers.append(row[:cut][: max_length - len(prompt)])

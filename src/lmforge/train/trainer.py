@@ -137,8 +137,9 @@ class LmforgeTrainer(Trainer):
         if self.lr_scheduler is None:
             spec = dict(self.schedule_spec)
             try:
-                self.lr_scheduler = build_schedule(spec.pop("name"), optimizer or self.optimizer,
-                                                   num_training_steps, **spec)
+                self.lr_scheduler = build_schedule(
+                    spec.pop("name"), optimizer or self.optimizer, num_training_steps, **spec
+                )
             except ValueError as exc:  # e.g. warmup + decay longer than the run
                 raise LmforgeError(f"train.schedule: {exc}") from exc
         return self.lr_scheduler
