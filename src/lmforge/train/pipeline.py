@@ -686,6 +686,7 @@ def run_training(
             rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     metrics["skipped_updates"] = guard.skipped
+    metrics["train_runtime"] = trained.metrics.get("train_runtime")  # the training loop's wall seconds
     metrics["efficiency"] = run_efficiency(
         trainer,
         trained.metrics.get("train_runtime", 0.0),
