@@ -67,6 +67,8 @@ def pack_rows(rows: list[dict[str, Any]], max_length: int) -> tuple[list[dict[st
             row["labels"] += [IGNORE_INDEX, *example["labels"][1:]]
             row["token_roles"] += example["token_roles"]
             row["position_ids"] += list(range(len(example["input_ids"])))
+            if "example_id" in example:  # per token: which example it belongs to
+                row.setdefault("token_example_ids", []).extend([example["example_id"]] * len(example["input_ids"]))
         packed.append(row)
     tokens = sum(lengths)
     return packed, PackingReport(len(rows), len(packed), tokens, len(packed) * max_length)
@@ -95,4 +97,10 @@ class PackedCollator:
             batch["position_ids"][i, n:] = torch.arange(longest - n)
         if "example_id" in rows[0]:
             batch["example_id"] = torch.tensor([row["example_id"] for row in rows], dtype=torch.long)
+        if "token_example_ids" in rows[0]:  # -1 on padding
+            batch["token_example_ids"] = torch.full((len(rows), longest), -1, dtype=torch.long)
+            for i, row in enumerate(rows):
+                batch["token_example_ids"][i, : len(row["token_example_ids"])] = torch.as_tensor(
+                    row["token_example_ids"]
+                )
         return batch

@@ -378,9 +378,10 @@ def build_datasets(
         val_rows += val
 
     stage_data = _mix_stages(train_rows, specs, reports, list(stages), mix_size, seed, max_length, packing)
-    all_rows = [dict(row) for stage in stage_data for row in stage.rows]  # a repeated row is its own example
-    for example_id, row in enumerate(all_rows):
-        row["example_id"] = example_id
+    all_rows = [dict(row) for stage in stage_data for row in stage.rows]
+    if packing:  # a packed row's own id (NEFTune's per-row seed); its examples keep theirs per token
+        for row_id, row in enumerate(all_rows):
+            row["example_id"] = row_id
     kept = [row for rows in train_rows for row in rows]
     cot = sum(ROLE_IDS["rationale"] in r["token_roles"] for r in kept)
     return TokenizedData(
@@ -410,6 +411,7 @@ def _mix_stages(
     if not given:
         stages = [Stage("train", {s.name: s.weight for s in specs} if weighted else {}, mix_size)]
     out = []
+    next_id = 0
     for index, stage in enumerate(stages):
         key = f"data.stages[{index}].weights" if given else "data.datasets[*].weight"
         weights = [stage.weights.get(s.name, 0.0) for s in specs] if stage.weights else None
@@ -418,6 +420,10 @@ def _mix_stages(
             report.mixed[stage.name] = count
             if extra:
                 report.repeated[stage.name] = extra
+        # every example's id, before any packing: collate-time noise is drawn per example from
+        # it, so an example is corrupted alike packed or not (a repeated row is its own example)
+        rows = [{**row, "example_id": next_id + i} for i, row in enumerate(rows)]
+        next_id += len(rows)
         packed = None
         if packing:
             rows, packed = pack_rows(rows, max_length)

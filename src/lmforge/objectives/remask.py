@@ -74,11 +74,14 @@ class RegularizationNoise:
     `p_answer_only` all rationale labels of the example are dropped. Examples without a
     rationale get plain ReMask input masking over their response tokens.
 
-    Randomness: each example's draws come from its own generator seeded by
-    (seed, epoch, example_id), so an example is corrupted the same way whatever batch,
-    padding, worker or resumed run it lands in, and differently in every epoch. (The
-    global RNG would not do: the Trainer restores it only after collating the first batch
-    of a resumed run.) Tests may pass one `generator` for the whole batch instead.
+    Everything is decided per example, also in packed rows, where the examples are the
+    segments (`token_example_ids`): whether it is CoT, its answer-only draw, and its token
+    draws. Randomness: each example's draws come from its own generator seeded by
+    (seed, epoch, example_id) and cover its own tokens only, so an example is corrupted the
+    same way whatever batch, padding, packing, worker or resumed run it lands in, and
+    differently in every epoch. (The global RNG would not do: the Trainer restores it only
+    after collating the first batch of a resumed run.) Tests may pass one `generator` for
+    the whole batch instead.
     """
 
     mask_token_id: int
@@ -89,24 +92,51 @@ class RegularizationNoise:
     seed: int = 0
     epoch: int = 0
 
-    def _uniforms(self, batch, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Three draws: per-token input mask, per-token label mask, per-example answer-only."""
-        rows, length = batch["token_roles"].shape
-        if generator is not None or "example_id" not in batch:
+    def _draws(self, batch, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        """Per token: the input-mask and label-mask uniforms, the example's answer-only
+        uniform, and whether the token's example has a rationale. [B, T] each.
+
+        Each example (a row, or a segment of a packed row) draws from its own generator over
+        its own tokens only, so neither padding nor packing nor the batch moves its draws."""
+        roles = batch["token_roles"]
+        rows, length = roles.shape
+        owners = self._owners(batch)
+        if generator is not None or owners is None:
             draw = lambda *shape: torch.rand(shape, generator=generator)  # noqa: E731
-            return draw(rows, length), draw(rows, length), draw(rows, 1)
-        uniforms = []
-        for example_id in batch["example_id"].tolist():
-            row_generator = torch.Generator().manual_seed(hash((self.seed, self.epoch, example_id)) & (2**63 - 1))
-            uniforms.append(torch.rand(2 * length + 1, generator=row_generator))
-        stacked = torch.stack(uniforms)  # [B, 2T + 1]
-        return stacked[:, :length], stacked[:, length : 2 * length], stacked[:, 2 * length :]
+            is_cot = (roles == RATIONALE).any(dim=1, keepdim=True).expand(rows, length)
+            return draw(rows, length), draw(rows, length), draw(rows, 1).expand(rows, length), is_cot
+        input_draw, label_draw = torch.ones(rows, length), torch.ones(rows, length)
+        example_draw, is_cot = torch.ones(rows, length), torch.zeros(rows, length, dtype=torch.bool)
+        for row in range(rows):
+            for example_id in torch.unique(owners[row]).tolist():
+                if example_id < 0:  # padding
+                    continue
+                positions = (owners[row] == example_id).nonzero().squeeze(1)
+                n = positions.numel()
+                example_generator = torch.Generator().manual_seed(
+                    hash((self.seed, self.epoch, example_id)) & (2**63 - 1)
+                )
+                uniforms = torch.rand(2 * n + 1, generator=example_generator)
+                input_draw[row, positions] = uniforms[:n]
+                label_draw[row, positions] = uniforms[n : 2 * n]
+                example_draw[row, positions] = uniforms[2 * n]
+                is_cot[row, positions] = bool((roles[row, positions] == RATIONALE).any())
+        return input_draw, label_draw, example_draw, is_cot
+
+    @staticmethod
+    def _owners(batch) -> torch.Tensor | None:
+        """Per token: the id of the example it belongs to (-1 on padding); None without ids."""
+        if "token_example_ids" in batch:  # packed rows
+            return batch["token_example_ids"]
+        if "example_id" in batch:
+            real = batch["token_roles"].ge(0)
+            return torch.where(real, batch["example_id"].unsqueeze(1), torch.full_like(batch["token_roles"], -1))
+        return None
 
     def __call__(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None):
         roles = batch["token_roles"]  # [B, T], -1 on padding
         labels = batch["labels"].clone()  # [B, T]
-        input_draw, label_draw, example_draw = (u.to(roles.device) for u in self._uniforms(batch, generator))
-        is_cot = (roles == RATIONALE).any(dim=1, keepdim=True)  # [B, 1]
+        input_draw, label_draw, example_draw, is_cot = (u.to(roles.device) for u in self._draws(batch, generator))
         response = (roles == ASSISTANT) | (roles == RATIONALE) | (roles == ANSWER)
         candidates = torch.where(is_cot, roles == RATIONALE, response) if self.cot_rules else response
         masked_inputs = batch["input_ids"].masked_fill(candidates & (input_draw < self.p_in), self.mask_token_id)
@@ -114,7 +144,7 @@ class RegularizationNoise:
         if self.cot_rules:
             rationale = (roles == RATIONALE) & is_cot
             drop_token = rationale & (label_draw < self.p_label)
-            answer_only = example_draw < self.p_answer_only  # [B, 1]
+            answer_only = example_draw < self.p_answer_only  # the example's one draw, on each of its tokens
             labels = labels.masked_fill(drop_token | (rationale & answer_only), IGNORE_INDEX)
         return {**batch, "masked_input_ids": masked_inputs, "labels": labels}
 
