@@ -232,10 +232,10 @@ def _train(config: Config, run_dir: Path, resuming: bool):
     was written) starts again."""
     if resuming:
         if rundir.read_run(run_dir) is not None and rundir.latest_checkpoint(run_dir) is not None:
-            return run_training(config, resume=True)
+            return run_training(config, resume=True).require_finished()
         if run_dir.exists():
             shutil.rmtree(run_dir)  # inside our own ablation directory
-    return run_training(config)
+    return run_training(config).require_finished()
 
 
 def run_ablation(

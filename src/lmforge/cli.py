@@ -264,6 +264,12 @@ def cmd_train(args) -> int:
 
     config = load_config(args.config, args.sections, args.overrides)
     result = run_training(config, overwrite=args.overwrite, resume=args.resume)
+    if result.interrupted_at is not None:
+        print(
+            f"[lmforge] interrupted after step {result.interrupted_at}: checkpoint saved in {result.run_dir}; "
+            "continue with --resume"
+        )
+        return 0
     print(f"[lmforge] finished: model in {result.model_dir}")
     if result.metrics:
         print(

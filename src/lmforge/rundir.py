@@ -138,7 +138,8 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None
                 if latest_checkpoint(run_dir) is None
                 else None
             )
-            raise occupied(run_dir, f"a {status} run", no_resume)
+            article = "an" if status[:1] in "aeiou" else "a"
+            raise occupied(run_dir, f"{article} {status} run", no_resume)
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return None

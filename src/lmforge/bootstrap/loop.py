@@ -182,7 +182,9 @@ def _train_round(config: Config, train_dir: Path, builder) -> Path:
     if existing and existing.get("status") == "finished":
         return train_dir / rundir.MODEL_DIR
     resume = existing is not None and rundir.latest_checkpoint(train_dir) is not None
-    result = run_training(config, overwrite=existing is not None and not resume, resume=resume, data_builder=builder)
+    result = run_training(
+        config, overwrite=existing is not None and not resume, resume=resume, data_builder=builder
+    ).require_finished()
     return result.model_dir
 
 

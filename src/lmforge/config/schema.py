@@ -396,6 +396,9 @@ class TrainConfig(Strict):
     neftune_alpha: float | None = Field(None, gt=0.0)
     """NEFTune noise alpha (docs/methods.md; the seeds use 10); off when empty."""
     gradient_checkpointing: bool = False
+    preemption_grace_s: float = Field(300.0, gt=0)
+    """After SIGTERM/SIGINT the run finishes its step and saves a checkpoint; if that takes
+    longer than this, the process ends without it (the previous checkpoint stays)."""
     measure_roof: bool = True
     """Time large matrix products for about 2 s at start-up, so the run summary can say
     which share of the machine's matmul throughput the training achieved."""

@@ -331,10 +331,10 @@ def _train(config, resuming: bool):
                 run_dir=run_dir, model_dir=run_dir / rundir.MODEL_DIR, metrics=existing.get("final_metrics") or {}
             )
         if existing is not None and rundir.latest_checkpoint(run_dir) is not None:
-            return run_training(config, resume=True)
+            return run_training(config, resume=True).require_finished()
         if run_dir.exists():
             shutil.rmtree(run_dir)  # inside our own demo directory
-    return run_training(config)
+    return run_training(config).require_finished()
 
 
 def run_demo(

@@ -47,6 +47,7 @@ from lmforge.objectives import build_objective
 from lmforge.objectives.registry import OBJECTIVES
 from lmforge.objectives.spec import CANDIDATES
 from lmforge.objectives.forward import NoiseSeeds
+from lmforge.train.preemption import Preemption
 from lmforge.train.efficiency import TokenCounter, efficiency_summary, matmul_roof, summary_line
 from lmforge.train.reference import add_own_generations, add_reference_logps
 from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
@@ -70,9 +71,23 @@ MODEL_META_FILE = "lmforge.json"
 @dataclass
 class TrainResult:
     run_dir: Path
-    model_dir: Path
+    model_dir: Path | None
+    """None when a signal stopped the run (`interrupted_at`)."""
     metrics: dict[str, Any]
     data: TokenizedData
+    interrupted_at: int | None = None
+    """The step whose checkpoint a SIGTERM/SIGINT stop saved; --resume continues from it."""
+
+    def require_finished(self) -> TrainResult:
+        """For commands that go on with the model: a stopped run stops them too."""
+        if self.interrupted_at is not None:
+            raise Interrupted(self.run_dir, self.interrupted_at)
+        return self
+
+
+class Interrupted(LmforgeError):
+    def __init__(self, run_dir: Path, step: int):
+        super().__init__(f"{run_dir}: stopped by a signal after step {step}, checkpoint saved; continue with --resume")
 
 
 def gradient_accumulation(global_batch: int, micro_batch: int, processes: int) -> int:
@@ -644,6 +659,7 @@ def run_training(
         )
 
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
+    preemption = Preemption(config.train.preemption_grace_s)
     trainer = LmforgeTrainer(
         model=model,
         args=training_arguments(config, run_dir, accumulation, data.val is not None, data.sequential, deepspeed),
@@ -658,6 +674,7 @@ def run_training(
             *([task_evals] if task_evals else []),
             MetricsJsonl(run_dir / "metrics.jsonl"),
             *data.callbacks,
+            preemption,
             *extra_callbacks,
         ],
         objective=build_objective(
@@ -676,6 +693,10 @@ def run_training(
     try:
         roof = machine_roof(config, trainer.args.device) if main and config.train.measure_roof else None
         trained = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        if preemption.stopped_at is not None:  # SIGTERM/SIGINT: a checkpoint, no final model
+            if main:
+                rundir.end_run(run_dir, record, "interrupted", global_step=preemption.stopped_at)
+            return TrainResult(run_dir, None, {}, data.tokenized, interrupted_at=preemption.stopped_at)
         metrics = trainer.evaluate() if data.val is not None else {}
         model_dir = save_final_model(trainer, prepared, data.cot, config)
         if main:
