@@ -87,6 +87,9 @@ class ModelConfig(Strict):
     tokenizer: str | None = None
     """Tokenizer directory; defaults to name_or_path. Required for a fresh model."""
     trust_remote_code: bool = False
+    """Let a hub model run its own modelling code (logged when on)."""
+    allow_pickle: bool = False
+    """Load pickled weights (.bin, .pt) when a model has no safetensors; a pickle can run code."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     freeze_embeddings: bool = False
     """Freeze input and output embeddings; rows of tokens added by lmforge stay trainable."""

@@ -3,6 +3,7 @@ name), or build a fresh model of a stock transformers architecture from a size s
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -10,6 +11,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Pretra
 
 from lmforge.errors import LmforgeError
 from lmforge.models import gguf
+
+log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -22,6 +25,9 @@ def looks_local(name: str) -> bool:
 def _check_path(name: str, what: str, key: str) -> None:
     if looks_local(name) and not Path(name).expanduser().is_dir():
         raise LmforgeError(f"{key}: {what} directory '{name}' does not exist")
+
+
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False, key: str = "model.tokenizer"):
@@ -51,10 +57,14 @@ def load_model(
     trust_remote_code: bool = False,
     attn_implementation: str | None = None,
     quantization_config=None,
+    allow_pickle: bool = False,
 ) -> PreTrainedModel:
     """A pretrained causal LM; `quantization_config` (a transformers BitsAndBytesConfig)
     loads its linear layers quantized. A .gguf file is dequantized: in memory, or, to be
-    quantized again, into a safetensors directory converted once (lmforge.models.gguf)."""
+    quantized again, into a safetensors directory converted once (lmforge.models.gguf).
+
+    Weights load from safetensors only, unless `allow_pickle` (model.allow_pickle): a
+    pickled checkpoint (.bin, .pt) can run code while it loads."""
     if gguf.is_gguf(name_or_path):
         if quantization_config is None:
             return gguf.load_gguf_model(name_or_path, DTYPES[dtype], attn_implementation)
@@ -62,9 +72,19 @@ def load_model(
         name_or_path = str(gguf.cached_conversion(name_or_path))
     _check_path(name_or_path, "model", "model.name_or_path")
     directory = Path(name_or_path).expanduser()
-    if directory.is_dir() and not any(directory.glob("*.safetensors")) and not any(directory.glob("*.bin")):
-        raise LmforgeError(f"model.name_or_path: '{name_or_path}' holds no model weights (*.safetensors or *.bin)")
-    kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
+    if directory.is_dir() and not any(directory.glob("*.safetensors")):
+        pickled = sorted(p.name for pattern in PICKLE_PATTERNS for p in directory.glob(pattern))
+        if not pickled:
+            raise LmforgeError(f"model.name_or_path: '{name_or_path}' holds no model weights (*.safetensors or *.bin)")
+        if not allow_pickle:
+            raise LmforgeError(
+                f"model.name_or_path: '{name_or_path}' holds pickled weights ({pickled[0]}) and no safetensors; "
+                "loading a pickle can run code: convert it to safetensors, or set model.allow_pickle: true "
+                "if you trust where it came from"
+            )
+    if trust_remote_code:
+        log.warning("model.trust_remote_code is on: %s may run its own Python code", name_or_path)
+    kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code, "use_safetensors": not allow_pickle}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantization_config is not None:

@@ -185,6 +185,7 @@ def _load_base(config: Config, tokenizer, seed: int):
             model_cfg.trust_remote_code,
             model_cfg.attn_implementation,
             quantization_config(quantization) if quantization else None,
+            allow_pickle=model_cfg.allow_pickle,
         )
     return build_model(
         model_cfg.architecture,
