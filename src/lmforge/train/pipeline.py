@@ -693,7 +693,10 @@ def run_training(
         trainer.callback_handler.callbacks.insert(0, task_evals)
     try:
         roof = machine_roof(config, trainer.args.device) if main and config.train.measure_roof else None
-        trained = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        try:
+            trained = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        finally:
+            preemption.close()
         if preemption.stopped_at is not None:  # SIGTERM/SIGINT: a checkpoint, no final model
             if main:
                 rundir.end_run(run_dir, record, "interrupted", global_step=preemption.stopped_at)

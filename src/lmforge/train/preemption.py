@@ -76,6 +76,11 @@ class Preemption(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
+        """Cancel the grace timer and put the previous signal handlers back (also when
+        training ended with an exception, which skips on_train_end)."""
         if self._watchdog is not None:
             self._watchdog.cancel()
         self._restore()
