@@ -433,9 +433,13 @@ def test_bad_record_is_an_error_or_skipped_and_counted(tmp_path):
     with pytest.raises(LmforgeError, match=rf"^{path}:2: gsm8k field 'answer' has no final line"):
         load(path)
     conversations, report = load(path, on_bad_record="skip")
-    assert len(conversations) == 2 and report.records == 3 and report.dropped == {"bad_record": 2}
+    # every record read is counted, the unparsable one too: records - dropped = conversations
+    assert len(conversations) == 2 and report.records == 4 and report.dropped == {"bad_record": 2}
     assert report.bad_records[0].startswith(f"{path}:2: gsm8k field 'answer'")
-    assert report.bad_records[1].startswith(f"{path}:3: malformed JSON")
+    assert (
+        report.bad_records[1]
+        == f"{path}:3: truncated record: the line ends before the JSON object is complete (column 14)"
+    )
 
 
 def test_empty_file_gives_no_conversations(tmp_path):

@@ -257,6 +257,24 @@ def test_malformed_jsonl_line_reports_file_and_line(tmp_path):
     assert str(info.value) == f"{path}:4: malformed JSON: Expecting value (column 32)"
 
 
+def test_a_line_cut_off_inside_a_string_is_reported_as_truncated(tmp_path):
+    """Mid-file, the decoder stops at the cut line's own newline ("Invalid control
+    character"); at the end of the file it finds no closing quote: both are truncation."""
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        json.dumps(ROWS[0]) + '\n{"instruction": "cut he\n' + json.dumps(ROWS[1]) + '\n{"instruction": "end'
+    )
+    with pytest.raises(LmforgeError) as info:
+        list(read_records(path))
+    assert str(info.value) == f"{path}:2: truncated record: the line ends inside a string (column 24)"
+    skipped = []
+    records = list(read_records(path, lambda where, problem: skipped.append(f"{where}: {problem}")))
+    assert len(records) == 2 and [s.split(": ", 1)[1] for s in skipped] == [
+        "truncated record: the line ends inside a string (column 24)",
+        "truncated record: the line ends inside a string (column 21)",
+    ]
+
+
 @pytest.mark.parametrize("line, kind", [("[1, 2]", "list"), ('"text"', "str"), ("3", "int"), ("null", "NoneType")])
 def test_jsonl_line_that_is_not_an_object(tmp_path, line, kind):
     path = tmp_path / "d.jsonl"

@@ -117,7 +117,7 @@ def test_malformed_json_line_reports_file_and_line(tmp_path, user_files, capsys)
     data = tmp_path / "bad.jsonl"
     data.write_text('{"question": "a", "rationale": "b", "answer": "1"}\n\n{"question": "a", "rationale"\n')
     message = _error(capsys, ["train", str(_config_with_data(tmp_path, user_files, data))])
-    assert f"{data}:3: malformed JSON" in message
+    assert f"{data}:3: truncated record: the line ends before the JSON object is complete" in message
 
 
 def test_record_missing_fields_names_them(tmp_path, user_files, capsys):

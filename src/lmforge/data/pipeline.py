@@ -147,9 +147,15 @@ def load_conversations(spec: DatasetSpec, report: DatasetReport) -> list[Convers
         if len(report.bad_records) < MAX_BAD_SHOWN:
             report.bad_records.append(f"{where}: {problem}")
 
+    def unreadable(where: str, problem: str) -> None:
+        # a record the reader could not parse is still a record read, so that
+        # records - dropped = examples holds
+        report.records += 1
+        bad(where, problem)
+
     skip = spec.on_bad_record == "skip"
     located = _counted(
-        read_records(spec.path, bad if skip else None, spec.encoding_errors, spec.subset, spec.split), report
+        read_records(spec.path, unreadable if skip else None, spec.encoding_errors, spec.subset, spec.split), report
     )
     first = next(located, None)
     if first is None:

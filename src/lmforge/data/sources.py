@@ -106,6 +106,18 @@ def _decoded_lines(handle: IO[bytes], path: Path, errors: str, compressed: bool)
         yield number, text
 
 
+def _json_problem(exc: json.JSONDecodeError, line: str) -> str:
+    """What is wrong with a JSONL line. A line cut off inside a string makes the decoder
+    stop at the line's own newline ("Invalid control character"): say it is truncated."""
+    end = len(line.rstrip("\r\n")) + 1  # the column just after the line's last character
+    ends_inside_string = exc.msg.startswith("Invalid control character") and line[exc.pos : exc.pos + 1] in "\r\n"
+    if ends_inside_string or exc.msg.startswith("Unterminated string"):
+        return f"truncated record: the line ends inside a string (column {end})"
+    if exc.pos >= len(line.rstrip()):
+        return f"truncated record: the line ends before the JSON object is complete (column {end})"
+    return f"malformed JSON: {exc.msg} (column {exc.colno})"
+
+
 def _read_jsonl(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord | None) -> Iterator[Located]:
     for number, line in lines:
         if not line.strip():
@@ -114,7 +126,7 @@ def _read_jsonl(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord 
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            problem = f"malformed JSON: {exc.msg} (column {exc.colno})"
+            problem = _json_problem(exc, line)
         else:
             if isinstance(record, dict):
                 yield record, where
