@@ -47,6 +47,15 @@ def test_objective_trains_on_pairs(tmp_path, user_files, name):
     else:
         assert not (run / "reference").exists()  # ORPO, SimPO and rank need no reference
     assert min(losses[-3:]) < losses[0]
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rewards = [row for row in logged if "loss" in row and "preference_accuracy" in row]
+    if name != "rank":  # every training line carries the rewards, margin and accuracy
+        assert len(rewards) == 8
+        for row in rewards:
+            assert 0.0 <= row["preference_accuracy"] <= 1.0
+            assert row["reward_margin"] == pytest.approx(row["rewards_chosen"] - row["rewards_rejected"], abs=1e-5)
+        if name in AT_MARGIN_ZERO:  # the policy starts as its reference: every reward 0
+            assert rewards[0]["reward_margin"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_spin_answers_come_from_the_previous_iteration(tmp_path, user_files):

@@ -153,10 +153,45 @@ def preference_objective(
         token_norm = normaliser(counts[chosen], None if num_items is None else num_items["chosen_tokens"])
         chosen_nll = -sums[chosen].sum()
         loss = preference + (chosen_ce_weight * chosen_nll / token_norm if chosen_ce_weight else 0.0)
-        return loss, {"nll_sum": chosen_nll.detach(), "tokens": counts[chosen].sum(), "preference": preference.detach()}
+        return loss, {
+            "nll_sum": chosen_nll.detach(),
+            "tokens": counts[chosen].sum(),
+            "preference": preference.detach(),
+            **reward_metrics(policy, reference, better, worse),
+        }
 
     objective.count_items = count_pairs
     return objective
+
+
+LOGGED_METRICS = ("rewards_chosen", "rewards_rejected", "reward_margin", "preference_accuracy")
+"""What the trainer logs for a preference objective at every logging step (means over the
+micro-batches since the last log)."""
+
+
+def reward_metrics(
+    policy: SequenceScores, reference: torch.Tensor | None, better: torch.Tensor, worse: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The implicit rewards r(y) of the better and worse responses of every pair, their
+    margin and the preference accuracy (share of pairs with r(better) > r(worse)). r(y) is
+    log pi(y) - log ref(y) with a reference; without one, the mean log-probability per
+    token (SimPO's reward up to beta, the quantity ORPO's odds come from).
+
+    >>> scores = SequenceScores(torch.tensor([-1.0, -3.0, -2.0]), torch.tensor([1, 1, 1]))
+    >>> m = reward_metrics(scores, torch.tensor([-2.0, -2.0, -2.0]), torch.tensor([0, 2]), torch.tensor([1, 1]))
+    >>> [round(float(m[k]), 3) for k in LOGGED_METRICS]
+    [0.5, -1.0, 1.5, 1.0]
+    """
+    rewards = (policy.sums - reference if reference is not None else policy.means).detach()
+    if better.numel() == 0:
+        return {}
+    chosen, rejected = rewards[better], rewards[worse]
+    return {
+        "rewards_chosen": chosen.mean(),
+        "rewards_rejected": rejected.mean(),
+        "reward_margin": (chosen - rejected).mean(),
+        "preference_accuracy": (chosen > rejected).float().mean(),
+    }
 
 
 def log_ratio_margin(

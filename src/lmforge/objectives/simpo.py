@@ -21,8 +21,8 @@ class SimPOConfig(Strict):
     name: Literal["simpo"]
     beta: float = Field(2.0, gt=0.0)
     """Reward scale (2.0, the paper's and TRL's default)."""
-    gamma: float = Field(0.5, ge=0.0)
-    """Target reward margin (0.5, TRL's default; the paper tunes 0.3-1.6)."""
+    gamma: float | None = Field(None, ge=0.0)
+    """Target reward margin; default 0.5 x beta (the paper's gamma/beta ratio of about 0.5)."""
 
 
 def simpo_pair_loss(beta: float, gamma: float):
@@ -36,7 +36,11 @@ def simpo_pair_loss(beta: float, gamma: float):
 SPEC = ObjectiveSpec(
     "simpo",
     SimPOConfig,
-    lambda p, alpha: preference_objective(simpo_pair_loss(p["beta"], p["gamma"]), False, neftune_alpha=alpha),
+    lambda p, alpha: preference_objective(
+        simpo_pair_loss(p["beta"], 0.5 * p["beta"] if p.get("gamma") is None else p["gamma"]),
+        False,
+        neftune_alpha=alpha,
+    ),
     title="SimPO",
     data=CANDIDATES,
 )

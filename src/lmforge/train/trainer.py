@@ -18,6 +18,7 @@ from lmforge.errors import LmforgeError
 from lmforge.objectives import Objective
 from lmforge.objectives.ce import row_nll
 from lmforge.objectives.forward import forward_outputs
+from lmforge.objectives.preference import LOGGED_METRICS
 from lmforge.train.efficiency import TokenCounter
 from lmforge.optim.optimizers import build_optimizer, parameter_groups
 from lmforge.optim.schedules import build_schedule
@@ -53,6 +54,8 @@ class LmforgeTrainer(Trainer):
         self.guard = guard
         self.no_decay_params = list(no_decay_params)
         self.token_counter = TokenCounter()  # real tokens and slots of the training batches
+        self.logged_sums: dict[str, float] = {}
+        self.logged_counts: dict[str, int] = {}
 
     def create_accelerator_and_postprocess(self):
         super().create_accelerator_and_postprocess()
@@ -111,12 +114,25 @@ class LmforgeTrainer(Trainer):
         loss, metrics = self.objective(model, inputs, num_items_in_batch)
         if model.training:
             self.token_counter.observe(inputs)
+            for name in LOGGED_METRICS:  # preference objectives' rewards, logged with the loss
+                if name in metrics:
+                    self.logged_sums[name] = self.logged_sums.get(name, 0.0) + float(metrics[name])
+                    self.logged_counts[name] = self.logged_counts.get(name, 0) + 1
             self.guard.observe_loss(loss)
             if num_items_in_batch is not None and self.args.world_size > 1:
                 # DDP averages gradients over processes; the loss was already divided by
                 # the global token count, so undo that average.
                 loss = loss * self.args.world_size
         return (loss, metrics) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Training log lines also carry the objective's own metrics (preference rewards,
+        margin, accuracy): their means over the micro-batches since the previous line."""
+        if "loss" in logs and self.logged_counts:
+            for name, count in self.logged_counts.items():
+                logs[name] = round(self.logged_sums[name] / count, 6)
+            self.logged_sums, self.logged_counts = {}, {}
+        super().log(logs, *args, **kwargs)
 
     # -- optimizer and schedule ------------------------------------------------
 
