@@ -34,7 +34,8 @@ from lmforge.eval.tasks import load_task
 from lmforge.report.plots import plot_ablation
 from lmforge.objectives.registry import OBJECTIVES
 from lmforge.objectives.spec import CANDIDATES
-from lmforge.train.pipeline import named_format, prepare_model_and_tokenizer, run_training
+from lmforge.train.data_builders import named_format
+from lmforge.train.pipeline import prepare_model_and_tokenizer, run_training
 
 # Variant name -> objective. "remask" is seed 004's ReMask: ReMask-CoT rules on examples
 # with a rationale, plain ReMask on the others.

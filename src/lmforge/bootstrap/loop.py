@@ -40,7 +40,8 @@ from lmforge.errors import LmforgeError
 from lmforge.eval.generate import load_model_dir, stop_token_ids
 from lmforge.models.adapters import is_adapter_dir
 from lmforge import rundir
-from lmforge.train.pipeline import PreparedData, run_training
+from lmforge.train.data_builders import PreparedData
+from lmforge.train.pipeline import run_training
 
 STATE_FILE = "bootstrap.json"
 RoundHook = Callable[[int, Path, dict], None]

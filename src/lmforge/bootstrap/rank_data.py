@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
-from lmforge.data.collate import PadCollator
+from lmforge.data.collate import candidate_batch
 from lmforge.data.conversation import Conversation
 from lmforge.data.formats import PromptFormat
 from lmforge.data.tokenize import encode_pieces, wants_bos
@@ -72,18 +72,5 @@ class RankCollator:
     pad_token_id: int
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        flat, group, order, is_gold = [], [], [], []
-        for index, row in enumerate(rows):
-            for ids, labels, rank, gold in zip(row["input_ids"], row["labels"], row["order"], row["is_gold"]):
-                flat.append({"input_ids": ids, "labels": labels})
-                group.append(index)
-                order.append(rank)
-                is_gold.append(gold)
-        batch = PadCollator(self.pad_token_id)(flat)
-        batch.pop("token_roles")
-        batch.update(group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.tensor(is_gold))
-        if "reference_logps" in rows[0]:  # a reference objective (train/reference.py)
-            batch["reference_logps"] = torch.tensor(
-                [v for row in rows for v in row["reference_logps"]], dtype=torch.float64
-            )
-        return batch
+        ranked = [list(zip(row["input_ids"], row["labels"], row["order"], row["is_gold"])) for row in rows]
+        return candidate_batch(self.pad_token_id, rows, ranked)

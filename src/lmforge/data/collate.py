@@ -48,23 +48,34 @@ class CandidateCollator:
     pad_token_id: int
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        flat, group, order = [], [], []
-        for index, row in enumerate(rows):
+        ranked = []
+        for row in rows:
             sequences = [
                 (row["input_ids"], row["labels"]),
                 *zip(row.get("rejected_input_ids", []), row.get("rejected_labels", [])),
             ]
-            for rank, (ids, labels) in enumerate(sequences):
-                flat.append({"input_ids": ids, "labels": labels})
-                group.append(index)
-                order.append(rank)
-        batch = PadCollator(self.pad_token_id)(flat)
-        batch.pop("token_roles")
-        batch.update(
-            group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.zeros(len(flat), dtype=torch.bool)
+            ranked.append([(ids, labels, rank, False) for rank, (ids, labels) in enumerate(sequences)])
+        return candidate_batch(self.pad_token_id, rows, ranked)
+
+
+def candidate_batch(
+    pad_token_id: int, rows: list[dict[str, Any]], ranked: list[list[tuple]]
+) -> dict[str, torch.Tensor]:
+    """One padded sequence per (input ids, labels, order, is_gold) of each row's `ranked`
+    list, with `group` (the row), `order`, `is_gold`, and the rows' `reference_logps` when
+    they have them (train/reference.py), in the same order."""
+    flat, group, order, is_gold = [], [], [], []
+    for index, sequences in enumerate(ranked):
+        for ids, labels, rank, gold in sequences:
+            flat.append({"input_ids": ids, "labels": labels})
+            group.append(index)
+            order.append(rank)
+            is_gold.append(gold)
+    batch = PadCollator(pad_token_id)(flat)
+    batch.pop("token_roles")
+    batch.update(group=torch.tensor(group), order=torch.tensor(order), is_gold=torch.tensor(is_gold, dtype=torch.bool))
+    if "reference_logps" in rows[0]:
+        batch["reference_logps"] = torch.tensor(
+            [v for row in rows for v in row["reference_logps"]], dtype=torch.float64
         )
-        if "reference_logps" in rows[0]:
-            batch["reference_logps"] = torch.tensor(
-                [v for row in rows for v in row["reference_logps"]], dtype=torch.float64
-            )
-        return batch
+    return batch

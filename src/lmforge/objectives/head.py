@@ -73,10 +73,6 @@ class SelectedHidden:
     head: torch.nn.Module
 
 
-Outputs = "torch.Tensor | HiddenStates"
-Selected = "torch.Tensor | SelectedHidden"
-
-
 def select_positions(outputs, mask: torch.Tensor):
     """The positions t < T-1 where `mask` [B, T-1] is set (they predict token t + 1)."""
     if isinstance(outputs, HiddenStates):

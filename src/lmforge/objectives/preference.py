@@ -2,7 +2,7 @@
 normalisation over an accumulation window, and the one builder that turns a per-pair loss
 into an objective.
 
-A candidate batch (train/preference_data.py's collator, or bootstrap's rank rows) holds S
+A candidate batch (data/collate.py's CandidateCollator, or bootstrap's rank rows) holds S
 sequences: per sequence its labels (the response tokens), `group` (which prompt), `order`
 (0 = best; equal orders are ties), `is_gold` (bootstrap's dataset answer, trained with CE by
 `rank` only) and, for objectives with a reference, `reference_logps` (the summed log-prob of

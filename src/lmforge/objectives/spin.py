@@ -7,7 +7,7 @@ iteration as the reference:
     L = -log sigmoid(beta * ((log pi(y_data) - log prev(y_data)) - (log pi(y_gen) - log prev(y_gen))))
 
 It trains on SFT data (prompt + response); the generations are made before training by
-the starting model (train/preference_data.py) and cached in the run directory. A next
+the starting model (train/reference.py) and cached in the run directory. A next
 iteration is a new run from this run's model."""
 
 from __future__ import annotations

@@ -23,20 +23,21 @@ ROOF_SECONDS = 2.0
 
 @dataclass
 class TokenCounter:
-    """Real tokens and batch slots (rows x width) of the training batches seen."""
+    """Real tokens and batch slots (rows x width) of the training batches seen. While
+    training, `tokens` is a tensor on the batches' device: counting never waits for it."""
 
-    tokens: int = 0
+    tokens: int | torch.Tensor = 0
     slots: int = 0
 
     def observe(self, batch: dict[str, torch.Tensor]) -> None:
         ids = batch["input_ids"]
         if "attention_mask" in batch and batch["attention_mask"].dim() == 2:
-            real = int(batch["attention_mask"].sum())
+            real = batch["attention_mask"].sum()
         elif "token_roles" in batch:  # packed rows: padding has role -1
-            real = int(batch["token_roles"].ge(0).sum())
+            real = batch["token_roles"].ge(0).sum()
         else:
             real = ids.numel()
-        self.tokens += real
+        self.tokens = self.tokens + real
         self.slots += ids.numel()
 
 
@@ -97,3 +98,22 @@ def summary_line(summary: dict[str, float | None]) -> str:
             f"({summary['roof_flops_per_second'] / 1e9:,.1f} GFLOP/s)"
         )
     return line
+
+
+def machine_roof(precision: str, device) -> float:
+    """The matmul roof in the dtype the run computes in (train.precision)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return matmul_roof(device, dtype)
+
+
+def run_efficiency(
+    trainer, train_seconds: float, parameters: int, passes: int, roof: float | None, processes: int
+) -> dict[str, float | None]:
+    """The efficiency summary over every process's batches (all processes call this)."""
+    counter = trainer.token_counter
+    counts = torch.tensor([int(counter.tokens), counter.slots], device=trainer.args.device)
+    if processes > 1:
+        counts = trainer.accelerator.reduce(counts, reduction="sum")
+    return efficiency_summary(
+        TokenCounter(int(counts[0]), int(counts[1])), train_seconds, parameters, passes, roof, processes
+    )

@@ -9,23 +9,17 @@ import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import Dataset
 from transformers import GenerationConfig, TrainerCallback, TrainingArguments
 
 from lmforge.config import Config, dump_config
-from lmforge.data.cache import clear_cache, data_fingerprint, load_tokenized, save_tokenized
-from lmforge.data.collate import CandidateCollator, PadCollator
+from lmforge.data.cache import clear_cache
 from lmforge.data.formats import PromptFormat, get_format
-from lmforge.data.from_config import build_from_config, dataset_specs
-from lmforge.data.packing import PackedCollator
 from lmforge.data.pipeline import TokenizedData
-from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
 from lmforge.eval.callback import build_task_eval_callback
 from lmforge.models.adapters import (
@@ -45,12 +39,11 @@ from lmforge.models.loading import build_model, load_model, load_tokenizer
 from lmforge.models.tokens import add_special_tokens
 from lmforge.objectives import build_objective
 from lmforge.objectives.registry import OBJECTIVES
-from lmforge.objectives.spec import CANDIDATES
-from lmforge.objectives.forward import NoiseSeeds
+from lmforge.objectives.remask import MASK_TOKEN
+from lmforge.train.data_builders import DataBuilder, default_data_builder
+from lmforge.train.efficiency import machine_roof, run_efficiency, summary_line
 from lmforge.train.preemption import Preemption
-from lmforge.train.efficiency import TokenCounter, efficiency_summary, matmul_roof, summary_line
-from lmforge.train.reference import add_own_generations, add_reference_logps
-from lmforge.objectives.remask import MASK_TOKEN, NoiseEpoch, NoisyCollator, RegularizationNoise
+from lmforge.train.reference import prepare_candidates
 from lmforge.report.model_card import write_model_card
 from lmforge.report.plots import plot_loss_curve
 from lmforge.report.provenance import describe_model
@@ -115,25 +108,6 @@ def objective_tokens(objective_name: str, tokenizer) -> list[str]:
     if OBJECTIVES[objective_name].masking and tokenizer.mask_token is None:
         return [MASK_TOKEN]
     return []
-
-
-def mask_token_id(tokenizer) -> int:
-    return tokenizer.mask_token_id if tokenizer.mask_token is not None else tokenizer.convert_tokens_to_ids(MASK_TOKEN)
-
-
-def build_noise(objective: dict[str, Any], tokenizer, seed: int) -> RegularizationNoise | None:
-    """The collate-time corruption a masking objective trains on (None for CE/MixCE)."""
-    name = objective["name"]
-    if not OBJECTIVES[name].masking:
-        return None
-    return RegularizationNoise(
-        mask_token_id(tokenizer),
-        objective["p_in"],
-        objective.get("p_label", 0.0),
-        objective.get("p_answer_only", 0.0),
-        cot_rules=name != "remask",
-        seed=seed,
-    )
 
 
 def needed_special_tokens(config: Config, tokenizer) -> list[str]:
@@ -383,228 +357,6 @@ def training_arguments(
     )
 
 
-@dataclass
-class PreparedData:
-    """What the Trainer needs from a data builder, and what the run records about it."""
-
-    train: Dataset
-    val: Dataset | None
-    collator: Callable
-    eval_collator: Callable
-    cot: bool
-    """Most training examples have a rationale: the saved model answers rationale-first."""
-    file_hashes: dict[str, str]
-    summary: dict[str, Any]
-    callbacks: list[TrainerCallback] = field(default_factory=list)
-    tokenized: TokenizedData | None = None
-    sequential: bool = False
-    """Train in the dataset's order (multi-stage mixes) instead of a random order."""
-
-
-DataBuilder = Callable[[Config, Any, PromptFormat], PreparedData]
-
-
-def local_file_hashes(paths: list[str]) -> dict[str, str]:
-    return {path: file_sha256(path) if Path(path).is_file() else "not a local file" for path in paths}
-
-
-def tokenized_once(
-    config: Config, tokenizer, prompt_format: PromptFormat, candidates: bool = False
-) -> tuple[TokenizedData, dict[str, str]]:
-    """The tokenized data and the data files' hashes. With several processes the main
-    process builds it and caches it in the run directory by content hash; the others load
-    that cache. (Their file hashes stay empty: only the main process writes run.json.)"""
-    state = process_state()
-    paths = [spec.path for spec in dataset_specs(config.data)]
-    if state.num_processes == 1:
-        return (
-            build_from_config(config.data, config.run.seed, prompt_format, tokenizer, candidates),
-            local_file_hashes(paths),
-        )
-    built: dict[str, Any] = {}
-
-    def build_and_cache() -> str:
-        built["data"] = build_from_config(config.data, config.run.seed, prompt_format, tokenizer, candidates)
-        built["hashes"] = local_file_hashes(paths)
-        key = data_fingerprint(
-            {**config.data.model_dump(mode="json"), "candidates": candidates},
-            config.run.seed,
-            prompt_format.name,
-            tokenizer,
-            built["hashes"],
-        )
-        return str(save_tokenized(built["data"], config.output_path, key))
-
-    cached = on_main(state, build_and_cache)
-    if state.is_main_process:
-        return built["data"], built["hashes"]
-    return load_tokenized(Path(cached)), {}
-
-
-def _print_data_reports(data: TokenizedData) -> None:
-    for report in data.reports:
-        dropped = ", ".join(f"{k} {v}" for k, v in report.dropped.items()) or "none"
-        print(
-            f"[lmforge] {report.path}: {report.records} records ({report.format}"
-            f"{', detected' if report.detected else ''}); train {report.train}, "
-            f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}"
-        )
-    if data.packing:
-        print(
-            f"[lmforge] packing: {data.packing.examples} examples in {data.packing.rows} rows, "
-            f"efficiency {data.packing.efficiency:.1%}"
-        )
-
-
-def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
-    """Conversations from data.datasets, tokenized with label masks, padded per batch;
-    masking objectives add their collate-time noise to training batches, NEFTune its
-    per-example seeds."""
-    data, file_hashes = tokenized_once(config, tokenizer, prompt_format)
-    _print_data_reports(data)
-    if config.train.objective.name == "remask_cot" and data.cot_fraction == 0.0:
-        raise LmforgeError(
-            "train.objective.name: remask_cot needs CoT examples (question/rationale/answer), "
-            "but no training example has a rationale segment; use remask instead"
-        )
-    collator = PadCollator(tokenizer.pad_token_id)
-    train_collator = PackedCollator(tokenizer.pad_token_id) if config.data.packing else collator
-    noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
-    if noise:
-        train_collator = NoisyCollator(train_collator, noise)
-    seeds = NoiseSeeds(config.run.seed) if config.train.neftune_alpha else None
-    if seeds:
-        train_collator = NoisyCollator(train_collator, seeds)
-    epoch_noise = [step for step in (noise, seeds) if step is not None]
-    return PreparedData(
-        train=data.train,
-        val=data.val,
-        collator=train_collator,
-        eval_collator=collator,
-        cot=data.cot_fraction >= 0.5,
-        file_hashes=file_hashes,
-        summary={"data": [r.as_dict() for r in data.reports]},
-        callbacks=[NoiseEpoch(*epoch_noise)] if epoch_noise else [],
-        tokenized=data,
-        # stages are laid out one after the other (each shuffled within itself): keep that order
-        sequential=bool(config.data.stages),
-    )
-
-
-def named_format(spec) -> str:
-    """A dataset's format, detected from its first record when it says `auto`."""
-    if spec.format != "auto":
-        return spec.format
-    from lmforge.data.registry import detect_format
-    from lmforge.data.sources import read_records
-
-    try:
-        first = next(iter(read_records(spec.path)), None)
-        return detect_format(*first) if first is not None else "empty"
-    except LmforgeError:  # unreadable or undetectable: the data loader reports that itself
-        return spec.format
-
-
-def preference_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
-    """Each record's chosen response with its rejected ones (`pairs` records), side by side
-    in one batch (CandidateCollator); validation scores the chosen responses by
-    cross-entropy. SPIN's rejected responses come later, from the model (run_training)."""
-    spec = OBJECTIVES[config.train.objective.name]
-    if config.data.packing:
-        raise LmforgeError(
-            f"data.packing: {spec.name} compares each prompt's responses, which packing would split "
-            "over rows; set data.packing: false"
-        )
-    data, file_hashes = tokenized_once(config, tokenizer, prompt_format, candidates=True)
-    _print_data_reports(data)
-    if not spec.self_generated:
-        for index, dataset in enumerate(dataset_specs(config.data)):
-            rows = [r for r in data.train if r["dataset"] == index]
-            without = sum(not r["rejected_input_ids"] for r in rows)
-            if without:
-                raise LmforgeError(
-                    f"train.objective.name: {spec.name} trains on ranked responses, but {without} of {len(rows)} "
-                    f"training examples of data.datasets[{index}] ({dataset.path}, format {named_format(dataset)}) "
-                    "have no rejected response; give it pairs records (prompt, chosen, rejected)"
-                )
-    collator = CandidateCollator(tokenizer.pad_token_id)
-    return PreparedData(
-        train=data.train,
-        val=data.val,
-        collator=collator,
-        eval_collator=PadCollator(tokenizer.pad_token_id),
-        cot=data.cot_fraction >= 0.5,
-        file_hashes=file_hashes,
-        summary={"data": [r.as_dict() for r in data.reports]},
-        tokenized=data,
-        sequential=bool(config.data.stages),
-    )
-
-
-def default_data_builder(config: Config) -> DataBuilder:
-    return preference_data if OBJECTIVES[config.train.objective.name].data == CANDIDATES else sft_data
-
-
-def prepare_candidates(config: Config, prepared: PreparedModel, data: PreparedData, is_main: bool) -> None:
-    """SPIN's own answers, then the reference log-probabilities, from the starting model."""
-    spec = OBJECTIVES[config.train.objective.name]
-    if spec.self_generated:
-        settings = config.train.objective.model_dump()
-        stop_ids = [
-            prepared.tokenizer.convert_tokens_to_ids(s) for s in prepared.prompt_format.stop_strings(prepared.tokenizer)
-        ]
-        data.train = add_own_generations(
-            prepared.model,
-            prepared.tokenizer,
-            data.train,
-            [i for i in stop_ids if i is not None],
-            {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"]},
-            config.data.max_length,
-            config.run.seed,
-            config.output_path,
-            is_main,
-        )
-    if spec.reference:
-        path = config.train.objective.model_dump().get("reference")
-        model = load_reference_model(path, prepared.tokenizer, config.model.dtype) if path else prepared.model
-        data.train = add_reference_logps(
-            model, data.train, data.collator, config.train.micro_batch_size, config.output_path, is_main
-        )
-
-
-def load_reference_model(path: str, policy_tokenizer, dtype: str):
-    """A separate reference (train.objective.reference), loaded for the reference pass only;
-    its token ids must mean what the policy's mean."""
-    reference_tokenizer = load_tokenizer(path, key="train.objective.reference")
-    if reference_tokenizer.get_vocab() != policy_tokenizer.get_vocab():
-        ours, theirs = policy_tokenizer.get_vocab(), reference_tokenizer.get_vocab()
-        differing = sorted(set(ours.items()) ^ set(theirs.items()), key=lambda item: item[1])
-        raise LmforgeError(
-            f"train.objective.reference: {path}'s tokenizer differs from the policy's ({len(theirs)} vs "
-            f"{len(ours)} tokens; first difference: {differing[0][0]!r} at id {differing[0][1]}); "
-            "the reference must score the same token ids"
-        )
-    return load_model(path, dtype)
-
-
-def machine_roof(config: Config, device) -> float:
-    """The matmul roof in the dtype the run computes in."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.train.precision, torch.float32)
-    return matmul_roof(device, dtype)
-
-
-def run_efficiency(
-    trainer, train_seconds: float, parameters: int, passes: int, roof: float | None, processes: int
-) -> dict[str, float | None]:
-    """The efficiency summary over every process's batches (all processes call this)."""
-    counts = torch.tensor([trainer.token_counter.tokens, trainer.token_counter.slots], device=trainer.args.device)
-    if processes > 1:
-        counts = trainer.accelerator.reduce(counts, reduction="sum")
-    return efficiency_summary(
-        TokenCounter(int(counts[0]), int(counts[1])), train_seconds, parameters, passes, roof, processes
-    )
-
-
 def run_training(
     config: Config,
     overwrite: bool = False,
@@ -692,7 +444,7 @@ def run_training(
         trainer.callback_handler.callbacks.remove(task_evals)
         trainer.callback_handler.callbacks.insert(0, task_evals)
     try:
-        roof = machine_roof(config, trainer.args.device) if main and config.train.measure_roof else None
+        roof = machine_roof(config.train.precision, trainer.args.device) if main and config.train.measure_roof else None
         try:
             trained = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         finally:

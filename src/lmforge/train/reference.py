@@ -23,13 +23,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import torch
 from datasets import Dataset
 
 from lmforge.data.tokenize import IGNORE_INDEX
-from lmforge.eval.generate import progress_bar
+from lmforge.errors import LmforgeError
+from lmforge.eval.generate import progress_bar, stop_token_ids
+from lmforge.models.loading import load_model, load_tokenizer
+from lmforge.objectives.registry import OBJECTIVES
 from lmforge.objectives.preference import candidate_scores
 from lmforge.rundir import write_json_atomic
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from lmforge.config import Config
+    from lmforge.train.data_builders import PreparedData
+    from lmforge.train.pipeline import PreparedModel
 
 CACHE_DIR = "reference"
 
@@ -190,3 +200,43 @@ def _generate(
                 answers.append(row[:cut][: max_length - len(prompt)])
             advance(len(chunk))
     return answers
+
+
+def prepare_candidates(config: Config, prepared: PreparedModel, data: PreparedData, is_main: bool) -> None:
+    """SPIN's own answers, then the reference log-probabilities, from the starting model."""
+    spec = OBJECTIVES[config.train.objective.name]
+    if spec.self_generated:
+        settings = config.train.objective.model_dump()
+        stop_strings = prepared.prompt_format.stop_strings(prepared.tokenizer)
+        data.train = add_own_generations(
+            prepared.model,
+            prepared.tokenizer,
+            data.train,
+            stop_token_ids(prepared.tokenizer, stop_strings),
+            {"max_new_tokens": settings["max_new_tokens"], "temperature": settings["temperature"]},
+            config.data.max_length,
+            config.run.seed,
+            config.output_path,
+            is_main,
+        )
+    if spec.reference:
+        path = config.train.objective.model_dump().get("reference")
+        model = load_reference_model(path, prepared.tokenizer, config.model.dtype) if path else prepared.model
+        data.train = add_reference_logps(
+            model, data.train, data.collator, config.train.micro_batch_size, config.output_path, is_main
+        )
+
+
+def load_reference_model(path: str, policy_tokenizer, dtype: str):
+    """A separate reference (train.objective.reference), loaded for the reference pass only;
+    its token ids must mean what the policy's mean."""
+    reference_tokenizer = load_tokenizer(path, key="train.objective.reference")
+    if reference_tokenizer.get_vocab() != policy_tokenizer.get_vocab():
+        ours, theirs = policy_tokenizer.get_vocab(), reference_tokenizer.get_vocab()
+        differing = sorted(set(ours.items()) ^ set(theirs.items()), key=lambda item: item[1])
+        raise LmforgeError(
+            f"train.objective.reference: {path}'s tokenizer differs from the policy's ({len(theirs)} vs "
+            f"{len(ours)} tokens; first difference: {differing[0][0]!r} at id {differing[0][1]}); "
+            "the reference must score the same token ids"
+        )
+    return load_model(path, dtype)

@@ -54,7 +54,7 @@ class LmforgeTrainer(Trainer):
         self.guard = guard
         self.no_decay_params = list(no_decay_params)
         self.token_counter = TokenCounter()  # real tokens and slots of the training batches
-        self.logged_sums: dict[str, float] = {}
+        self.logged_sums: dict[str, torch.Tensor] = {}
         self.logged_counts: dict[str, int] = {}
 
     def create_accelerator_and_postprocess(self):
@@ -116,7 +116,8 @@ class LmforgeTrainer(Trainer):
             self.token_counter.observe(inputs)
             for name in LOGGED_METRICS:  # preference objectives' rewards, logged with the loss
                 if name in metrics:
-                    self.logged_sums[name] = self.logged_sums.get(name, 0.0) + float(metrics[name])
+                    # kept as tensors: a float() here would wait for the device every micro-batch
+                    self.logged_sums[name] = self.logged_sums.get(name, 0.0) + metrics[name].detach()
                     self.logged_counts[name] = self.logged_counts.get(name, 0) + 1
             self.guard.observe_loss(loss)
             if num_items_in_batch is not None and self.args.world_size > 1:
@@ -130,7 +131,7 @@ class LmforgeTrainer(Trainer):
         margin, accuracy): their means over the micro-batches since the previous line."""
         if "loss" in logs and self.logged_counts:
             for name, count in self.logged_counts.items():
-                logs[name] = round(self.logged_sums[name] / count, 6)
+                logs[name] = round(float(self.logged_sums[name]) / count, 6)
             self.logged_sums, self.logged_counts = {}, {}
         super().log(logs, *args, **kwargs)
 
