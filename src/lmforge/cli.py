@@ -223,6 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="one JSON record per line")
     preview.set_defaults(handler=cmd_data_preview)
 
+    tokenizer = commands.add_parser("tokenizer", help="tokenizers for pretraining")
+    tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
+    train_tokenizer = tokenizer_commands.add_parser(
+        "train",
+        help="train a byte-level BPE tokenizer on text files",
+        description="Train a GPT-NeoX-style byte-level BPE tokenizer (with the special tokens of "
+        "lmforge's prompt formats) on .txt (one document a line) or .jsonl files, and save it "
+        "as a Hugging Face tokenizer directory. Deterministic.",
+    )
+    train_tokenizer.add_argument("--data", nargs="+", required=True, metavar="FILE", help="text files, read in order")
+    train_tokenizer.add_argument("--vocab-size", type=int, required=True, help="tokens, special tokens included")
+    train_tokenizer.add_argument("--output", required=True, help="tokenizer directory to write")
+    train_tokenizer.add_argument("--text-field", default="text", help="the field holding the document in JSON records")
+    train_tokenizer.add_argument(
+        "--overwrite", action="store_true", help="replace a tokenizer already in --output (never other files)"
+    )
+    train_tokenizer.set_defaults(handler=cmd_tokenizer_train)
+
     export = commands.add_parser(
         "export",
         help="a finished run's model as a release directory",
@@ -281,8 +299,11 @@ def cmd_train(args) -> int:
 def cmd_config_show(args) -> int:
     from lmforge.config import dump_config, load_config
 
+    from lmforge.estimate import parameters_line
+
     config = load_config(args.config, args.sections, args.overrides)
     print(dump_config(config), end="")
+    print(parameters_line(config))  # a YAML comment: the output still parses as the config
     if config.train.deepspeed is not None:
         from lmforge.train.deepspeed import deepspeed_summary
         from lmforge.train.distributed import world_size
@@ -428,6 +449,24 @@ def cmd_export(args) -> int:
         ExportRequest(Path(args.run_dir), Path(args.output), args.merge, args.dtype, args.quantize, args.overwrite)
     )
     print(f"[lmforge] exported {args.run_dir} to {output}")
+    return 0
+
+
+def cmd_tokenizer_train(args) -> int:
+    from pathlib import Path
+
+    from lmforge.tokenizer_train import TokenizerRequest, train_tokenizer
+
+    request = TokenizerRequest(
+        args.data,
+        args.vocab_size,
+        Path(args.output),
+        args.text_field,
+        args.overwrite,
+        show_progress=not args.quiet and sys.stderr.isatty(),  # a bar, not blank lines, in a log
+    )
+    tokenizer, documents = train_tokenizer(request)
+    print(f"[lmforge] tokenizer of {len(tokenizer)} tokens trained on {documents} documents: {args.output}")
     return 0
 
 

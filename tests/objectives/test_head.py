@@ -7,18 +7,47 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lmforge.models.presets import ARCHITECTURE_DEFAULTS
 from lmforge.objectives import build_objective, head
 from lmforge.objectives.ce import row_nll
 from lmforge.objectives.forward import forward_outputs
-from tests.train.conftest import tiny_model
+from tests.train.conftest import PAD, VOCAB, tiny_model
 from tests.train.objective_batches import OBJECTIVE_PARAMS, objective_batch
 
 
-def _loss_and_grads(name, batch, monkeypatch, head_path: bool, chunk: int = 7):
+def tiny_cohere(logit_scale: float = 1.0, seed: int = 0):
+    """A tiny model of the PaLM presets' architecture (models/presets.py: Cohere, parallel
+    block, multi-query, head_dim apart from hidden / heads); logit_scale 0.25 exercises
+    the scaled head a Command-R checkpoint has."""
+    from transformers import CohereConfig, CohereForCausalLM
+
+    torch.manual_seed(seed)
+    config = CohereConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=24,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+        **{**ARCHITECTURE_DEFAULTS, "logit_scale": logit_scale},
+    )
+    return CohereForCausalLM(config)
+
+
+MODELS = {"llama": tiny_model, "palm": tiny_cohere, "cohere-scaled": lambda: tiny_cohere(logit_scale=0.25)}
+
+
+def _loss_and_grads(name, batch, monkeypatch, head_path: bool, chunk: int = 7, model_name: str = "llama"):
     monkeypatch.setattr(head, "CHUNK", chunk)  # several chunks even in a tiny batch
     monkeypatch.setattr(head, "label_head_supported", lambda model: head_path)
     torch.manual_seed(0)
-    model = tiny_model()
+    model = MODELS[model_name]()
     objective = build_objective(name, OBJECTIVE_PARAMS[name])
     counter = getattr(objective, "count_items", None)
     loss, _ = objective(model, batch, counter([batch]) if counter else batch["labels"][:, 1:].ne(-100).sum())
@@ -26,11 +55,12 @@ def _loss_and_grads(name, batch, monkeypatch, head_path: bool, chunk: int = 7):
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("name", list(OBJECTIVE_PARAMS))
-def test_every_objective_equals_the_full_logits_computation(name, monkeypatch):
+def test_every_objective_equals_the_full_logits_computation(name, model_name, monkeypatch):
     batch = objective_batch(name)
-    plain_loss, plain_grads = _loss_and_grads(name, batch, monkeypatch, head_path=False)
-    head_loss, head_grads = _loss_and_grads(name, batch, monkeypatch, head_path=True)
+    plain_loss, plain_grads = _loss_and_grads(name, batch, monkeypatch, head_path=False, model_name=model_name)
+    head_loss, head_grads = _loss_and_grads(name, batch, monkeypatch, head_path=True, model_name=model_name)
     torch.testing.assert_close(head_loss, plain_loss, atol=1e-5, rtol=1e-5)
     assert head_grads.keys() == plain_grads.keys()
     for key in plain_grads:
@@ -52,10 +82,13 @@ def test_shared_prompt_rows_equal_the_full_logits_computation(name, monkeypatch)
         torch.testing.assert_close(head_grads[key], plain_grads[key], atol=1e-5, rtol=1e-5, msg=key)
 
 
-def test_evaluation_nll_equals_the_full_logits_computation(monkeypatch):
-    model, batch = tiny_model().eval(), objective_batch("ce")
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_evaluation_nll_equals_the_full_logits_computation(model_name):
+    model, batch = MODELS[model_name]().eval(), objective_batch("ce")
     with torch.no_grad():
-        sums, counts = row_nll(forward_outputs(model, batch), batch["labels"])
+        outputs = forward_outputs(model, batch)
+        assert isinstance(outputs, head.HiddenStates)  # every one of these takes the head path
+        sums, counts = row_nll(outputs, batch["labels"])
         full_sums, full_counts = row_nll(
             model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
         )

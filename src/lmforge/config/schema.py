@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 
+from lmforge.models.presets import PRESETS as MODEL_PRESETS
+from lmforge.models.presets import resolve_preset
 from lmforge.objectives.registry import OBJECTIVES
 from lmforge.strict import Probability, Strict, tagged_union  # noqa: F401 (Strict: re-exported)
 
@@ -27,7 +29,11 @@ class ModelSize(Strict):
     num_heads: int = Field(4, gt=0)
     num_kv_heads: int | None = Field(None, gt=0)
     intermediate_size: int | None = Field(None, gt=0)
+    head_dim: int | None = Field(None, gt=0)
+    """Width of one attention head (default: hidden_size / num_heads); llama, mistral, cohere."""
     max_position_embeddings: int = Field(2048, gt=0)
+    vocab_size: int | None = Field(None, gt=0)
+    """Embedding rows (default: the tokenizer's length); more rows than tokens are unused."""
     tie_word_embeddings: bool = True
 
     @model_validator(mode="after")
@@ -81,7 +87,10 @@ class ModelConfig(Strict):
     name_or_path: str | None = None
     """A local Hugging Face causal-LM directory, a .gguf file (dequantized on load), an
     lmforge adapter model directory (its adapter keeps training), or a hub name when online."""
-    architecture: Literal["llama", "gpt2", "gpt_neox", "qwen2", "mistral"] = "llama"
+    preset: Literal["palm-tiny", "palm-150m", "palm-410m", "palm-1b"] | None = None
+    """A PaLM-style model (palm-tiny, palm-150m, palm-410m, palm-1b; DESIGN 3.13): sets
+    model.architecture (cohere) and model.size, which may only repeat its values."""
+    architecture: Literal["llama", "gpt2", "gpt_neox", "qwen2", "mistral", "cohere"] = "llama"
     """Architecture of a freshly built model (only when name_or_path is empty)."""
     size: ModelSize = ModelSize()
     tokenizer: str | None = None
@@ -98,6 +107,13 @@ class ModelConfig(Strict):
     """Train a LoRA/DoRA adapter instead of every weight; empty: full finetuning."""
     quantization: QuantizationConfig | None = None
     """Load the frozen base quantized (QLoRA); needs model.adapter."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data):
+        if isinstance(data, dict) and data.get("preset") in MODEL_PRESETS:
+            return resolve_preset(data)
+        return data
 
     @model_validator(mode="after")
     def _has_a_source(self) -> ModelConfig:

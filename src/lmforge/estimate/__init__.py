@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from lmforge.config import Config
 from lmforge.errors import LmforgeError
 from lmforge.estimate.memory import ENGINES, EngineEstimate, Setup, estimate_engine
-from lmforge.estimate.shape import ModelShape, ModelSource, model_shape
+from lmforge.estimate.shape import ModelShape, ModelSource, model_shape, parameter_count
 from lmforge.objectives.registry import OBJECTIVES
 
 _UNITS = {
@@ -58,6 +58,39 @@ def read_deepspeed(value: str | dict) -> tuple[int, str | None]:
     return stage, (ds.get("optimizer") or {}).get("type")
 
 
+def _model_source(config: Config) -> ModelSource:
+    model = config.model
+    return ModelSource(
+        model.name_or_path,
+        model.architecture,
+        model.size.model_dump(),
+        model.tokenizer,
+        model.trust_remote_code,
+        model.dtype,
+        model.freeze_embeddings,
+    )
+
+
+def _needed_tokens(config: Config):
+    from lmforge.train.pipeline import needed_special_tokens  # the tokens training would add
+
+    return lambda tokenizer: needed_special_tokens(config, tokenizer)
+
+
+def parameters_line(config: Config) -> str:
+    """`# model: N parameters (where the architecture came from)`, for `lmforge config show`.
+    A fresh model's problems (tokenizer, preset) are errors; a pretrained model that is not
+    available offline is 'unknown', since showing a config needs no model."""
+    try:
+        count, where = parameter_count(_model_source(config), _needed_tokens(config))
+    except LmforgeError as exc:
+        if config.model.name_or_path is None:
+            raise
+        return f"# model parameters: unknown ({exc})"
+    preset = f", model.preset {config.model.preset}" if config.model.preset else ""
+    return f"# model: {count:,} parameters ({where}{preset})"
+
+
 def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9) -> Estimate:
     if gpus < 1:
         raise LmforgeError(f"--gpus {gpus}: need at least one GPU")
@@ -68,18 +101,7 @@ def estimate_config(config: Config, gpus: int = 1, gpu_memory: int = 80 * 10**9)
         raise LmforgeError(
             f"{key}: lmforge estimate models full finetuning only; adapters and quantized bases are not modelled yet"
         )
-    source = ModelSource(
-        model.name_or_path,
-        model.architecture,
-        model.size.model_dump(),
-        model.tokenizer,
-        model.trust_remote_code,
-        model.dtype,
-        model.freeze_embeddings,
-    )
-    from lmforge.train.pipeline import needed_special_tokens  # the tokens training would add
-
-    shape = model_shape(source, lambda tokenizer: needed_special_tokens(config, tokenizer))
+    shape = model_shape(_model_source(config), _needed_tokens(config))
     setup = Setup(
         micro_batch=train.micro_batch_size,
         seq_len=config.data.max_length,

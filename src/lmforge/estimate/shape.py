@@ -99,6 +99,18 @@ def _local_tokenizer(source: ModelSource):
         return None  # a directory with only config.json is enough to size the model
 
 
+def meta_model(config: PretrainedConfig, dtype: str, added_rows: int | None, trust_remote_code: bool = False):
+    """`config`'s model on the meta device (shapes only, no memory), its embeddings grown by
+    `added_rows` as adding lmforge's special tokens grows them."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+        if added_rows:
+            model.resize_token_embeddings(
+                model.get_input_embeddings().weight.shape[0] + added_rows, mean_resizing=False
+            )
+    return model
+
+
 def measure_model(
     config: PretrainedConfig,
     source: str,
@@ -121,12 +133,7 @@ def measure_model(
             f"{key}: lmforge estimate has no activation formula for model_type "
             f"'{config.model_type}' (it knows {', '.join(FAMILIES)})"
         )
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
-        if added_rows:
-            model.resize_token_embeddings(
-                model.get_input_embeddings().weight.shape[0] + added_rows, mean_resizing=False
-            )
+    model = meta_model(config, dtype, added_rows, trust_remote_code)
     notes = []
     if freeze:
         if tokens_added is False:
@@ -168,9 +175,8 @@ def measure_model(
     )
 
 
-def model_shape(source: ModelSource, needed_tokens) -> ModelShape:
-    """The model `source` describes, with the special tokens lmforge would add to its
-    tokenizer: `needed_tokens(tokenizer)` lists the tokens the run needs."""
+def _resolve_with_tokens(source: ModelSource, needed_tokens):
+    """(config, where it came from, embedding rows lmforge's tokens add, whether it adds any)."""
     config, where, tokenizer = resolve_config(source)
     added_rows = tokens_added = None
     if tokenizer is not None:
@@ -179,7 +185,23 @@ def model_shape(source: ModelSource, needed_tokens) -> ModelShape:
         tokens_added = bool(missing)
         # models/tokens.py grows the embeddings only when the tokenizer outgrows them
         added_rows = max(0, len(tokenizer) + len(missing) - config.vocab_size)
+    return config, where, added_rows, tokens_added
+
+
+def model_shape(source: ModelSource, needed_tokens) -> ModelShape:
+    """The model `source` describes, with the special tokens lmforge would add to its
+    tokenizer: `needed_tokens(tokenizer)` lists the tokens the run needs."""
+    config, where, added_rows, tokens_added = _resolve_with_tokens(source, needed_tokens)
     key = "model.name_or_path" if source.name_or_path else "model.architecture"
     return measure_model(
         config, where, source.dtype, source.freeze_embeddings, added_rows, tokens_added, source.trust_remote_code, key
     )
+
+
+def parameter_count(source: ModelSource, needed_tokens) -> tuple[int, str]:
+    """(parameters of the model training builds or loads, where its architecture came
+    from): counted on the meta device, tied weights once, lmforge's special tokens
+    included; for any architecture, not only those `lmforge estimate` has formulas for."""
+    config, where, added_rows, _ = _resolve_with_tokens(source, needed_tokens)
+    model = meta_model(config, source.dtype, added_rows, source.trust_remote_code)
+    return sum(p.numel() for p in model.parameters()), where

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from lmforge.errors import LmforgeError
-from lmforge.models import gguf
+from lmforge.models import gguf, presets
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +99,19 @@ def load_model(
 
 
 # Config field names of each stock architecture for the generic size spec.
+_LLAMA_FIELDS = dict(
+    hidden_size="hidden_size",
+    num_layers="num_hidden_layers",
+    num_heads="num_attention_heads",
+    num_kv_heads="num_key_value_heads",
+    intermediate_size="intermediate_size",
+    max_position_embeddings="max_position_embeddings",
+)
 _SIZE_FIELDS = {
-    "llama": dict(
-        hidden_size="hidden_size",
-        num_layers="num_hidden_layers",
-        num_heads="num_attention_heads",
-        num_kv_heads="num_key_value_heads",
-        intermediate_size="intermediate_size",
-        max_position_embeddings="max_position_embeddings",
-    ),
+    "llama": {**_LLAMA_FIELDS, "head_dim": "head_dim"},
+    "mistral": {**_LLAMA_FIELDS, "head_dim": "head_dim"},
+    "qwen2": _LLAMA_FIELDS,
+    "cohere": {**_LLAMA_FIELDS, "head_dim": "head_dim"},
     "gpt2": dict(
         hidden_size="n_embd",
         num_layers="n_layer",
@@ -123,7 +127,9 @@ _SIZE_FIELDS = {
         max_position_embeddings="max_position_embeddings",
     ),
 }
-_SIZE_FIELDS["qwen2"] = _SIZE_FIELDS["mistral"] = _SIZE_FIELDS["llama"]
+_DEFAULT_INTERMEDIATE = {"llama": lambda h: (8 * h) // 3, "qwen2": lambda h: 4 * h, "mistral": lambda h: 4 * h}
+_DEFAULT_INTERMEDIATE["cohere"] = _DEFAULT_INTERMEDIATE["qwen2"]  # PaLM's SwiGLU: 4 x dim
+_ARCHITECTURE_DEFAULTS = {presets.ARCHITECTURE: presets.ARCHITECTURE_DEFAULTS}
 
 
 def fresh_model_config(
@@ -132,19 +138,30 @@ def fresh_model_config(
     """The transformers config of a fresh `architecture` model sized by `size` (ModelSize
     fields) for `tokenizer`; `build_model` builds from it, `lmforge estimate` measures it."""
     names = _SIZE_FIELDS[architecture]
+    if size.get("head_dim") is not None and "head_dim" not in names:
+        raise LmforgeError(
+            f"model.size.head_dim: a {architecture} model's head width is hidden_size / num_heads; "
+            f"remove head_dim (it is set for {', '.join(a for a in _SIZE_FIELDS if 'head_dim' in _SIZE_FIELDS[a])})"
+        )
     kwargs = {names[k]: v for k, v in size.items() if k in names and v is not None}
-    if architecture in ("llama", "qwen2", "mistral") and size.get("intermediate_size") is None:
-        kwargs["intermediate_size"] = (
-            4 * size["hidden_size"] if architecture != "llama" else (8 * size["hidden_size"]) // 3
+    if architecture in _DEFAULT_INTERMEDIATE and size.get("intermediate_size") is None:
+        kwargs["intermediate_size"] = _DEFAULT_INTERMEDIATE[architecture](size["hidden_size"])
+    vocab_size = size.get("vocab_size") or len(tokenizer)
+    if len(tokenizer) > vocab_size:
+        preset = presets.preset_of(architecture, size)
+        rows = f"model.preset {preset}'s {vocab_size}" if preset else f"model.size.vocab_size {vocab_size}"
+        raise LmforgeError(
+            f"model.tokenizer: its {len(tokenizer)} tokens do not fit {rows} embedding rows; "
+            f"use a tokenizer of at most {vocab_size} tokens (lmforge tokenizer train --vocab-size)"
         )
     config = AutoConfig.for_model(
         architecture,
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size,
         tie_word_embeddings=size.get("tie_word_embeddings", True),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **kwargs,
+        **{**_ARCHITECTURE_DEFAULTS.get(architecture, {}), **kwargs},
     )
     if attn_implementation:
         config._attn_implementation = attn_implementation

@@ -16,8 +16,10 @@ Every loss reads model outputs through three functions that take either form:
 - `nll_and_symmetric_kl(a, b, targets)`: both passes' NLL and their symmetric KL (ReMask).
 
 The head path is taken for model types whose head is a plain `lm_head(hidden)` with no
-post-processing of the logits (`PLAIN_HEAD_MODEL_TYPES`; Gemma's soft-capping or Cohere's
-logit scale would be skipped otherwise), and not when the head's weight is sharded (FSDP2,
+post-processing of the logits (`PLAIN_HEAD_MODEL_TYPES`; Gemma's soft-capping would be
+skipped otherwise), or `lm_head(hidden) * config.logit_scale` (`SCALED_HEAD_MODEL_TYPES`:
+Cohere, the architecture of lmforge's PaLM presets; the head path multiplies the same
+way), and not when the head's weight is sharded (FSDP2,
 DeepSpeed ZeRO-3: outside the model's forward it is not gathered). Anything else gets
 ordinary logits. Written here because no maintained CPU-and-GPU library does this for any
 Hugging Face model: Liger-Kernel and Cut-Cross-Entropy fuse the same idea for CUDA only and
@@ -51,6 +53,20 @@ PLAIN_HEAD_MODEL_TYPES = frozenset(
         "gpt_neox",
     }
 )
+
+SCALED_HEAD_MODEL_TYPES = frozenset({"cohere"})
+"""Model types whose logits are `lm_head(hidden) * config.logit_scale`."""
+
+
+class ScaledHead(torch.nn.Module):
+    """`head(hidden) * scale`, as Cohere's forward computes its logits."""
+
+    def __init__(self, head: torch.nn.Module, scale: float):
+        super().__init__()
+        self.head, self.scale = head, scale
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(hidden) * self.scale
 
 
 @dataclass
@@ -176,7 +192,7 @@ def label_head_supported(model) -> bool:
     head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
     weight = getattr(head, "weight", None)
     return (
-        getattr(config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES
+        getattr(config, "model_type", None) in PLAIN_HEAD_MODEL_TYPES | SCALED_HEAD_MODEL_TYPES
         and head is not None
         and weight is not None
         and not _is_sharded(weight)
@@ -191,7 +207,8 @@ def model_outputs(model, **inputs) -> torch.Tensor | HiddenStates:
         return model(**inputs, use_cache=False).logits
     from accelerate.utils import extract_model_from_parallel
 
-    head = extract_model_from_parallel(model).get_output_embeddings()
+    inner = extract_model_from_parallel(model)
+    head = inner.get_output_embeddings()
     captured: dict[str, torch.Tensor] = {}
 
     def take_hidden(module, args):
@@ -205,4 +222,7 @@ def model_outputs(model, **inputs) -> torch.Tensor | HiddenStates:
         handle.remove()
     if "states" not in captured:  # the model did not call its head: it returned full logits
         return output.logits
+    scale = getattr(inner, "logit_scale", 1.0)  # the value CohereForCausalLM.forward multiplies by
+    if inner.config.model_type in SCALED_HEAD_MODEL_TYPES and scale != 1.0:
+        return HiddenStates(captured["states"], ScaledHead(head, scale))
     return HiddenStates(captured["states"], head)
