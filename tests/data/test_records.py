@@ -81,7 +81,9 @@ def test_messages_must_be_a_non_empty_list(messages):
 
 def test_messages_content_of_wrong_type():
     record = {"messages": [{"role": "user", "content": {"text": "hi"}}]}
-    with pytest.raises(LmforgeError, match=r"^train\.jsonl:3: field 'content' must be a string, got dict$"):
+    with pytest.raises(
+        LmforgeError, match=r"^train\.jsonl:3: field 'messages\[0\]\.content' must be a string, got dict$"
+    ):
         from_messages(record, WHERE)
 
 
@@ -108,8 +110,10 @@ def test_alpaca_placeholder_input_counts_as_empty(placeholder):
     assert from_alpaca(record, WHERE).segments[0] == Segment("user", "Name a color.")
 
 
-def test_alpaca_number_output_becomes_text():
-    assert from_alpaca({"instruction": "12 plus 7?", "output": 19}, WHERE).segments[1] == Segment("assistant", "19")
+# Once a number was made into text (19 -> "19", 1e5 -> "100000.0"): a text field is a string.
+def test_alpaca_number_output_is_rejected_not_made_into_text():
+    with pytest.raises(LmforgeError, match=r"^train\.jsonl:3: field 'output' must be a string, got int$"):
+        from_alpaca({"instruction": "12 plus 7?", "output": 19}, WHERE)
 
 
 def test_alpaca_boolean_output_is_rejected():

@@ -20,6 +20,7 @@ from lmforge.data.clean import DedupSettings, Filters, Fingerprints, deduplicate
 from lmforge.data.conversation import ROLE_IDS, Conversation, Segment
 from lmforge.data.formats import PromptFormat
 from lmforge.data.mixing import Stage, check_mix, mix
+from lmforge.data.oasst import MESSAGE_FORMATS
 from lmforge.data.packing import PackingReport, pack_rows
 from lmforge.data.records import RecordDropped
 from lmforge.data.registry import GROUPERS, TRANSFORMS, check_format, detect_format
@@ -86,13 +87,21 @@ class DatasetReport:
     repeated: dict[str, int] = field(default_factory=dict)
     bad_records: list[str] = field(default_factory=list)
     """The first few skipped records' locations and problems."""
+    messages: Counter = field(default_factory=Counter)
+    """Open-Assistant only: what became of every message read — kept, or removed by reason
+    (oasst.py lists them); messages read is the sum, threads built is `examples`."""
 
     @property
     def mean_tokens(self) -> float:
         return self.train_tokens / self.train if self.train else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "dropped": dict(self.dropped), "mean_tokens": round(self.mean_tokens, 2)}
+        return {
+            **self.__dict__,
+            "dropped": dict(self.dropped),
+            "messages": dict(self.messages),
+            "mean_tokens": round(self.mean_tokens, 2),
+        }
 
 
 @dataclass
@@ -167,13 +176,14 @@ def load_conversations(spec: DatasetSpec, report: DatasetReport) -> list[Convers
         log.info("%s: detected format %s", spec.path, fmt)
     report.format = fmt
     located = itertools.chain([first], located)
+    counts = {"messages": report.messages} if fmt in MESSAGE_FORMATS else {}  # message fates
     if fmt in GROUPERS:
-        located = GROUPERS[fmt](located)
+        located = GROUPERS[fmt](located, bad if skip else None, **counts)
     transform = TRANSFORMS[fmt]
     conversations: list[Conversation] = []
     for record, where in located:
         try:
-            made = transform(record, where, spec.options)
+            made = transform(record, where, spec.options, **counts)
         except RecordDropped as dropped:
             report.dropped[dropped.reason] += 1
             continue

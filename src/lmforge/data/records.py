@@ -29,10 +29,29 @@ class RecordDropped(Exception):
         self.reason = reason
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """A record's value in an error message: its repr (one line: control characters are
+    escaped), cut to `limit` characters; a list or mapping only by its type."""
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def field_names(record: dict[str, Any], limit: int = 20) -> str:
+    """A record's field names for an error message: one line, the first `limit` of them."""
+    names = sorted(record, key=str)
+    plain = [
+        name if isinstance(name, str) and name.isprintable() and len(name) <= 60 else shown(name) for name in names
+    ]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(plain[:limit]) + more or "none"
+
+
 def require(record: dict[str, Any], fields: tuple[str, ...], fmt: str, where: str) -> None:
     missing = [f for f in fields if f not in record or record[f] is None]
     if missing:
-        present = ", ".join(sorted(record)) or "none"
+        present = field_names(record)
         raise LmforgeError(
             f"{where}: {fmt} record is missing field{'s' if len(missing) > 1 else ''} "
             f"{', '.join(repr(m) for m in missing)} (fields present: {present})"
@@ -40,11 +59,17 @@ def require(record: dict[str, Any], fields: tuple[str, ...], fmt: str, where: st
 
 
 def text_field(value: Any, field: str, where: str) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
+    """A field the conversation's text comes from: a string, never a number or a list made
+    into text (19 -> "19" would train on what the file did not say; write "19")."""
     if not isinstance(value, str):
         raise LmforgeError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
     return value
+
+
+def optional_text(record: dict[str, Any], field: str, where: str) -> str:
+    """An optional text field: absent or null is ""."""
+    value = record.get(field)
+    return "" if value is None else text_field(value, field, where)
 
 
 def _list_field(value: Any, field: str, where: str) -> list:
@@ -53,13 +78,18 @@ def _list_field(value: Any, field: str, where: str) -> list:
     return value
 
 
-def _content_text(content: Any, where: str) -> str:
-    """OpenAI content is a string or (newer data) a list of parts like {type: text, text}."""
-    if isinstance(content, list):
-        return "".join(
-            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type", "text") == "text"
-        )
-    return text_field(content, "content", where)
+def _content_text(content: Any, field: str, where: str) -> str:
+    """OpenAI content is a string or (newer data) a list of parts like {type: text, text};
+    parts of other types (images) carry no text."""
+    if not isinstance(content, list):
+        return text_field(content, field, where)
+    texts = []
+    for index, part in enumerate(content):
+        if not isinstance(part, dict):
+            raise LmforgeError(f"{where}: {field}[{index}] must be a part like {{type: text, text}}")
+        if part.get("type", "text") == "text":
+            texts.append(text_field(part.get("text"), f"{field}[{index}].text", where))
+    return "".join(texts)
 
 
 def _language(record: dict[str, Any]) -> dict[str, Any]:
@@ -88,12 +118,14 @@ def from_messages(record: dict[str, Any], where: str, options: Options = NO_OPTI
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
             raise LmforgeError(f"{where}: messages[{index}] needs 'role' and 'content'")
-        role = _MESSAGE_ROLES.get(message["role"])
-        if role is None:
+        role = message["role"]
+        if not isinstance(role, str) or role not in _MESSAGE_ROLES:
             raise LmforgeError(
-                f"{where}: messages[{index}] has role {message['role']!r}; expected one of {', '.join(_MESSAGE_ROLES)}"
+                f"{where}: messages[{index}] has role {shown(role)}; expected one of {', '.join(_MESSAGE_ROLES)}"
             )
-        segments.append(Segment(role, _content_text(message["content"], where)))
+        segments.append(
+            Segment(_MESSAGE_ROLES[role], _content_text(message["content"], f"messages[{index}].content", where))
+        )
     return Conversation(tuple(segments), where, _language(record))
 
 
@@ -120,10 +152,11 @@ def from_sharegpt(record: dict[str, Any], where: str, options: Options = NO_OPTI
     for index, turn in enumerate(_list_field(record["conversations"], "conversations", where)):
         if not isinstance(turn, dict) or "from" not in turn or "value" not in turn:
             raise LmforgeError(f"{where}: conversations[{index}] needs 'from' and 'value'")
-        role = _SHAREGPT_ROLES.get(str(turn["from"]).lower())
+        speaker = turn["from"]
+        role = _SHAREGPT_ROLES.get(speaker.lower()) if isinstance(speaker, str) else None
         if role is None:
             raise LmforgeError(
-                f"{where}: conversations[{index}] is from {turn['from']!r}; "
+                f"{where}: conversations[{index}] is from {shown(speaker)}; "
                 f"expected one of {', '.join(_SHAREGPT_ROLES)}"
             )
         value = text_field(turn["value"], f"conversations[{index}].value", where)
@@ -151,7 +184,7 @@ def from_alpaca(record: dict[str, Any], where: str, options: Options = NO_OPTION
     """`instruction`, `input` (may be "" or a placeholder like <noinput>), `output`."""
     require(record, ("instruction", "output"), "alpaca", where)
     instruction = text_field(record["instruction"], "instruction", where).strip()
-    extra = text_field(record.get("input") or "", "input", where).strip()
+    extra = optional_text(record, "input", where).strip()
     if extra.lower() in _PLACEHOLDERS:
         extra = ""
     prompt = f"{instruction}\n\n{extra}" if extra else instruction
@@ -166,7 +199,7 @@ def from_dolly(record: dict[str, Any], where: str, options: Options = NO_OPTIONS
     [42] stripped unless options.strip_citations is false), `response`, `category`."""
     require(record, ("instruction", "response"), "dolly", where)
     instruction = text_field(record["instruction"], "instruction", where).strip()
-    context = text_field(record.get("context") or "", "context", where).strip()
+    context = optional_text(record, "context", where).strip()
     if options.get("strip_citations", True):
         context = _CITATION.sub("", context)
     prompt = f"{instruction}\n\n{context}" if context else instruction
@@ -179,7 +212,7 @@ def from_reddit_instruct(record: dict[str, Any], where: str, options: Options = 
     there is text), assistant = comment_text; options.min_score drops low comment scores."""
     require(record, ("post_title", "comment_text"), "reddit_instruct", where)
     title = text_field(record["post_title"], "post_title", where).strip()
-    body = text_field(record.get("post_text") or "", "post_text", where).strip()
+    body = optional_text(record, "post_text", where).strip()
     score = record.get("comment_score")
     minimum = options.get("min_score")
     if minimum is not None and isinstance(score, (int, float)) and score < minimum:
@@ -268,10 +301,13 @@ def from_arc(record: dict[str, Any], where: str, options: Options = NO_OPTIONS) 
         or len(choices["text"]) != len(choices["label"])
     ):
         raise LmforgeError(f"{where}: arc field 'choices' must be {{'text': [...], 'label': [...]}} of equal length")
-    labels = [str(label) for label in choices["label"]]
-    key = str(record["answerKey"])
+    labels = [text_field(label, "choices.label", where) for label in choices["label"]]
+    key = text_field(record["answerKey"], "answerKey", where)
     if key not in labels:
-        raise LmforgeError(f"{where}: arc answerKey {key!r} is not among the choice labels {labels}")
+        raise LmforgeError(
+            f"{where}: arc answerKey {shown(key)} is not among the choice labels "
+            f"{', '.join(shown(label, 20) for label in labels[:10])}{' ...' if len(labels) > 10 else ''}"
+        )
     if len(labels) > len(_LETTERS):
         raise LmforgeError(f"{where}: arc record has {len(labels)} choices; at most {len(_LETTERS)} are supported")
     texts = [text_field(t, "choices.text", where) for t in choices["text"]]
@@ -303,7 +339,7 @@ def from_mmlu(record: dict[str, Any], where: str, options: Options = NO_OPTIONS)
     if not isinstance(answer, int) or isinstance(answer, bool) or not 0 <= answer < len(texts):
         raise LmforgeError(
             f"{where}: mmlu field 'answer' must be the index of the right choice (0..{len(texts) - 1}) "
-            f"or its letter, got {answer!r}"
+            f"or its letter, got {shown(answer)}"
         )
     subject = record.get("subject")
     if subject is not None and not isinstance(subject, str):
@@ -330,7 +366,7 @@ def from_humaneval(record: dict[str, Any], where: str, options: Options = NO_OPT
     fields = {name: text_field(record[name], name, where) for name in ("task_id", "test", "entry_point")}
     if not fields["entry_point"].isidentifier():
         raise LmforgeError(
-            f"{where}: humaneval field 'entry_point' must be a function name, got {fields['entry_point']!r}"
+            f"{where}: humaneval field 'entry_point' must be a function name, got {shown(fields['entry_point'])}"
         )
     return _chat(
         text_field(record["prompt"], "prompt", where),

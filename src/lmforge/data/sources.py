@@ -7,7 +7,10 @@ name that is not a local file goes to Hugging Face `datasets` (a `save_to_disk` 
 folder of data files, or a hub name such as `openai/gsm8k` when online).
 
 Bytes are decoded as UTF-8 line by line so that invalid UTF-8 is reported with its byte
-offset (or replaced by U+FFFD when the dataset says `encoding_errors: replace`).
+offset (or replaced by U+FFFD when the dataset says `encoding_errors: replace`); likewise a
+JSON `\\ud800` escape of a lone surrogate, which is no character (tokenizers reject it).
+Whatever makes one JSONL line unreadable — cut-off or malformed JSON, invalid UTF-8, nesting
+too deep for the decoder — is that line's bad record, which `on_bad` may skip.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +36,8 @@ skips bad records; without one, a bad record is an error."""
 COMPRESSIONS = (".gz", ".zst")
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
 _HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # cheap test before the exact one
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def suffixes(path: Path) -> tuple[str, str]:
@@ -76,41 +82,73 @@ def read_records(
         yield from _read_parquet(path)
         return
     with open_binary(path, compression) as handle:
-        lines = _decoded_lines(handle, path, encoding_errors, compressed=bool(compression))
-        if kind == ".jsonl":
-            yield from _read_jsonl(lines, path, on_bad)
-        elif kind == ".json":
-            yield from _read_json_array("".join(text for _, text in lines), path)
+        if kind == ".jsonl":  # one record a line: a line that cannot be decoded is a bad record
+            lines = _decoded_lines(handle, path, encoding_errors, bool(compression), on_bad)
+            yield from _read_jsonl(lines, path, on_bad, encoding_errors)
+            return
+        lines = _decoded_lines(handle, path, encoding_errors, bool(compression))
+        if kind == ".json":
+            yield from _read_json_array("".join(text for _, text in lines), path, on_bad, encoding_errors)
         else:
-            yield from _read_csv(lines, path)
+            yield from _read_csv(lines, path, on_bad)
 
 
-def _decoded_lines(handle: IO[bytes], path: Path, errors: str, compressed: bool) -> Iterator[tuple[int, str]]:
+def _decoded_lines(
+    handle: IO[bytes], path: Path, errors: str, compressed: bool, on_bad: BadRecord | None = None
+) -> Iterator[tuple[int, str]]:
     """(line number, text) per line; invalid UTF-8 names its byte offset in the file (in
-    the decompressed stream for compressed files)."""
+    the decompressed stream for compressed files). With `on_bad`, such a line is skipped."""
     offset = 0
     for number, raw in enumerate(handle, start=1):
+        start, offset = offset, offset + len(raw)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             if errors != "replace":
                 where = " of the decompressed data" if compressed else ""
-                raise LmforgeError(
-                    f"{path}:{number}: invalid UTF-8 at byte offset {offset + exc.start}{where}; "
+                problem = (
+                    f"invalid UTF-8 at byte offset {start + exc.start}{where}; "
                     "set the dataset's encoding_errors: replace to substitute U+FFFD"
-                ) from None
+                )
+                if on_bad is None:
+                    raise LmforgeError(f"{path}:{number}: {problem}") from None
+                on_bad(f"{path}:{number}", problem)
+                continue
             text = raw.decode("utf-8", errors="replace")
         if number == 1:
             text = text.removeprefix("\ufeff")  # a byte-order mark is not content
-        offset += len(raw)
         yield number, text
+
+
+def _parse(text: str, errors: str) -> tuple[Any, str | None]:
+    """(value, None) or (None, what is wrong) for JSON text; lone surrogates are an error
+    or, with errors 'replace', U+FFFD. A syntax error (JSONDecodeError) is the caller's to
+    describe: by line and column."""
+    try:
+        value = json.loads(text)
+        if _SURROGATE_ESCAPE.search(text):
+            exact = json.dumps(value, ensure_ascii=False)
+            if _SURROGATE.search(exact):
+                if errors != "replace":
+                    return None, (
+                        "invalid Unicode: a \\u escape encodes a lone surrogate, which is no character; "
+                        "set the dataset's encoding_errors: replace to substitute U+FFFD"
+                    )
+                value = json.loads(_SURROGATE.sub("\ufffd", exact))
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        return None, "malformed JSON: nested too deeply to read"
+    except ValueError as exc:  # the decoder's limit on the digits of an integer
+        return None, f"malformed JSON: {str(exc).split(':')[0].lower()}"
+    return value, None
 
 
 def _json_problem(exc: json.JSONDecodeError, line: str) -> str:
     """What is wrong with a JSONL line. A line cut off inside a string makes the decoder
     stop at the line's own newline ("Invalid control character"): say it is truncated."""
     end = len(line.rstrip("\r\n")) + 1  # the column just after the line's last character
-    ends_inside_string = exc.msg.startswith("Invalid control character") and line[exc.pos : exc.pos + 1] in "\r\n"
+    ends_inside_string = exc.msg.startswith("Invalid control character") and not line[exc.pos :].strip("\r\n")
     if ends_inside_string or exc.msg.startswith("Unterminated string"):
         return f"truncated record: the line ends inside a string (column {end})"
     if exc.pos >= len(line.rstrip()):
@@ -118,16 +156,18 @@ def _json_problem(exc: json.JSONDecodeError, line: str) -> str:
     return f"malformed JSON: {exc.msg} (column {exc.colno})"
 
 
-def _read_jsonl(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord | None) -> Iterator[Located]:
+def _read_jsonl(
+    lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord | None, errors: str = "strict"
+) -> Iterator[Located]:
     for number, line in lines:
         if not line.strip():
             continue
         where = f"{path}:{number}"
         try:
-            record = json.loads(line)
+            record, problem = _parse(line, errors)
         except json.JSONDecodeError as exc:
-            problem = _json_problem(exc, line)
-        else:
+            record, problem = None, _json_problem(exc, line)
+        if problem is None:
             if isinstance(record, dict):
                 yield record, where
                 continue
@@ -137,27 +177,49 @@ def _read_jsonl(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord 
         on_bad(where, problem)
 
 
-def _read_json_array(text: str, path: Path) -> Iterator[Located]:
+def _read_json_array(
+    text: str, path: Path, on_bad: BadRecord | None = None, errors: str = "strict"
+) -> Iterator[Located]:
     try:
-        document = json.loads(text)
+        document, problem = _parse(text, errors)
     except json.JSONDecodeError as exc:
         raise LmforgeError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from exc
+    if problem:
+        raise LmforgeError(f"{path}: {problem}")
     if isinstance(document, dict):
         document = [document]
     if not isinstance(document, list):
         raise LmforgeError(f"{path}: expected a JSON array of objects, got {type(document).__name__}")
     for index, record in enumerate(document):
         where = f"{path}[{index}]"
-        if not isinstance(record, dict):
-            raise LmforgeError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        yield record, where
+        if isinstance(record, dict):
+            yield record, where
+            continue
+        problem = f"expected a JSON object, got {type(record).__name__}"
+        if on_bad is None:
+            raise LmforgeError(f"{where}: {problem}")
+        on_bad(where, problem)
 
 
-def _read_csv(lines: Iterator[tuple[int, str]], path: Path) -> Iterator[Located]:
+def _read_csv(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord | None = None) -> Iterator[Located]:
     # csv needs the raw lines (quoted fields may span lines); its line_num says where a row ended
-    reader = csv.DictReader(text for _, text in lines)
-    for record in reader:
-        yield dict(record), f"{path}:{reader.line_num}"
+    csv.field_size_limit(max(csv.field_size_limit(), sys.maxsize >> 1))  # a long text is no error
+    reader = csv.reader(text for _, text in lines)
+    try:
+        header = next(reader, None)
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if len(row) == len(header):
+                yield dict(zip(header, row)), where
+                continue
+            if not row:  # a blank line
+                continue
+            problem = f"row has {len(row)} fields, the header has {len(header)}"
+            if on_bad is None:
+                raise LmforgeError(f"{where}: {problem}")
+            on_bad(where, problem)
+    except csv.Error as exc:
+        raise LmforgeError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from exc
 
 
 def _read_parquet(path: Path) -> Iterator[Located]:
