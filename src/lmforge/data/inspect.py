@@ -85,6 +85,7 @@ def inspect_json(data: TokenizedData, tokenizer, examples: int = 2) -> dict[str,
         entry = report.as_dict()
         entry["duplicates_removed"] = sum(report.dropped.get(r, 0) for r in DUPLICATE_REASONS)
         entry["examples"] = [marked_text(segments(row, tokenizer)) for row in data.samples[index][:examples]]
+        entry["messages"] = message_counts(report.messages, report.examples)
         datasets.append(entry)
     summary: dict[str, Any] = {
         "datasets": datasets,
@@ -103,6 +104,15 @@ def inspect_json(data: TokenizedData, tokenizer, examples: int = 2) -> dict[str,
             "efficiency": round(p.efficiency, 4),
         }
     return summary
+
+
+def message_counts(fates: dict[str, int], threads: int) -> dict[str, Any] | None:
+    """Open-Assistant datasets: messages read = kept + removed by each reason, and the
+    threads built from the kept ones (None for other formats)."""
+    if not fates:
+        return None
+    removed = {reason: n for reason, n in sorted(fates.items()) if reason != "kept"}
+    return {"read": sum(fates.values()), "kept": fates.get("kept", 0), "removed": removed, "threads": threads}
 
 
 def inspect_text(summary: dict[str, Any]) -> str:
@@ -136,6 +146,10 @@ def inspect_text(summary: dict[str, Any]) -> str:
         lines.append(f"== {d['name']} ({d['path']})")
         if d["dropped"]:
             lines.append("dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(d["dropped"].items())))
+        if d.get("messages"):
+            m = d["messages"]
+            removed = "".join(f" + {n} {reason}" for reason, n in m["removed"].items())
+            lines.append(f"messages: {m['read']} read = {m['kept']} kept{removed}; threads built: {m['threads']}")
         for problem in d["bad_records"]:
             lines.append(f"bad record: {problem}")
         if d["weight"] is not None or len(d["mixed"]) > 1:
