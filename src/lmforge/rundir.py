@@ -6,7 +6,7 @@ looking finished.
       config.yaml       the resolved, validated config
       metrics.jsonl     every train/eval log event
       loss_curve.png
-      checkpoint-N/     Trainer checkpoints (the last K)
+      checkpoint-N/     Trainer checkpoints (the last K), each whole: lmforge.checkpoints
       model/            the final model: safetensors + tokenizer (+ chat template)
 
 `run.json` is written atomically; a run is finished only when its status says so, and that
@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lmforge import checkpoints
 from lmforge.errors import LmforgeError
 
 RUN_FILE = "run.json"
@@ -42,10 +43,15 @@ _LIBRARIES = (
 )
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one rename: a kill leaves the old file or the new one."""
     temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def read_run(run_dir: Path) -> dict[str, Any] | None:
@@ -74,8 +80,8 @@ def read_finished_run(run_dir: Path, needed_by: str) -> dict[str, Any]:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = [p for p in run_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(checkpoints, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    """The newest complete checkpoint (by its manifest's names and sizes; resume hashes too)."""
+    return checkpoints.latest_complete(run_dir, verify_hashes=False)
 
 
 def check_resume_overwrite(resume: bool, overwrite: bool) -> None:
@@ -120,10 +126,10 @@ def prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool) -> Path | None
             raise LmforgeError(f"{run_dir}: --resume given but this is not an lmforge run directory")
         if existing.get("status") == "finished":
             raise LmforgeError(f"{run_dir}: the run already finished; nothing to resume (--overwrite replaces it)")
-        checkpoint = latest_checkpoint(run_dir)
+        checkpoint = checkpoints.latest_complete(run_dir)
         if checkpoint is None:
             raise LmforgeError(
-                f"{run_dir}: --resume given but the run saved no checkpoint yet; pass --overwrite to start it again"
+                f"{run_dir}: --resume given but the run saved no complete checkpoint; pass --overwrite to start it again"
             )
         return checkpoint
     if not is_empty_or_missing(run_dir):

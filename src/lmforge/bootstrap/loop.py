@@ -76,7 +76,8 @@ def _read_done_chunks(path: Path) -> dict[int, dict]:
         except json.JSONDecodeError:
             break
         done[row["chunk"]] = row
-    path.write_text("".join(json.dumps(done[c]) + "\n" for c in sorted(done)), encoding="utf-8")
+    # atomic: a kill during this rewrite must not lose the chunks already generated
+    rundir.write_text_atomic(path, "".join(json.dumps(done[c]) + "\n" for c in sorted(done)))
     return done
 
 

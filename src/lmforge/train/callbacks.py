@@ -10,6 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from lmforge.errors import LmforgeError
+from lmforge.rundir import write_text_atomic
 from lmforge.train.distributed import all_processes_agree
 
 
@@ -32,6 +33,12 @@ class NonFiniteGuard(TrainerCallback):
         self.window_bad = False
         self.skipped = 0
         self.consecutive = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"skipped": self.skipped, "consecutive": self.consecutive}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.skipped, self.consecutive = state["skipped"], state["consecutive"]
 
     def observe_loss(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss.detach()).all():
@@ -70,10 +77,18 @@ class NonFiniteGuard(TrainerCallback):
 
 
 class MetricsJsonl(TrainerCallback):
-    """Append every log event (train and eval) to metrics.jsonl, one JSON object a line."""
+    """Append every log event (train and eval) to metrics.jsonl, one JSON object a line.
+
+    A resumed run first drops the lines logged after its checkpoint's step (the steps it
+    is about to train again) and a last line cut off by a kill, so the file ends up with
+    each step once, as an uninterrupted run writes it."""
 
     def __init__(self, path: Path):
         self.path = path
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and state.global_step > 0 and self.path.is_file():
+            truncate_log(self.path, state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -82,3 +97,16 @@ class MetricsJsonl(TrainerCallback):
         row.update({k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in logs.items()})
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keep the rows of `path` logged at or before `last_step` (and drop a torn last line)."""
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # the write a kill interrupted
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= last_step:
+            kept.append(line)
+    write_text_atomic(path, "".join(line + "\n" for line in kept))

@@ -5,15 +5,20 @@ mixed precision, checkpoints, resume, logging integrations — is the Trainer's 
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from transformers import Trainer
+from transformers.trainer_utils import rotate_checkpoints
 
+from lmforge import checkpoints
 from lmforge.errors import LmforgeError
 from lmforge.objectives import Objective
 from lmforge.objectives.ce import row_nll
@@ -56,6 +61,10 @@ class LmforgeTrainer(Trainer):
         self.token_counter = TokenCounter()  # real tokens and slots of the training batches
         self.logged_sums: dict[str, torch.Tensor] = {}
         self.logged_counts: dict[str, int] = {}
+        # lmforge's own state saved in every checkpoint (name -> object with state_dict /
+        # load_state_dict), so a resumed run continues it: the non-finite guard's counts
+        self.checkpoint_states: dict[str, Any] = {"nonfinite_guard": guard}
+        self._staging: Path | None = None
 
     def create_accelerator_and_postprocess(self):
         super().create_accelerator_and_postprocess()
@@ -87,6 +96,47 @@ class LmforgeTrainer(Trainer):
             return super()._save(output_dir, state_dict)
         finally:
             del model.save_pretrained
+
+    # -- checkpoints -----------------------------------------------------------
+
+    def _get_output_dir(self, trial) -> str:
+        # while a checkpoint is saved, the Trainer's whole save goes into a staging directory
+        return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """The Trainer's checkpoint, whole or not at all: written into a staging directory,
+        given a manifest of file hashes, then renamed into place (lmforge.checkpoints). A
+        save that fails (a full disk) is removed and the previous checkpoint stays."""
+        run_dir = Path(super()._get_output_dir(trial))
+        step = self.state.global_step
+        staged = checkpoints.staging_root(run_dir, step) / f"checkpoint-{step}"
+        self._staging = staged.parent
+        try:
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._staging = None
+            if self.args.should_save:
+                state = {name: holder.state_dict() for name, holder in self.checkpoint_states.items()}
+                (staged / checkpoints.LMFORGE_STATE).write_text(json.dumps(state), encoding="utf-8")
+            self.accelerator.wait_for_everyone()  # every process wrote its shards and RNG state
+            if self.args.should_save:
+                checkpoints.commit(staged, run_dir / staged.name, step)
+        except Exception as error:
+            if self.args.should_save:
+                shutil.rmtree(staged.parent, ignore_errors=True)
+            raise checkpoints.save_failed(error, run_dir, step) from error
+        if self.args.should_save:
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit)
+        self.accelerator.wait_for_everyone()
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = Path(resume_from_checkpoint) / checkpoints.LMFORGE_STATE
+        saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        for name, holder in self.checkpoint_states.items():
+            if name in saved:
+                holder.load_state_dict(saved[name])
 
     # -- loss ------------------------------------------------------------------
 
