@@ -62,7 +62,8 @@ def test_txt_and_gzip_sources(tmp_path, tokenizer):
     gz = tmp_path / "d.jsonl.gz"
     with gzip.open(gz, "wt") as handle:
         handle.write('{"content": "A bird sang in the tree."}\n')
-    stream = PackedTextStream([TextSource(str(txt)), TextSource(str(gz), text_field="content")], tokenizer, 512)
+    sources = [TextSource(str(txt)), TextSource(str(gz), text_field="content")]
+    stream = PackedTextStream(sources, tokenizer, 512, fill="mix")
     [row] = list(stream)
     text = tokenizer.decode(row["input_ids"])
     assert text.count("<s>") == 3 and "A bird sang in the tree." in text and "The dog ran" in text

@@ -192,6 +192,9 @@ class DatasetEntry(Strict):
     weight: float | None = Field(None, ge=0.0)
     """Share of the training mix (normalized over datasets); without weights the mix is
     every dataset's whole train split."""
+    priority: Literal["high", "medium", "low"] | None = Field(None, exclude=True)
+    """Instead of a weight: high, medium and low are weights 4, 2 and 1 before
+    normalization (data/mixing.py PRIORITY_WEIGHTS); the saved config holds the weight."""
     min_chars: int | None = Field(None, ge=0)
     """Drop examples whose trained text is shorter than this many characters."""
     max_chars: int | None = Field(None, gt=0)
@@ -203,6 +206,18 @@ class DatasetEntry(Strict):
         if value is not None and not [code for code in value.split(",") if code.strip()]:
             raise ValueError("give at least one language code, e.g. 'en,de'")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _priority_sets_weight(cls, data):
+        if isinstance(data, dict) and data.get("priority") is not None:
+            from lmforge.data.mixing import PRIORITY_WEIGHTS
+
+            if data.get("weight") is not None:
+                raise ValueError("give a weight or a priority, not both")
+            if data["priority"] in PRIORITY_WEIGHTS:  # an unknown priority is the Literal's error
+                data = {**data, "weight": PRIORITY_WEIGHTS[data["priority"]]}
+        return data
 
     @model_validator(mode="after")
     def _splits_leave_train(self) -> DatasetEntry:
@@ -232,6 +247,21 @@ class StageEntry(Strict):
     """Dataset name -> weight; datasets not named are left out of this stage."""
     mix_size: int | None = Field(None, gt=0)
     """Training examples in this stage (default: as many as the stage's datasets hold)."""
+    tokens: int | None = Field(None, gt=0)
+    """data.streaming: this stage's budget in training tokens (rounded up to whole optimizer
+    steps of train.global_batch_size x data.max_length tokens)."""
+    steps: int | None = Field(None, gt=0)
+    """data.streaming: this stage's budget in optimizer steps (instead of tokens). Every stage
+    but the last needs a budget; the last runs the steps left to train.max_steps."""
+    lr_scale: float = Field(1.0, gt=0.0)
+    """data.streaming: the learning rate of this stage's steps is train.schedule's (which spans
+    the whole run) times this."""
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> StageEntry:
+        if self.tokens is not None and self.steps is not None:
+            raise ValueError("give tokens or steps, not both")
+        return self
 
 
 PromptFormatName = Literal["remask", "openassistant", "chat_template", "chatml", "alpaca", "instruction", "qa"]
@@ -253,6 +283,34 @@ class DataConfig(Strict):
     packing: bool = False
     """Pack several examples into each max_length row (position ids restart per example;
     attention stays within each example)."""
+    streaming: bool = False
+    """Pretraining on plain text streamed from the datasets (README "Pretraining: streaming
+    mixtures and stages"): rows of max_length tokens packed on the fly, memory flat in the
+    corpus size, resumable mid-stream; needs train.max_steps."""
+    fill: Literal["source", "mix"] = "source"
+    """data.streaming: `source` fills each row from one source drawn by weight (MPT-1B's
+    rule, seed 003); `mix` draws the source of each document."""
+    isolate_documents: bool = True
+    """data.streaming: position ids restart at each document, so attention stays within it;
+    false: each row is one causal sequence across its documents."""
+
+    @model_validator(mode="after")
+    def _streaming_keys(self) -> DataConfig:
+        kinds = {entry.priority is not None for entry in self.datasets if entry.weight is not None}
+        if len(kinds) > 1:
+            raise ValueError("data.datasets: give every dataset a weight or every dataset a priority, not a mix")
+        for index, stage in enumerate(self.stages):
+            budget = "tokens" if stage.tokens is not None else "steps" if stage.steps is not None else None
+            if not self.streaming and (budget or stage.lr_scale != 1.0):
+                key = budget or "lr_scale"
+                raise ValueError(f"data.stages[{index}].{key}: only with data.streaming: true (use mix_size)")
+            if self.streaming and stage.mix_size is not None:
+                raise ValueError(f"data.stages[{index}].mix_size: streaming stages take tokens or steps")
+        if self.streaming and self.mix_size is not None:
+            raise ValueError("data.mix_size: streaming draws rows until train.max_steps; remove data.mix_size")
+        if self.streaming and self.packing:
+            raise ValueError("data.packing: streaming rows are always packed; remove data.packing")
+        return self
 
 
 # --------------------------------------------------------------------------- training

@@ -12,6 +12,10 @@ from lmforge.errors import LmforgeError
 
 log = logging.getLogger("lmforge.data")
 
+PRIORITY_WEIGHTS = {"high": 4.0, "medium": 2.0, "low": 1.0}
+"""A dataset's `priority` as a weight before normalization (seed 003's high / medium / low
+data priorities): high is drawn twice as often as medium, four times as often as low."""
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -35,7 +39,7 @@ def check_mix(names: list[str], weights: list[float | None], stages: list[Stage]
         index = given.index(False)
         raise LmforgeError(f"data.datasets[{index}].weight: missing; give every dataset a weight or none")
     if any(given) and not sum(weights) > 0:
-        raise LmforgeError("data.datasets: the weights sum to 0")
+        raise LmforgeError("data.datasets[*].weight: every weight is 0; give some dataset a positive weight")
     for index, stage in enumerate(stages):
         for name, weight in stage.weights.items():
             if name not in names:

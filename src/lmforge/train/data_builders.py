@@ -64,6 +64,10 @@ class PreparedData:
     tokenized: TokenizedData | None = None
     sequential: bool = False
     """Train in the dataset's order (multi-stage mixes) instead of a random order."""
+    trainer_arguments: dict[str, Any] = field(default_factory=dict)
+    """TrainingArguments this data needs (a stream: ignore_data_skip)."""
+    final_metrics: Callable[[int], dict[str, Any]] | None = None
+    """Called with the last global step: what the run summary adds about the data."""
 
 
 DataBuilder = Callable[[Config, Any, PromptFormat], PreparedData]
@@ -206,5 +210,73 @@ def preference_data(config: Config, tokenizer, prompt_format: PromptFormat) -> P
     )
 
 
+STREAM_HASH_LIMIT = 256 * 2**20
+
+
+def stream_file_hashes(paths: list[str]) -> dict[str, str]:
+    """Hashes of the streamed files, but a streamed corpus may be far larger than memory
+    and reading it twice costs hours: files over 256 MiB are recorded by size."""
+    hashes = {}
+    for path in paths:
+        file = Path(path)
+        if file.is_file() and file.stat().st_size > STREAM_HASH_LIMIT:
+            hashes[path] = f"not hashed (streamed, {file.stat().st_size} bytes)"
+        else:
+            hashes.update(local_file_hashes([path]))
+    return hashes
+
+
+def streaming_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
+    """data.streaming: an endless stream of packed plain-text rows mixed by weight and by
+    stage (data/streaming.py, data/mixture.py), its position saved in every checkpoint, its
+    token accounting in the training log and the run summary. No validation split: the
+    stream trains on every document."""
+    from lmforge.data.mixture import build_stream, check_sources, forecast, mixture_plan, sample_source
+    from lmforge.train.stream_callbacks import StreamAccounting, StreamPosition
+
+    train = config.train
+    spec = OBJECTIVES[train.objective.name]
+    if spec.data == CANDIDATES or spec.masking:
+        raise LmforgeError(
+            f"train.objective.name: {spec.name} needs prompts and responses; data.streaming trains "
+            "plain text (use ce or mixce)"
+        )
+    if train.neftune_alpha:
+        raise LmforgeError("train.neftune_alpha: NEFTune noise is seeded per example; streamed rows have none")
+    if train.dataloader_workers:
+        raise LmforgeError(
+            "train.dataloader_workers: a stream is read in the training process (its position is checkpointed); set 0"
+        )
+    plan = mixture_plan(config.data, train.max_steps, train.global_batch_size)
+    stream = build_stream(plan, tokenizer, config.run.seed, config.data.fill, config.data.isolate_documents)
+    samples = [sample_source(source, stream) for source in plan.sources]
+    check_sources(plan, samples, config.data.fill)
+    plan_summary = forecast(plan, samples)
+    if process_state().is_main_process:
+        for source in plan_summary["sources"]:
+            epochs = f"{source['epochs']:.3g}" if source["epochs"] is not None else "?"
+            print(
+                f"[lmforge] stream {source['name']}: {source['tokens']} tokens planned "
+                f"({source['share']:.1%}), {epochs} epochs of {source['path']}"
+            )
+    accounting = StreamAccounting(stream, plan)
+    pad = tokenizer.pad_token_id
+    return PreparedData(
+        train=stream,
+        val=None,
+        collator=PackedCollator(pad),
+        eval_collator=PadCollator(pad),
+        cot=False,
+        file_hashes=stream_file_hashes([source.path for source in plan.sources]),
+        summary={"data": [], "streaming": plan_summary},
+        callbacks=[accounting, StreamPosition(stream, plan.global_batch)],
+        # the stream resumes from its own saved position: replaying consumed batches would skip data
+        trainer_arguments={"ignore_data_skip": True},
+        final_metrics=accounting.final_metrics,
+    )
+
+
 def default_data_builder(config: Config) -> DataBuilder:
+    if config.data.streaming:
+        return streaming_data
     return preference_data if OBJECTIVES[config.train.objective.name].data == CANDIDATES else sft_data

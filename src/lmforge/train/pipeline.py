@@ -318,6 +318,7 @@ def training_arguments(
     has_val: bool,
     sequential: bool = False,
     deepspeed: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> TrainingArguments:
     train = config.train
     return TrainingArguments(
@@ -354,6 +355,7 @@ def training_arguments(
         disable_tqdm=False,
         **sharding_arguments(config),
         **(deepspeed_training_arguments(deepspeed, config) if deepspeed else {}),
+        **(overrides or {}),
     )
 
 
@@ -415,7 +417,9 @@ def run_training(
     preemption = Preemption(config.train.preemption_grace_s)
     trainer = LmforgeTrainer(
         model=model,
-        args=training_arguments(config, run_dir, accumulation, data.val is not None, data.sequential, deepspeed),
+        args=training_arguments(
+            config, run_dir, accumulation, data.val is not None, data.sequential, deepspeed, data.trainer_arguments
+        ),
         train_dataset=data.train,
         eval_dataset=data.val,
         data_collator=data.collator,
@@ -425,8 +429,8 @@ def run_training(
         callbacks=[
             guard,
             *([task_evals] if task_evals else []),
+            *data.callbacks,  # before MetricsJsonl: a stream's accounting joins the log line it writes
             MetricsJsonl(run_dir / "metrics.jsonl"),
-            *data.callbacks,
             preemption,
             *extra_callbacks,
         ],
@@ -463,6 +467,8 @@ def run_training(
             rundir.end_run(run_dir, record, "failed", error=f"{type(exc).__name__}: {exc}")
         raise
     metrics["skipped_updates"] = guard.skipped
+    if data.final_metrics is not None:
+        metrics.update(data.final_metrics(trainer.state.global_step))
     metrics["train_runtime"] = trained.metrics.get("train_runtime")  # the training loop's wall seconds
     metrics["efficiency"] = run_efficiency(
         trainer,

@@ -1,0 +1,143 @@
+"""Documents read from a position, for streams that must resume where they stopped.
+
+A `Position` is (records, offset): the records (lines of a .jsonl/.txt file) before it,
+and, for files that allow seeking (uncompressed .jsonl and .txt), its byte offset. Those
+are resumed with one `seek`, whatever their size. Other sources (.gz/.zst, .json, .csv,
+parquet, Hugging Face folders and hub names) have no byte offset to seek to: resuming
+reads and skips the records before the position (hub names stream through `datasets`
+with `streaming=True` and `skip`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmforge.data.sources import _HUB_NAME, _json_problem, read_records, suffixes
+from lmforge.errors import LmforgeError
+
+
+@dataclass(frozen=True)
+class Position:
+    records: int = 0
+    offset: int | None = None
+    """Byte offset in the file (seekable files only)."""
+
+
+@dataclass(frozen=True)
+class DocumentSource:
+    """Where one stream source's documents come from."""
+
+    path: str
+    text_field: str = "text"
+    subset: str | None = None
+    split: str = "train"
+    encoding_errors: str = "strict"
+
+    @property
+    def is_hub(self) -> bool:
+        path = Path(self.path)
+        return not path.exists() and bool(_HUB_NAME.match(self.path)) and not suffixes(path)[0]
+
+    @property
+    def seekable(self) -> bool:
+        kind, compression = suffixes(Path(self.path))
+        return kind in (".jsonl", ".txt") and not compression and Path(self.path).is_file()
+
+    def start(self) -> Position:
+        return Position(0, 0 if self.seekable else None)
+
+    def size(self) -> int | None:
+        """Bytes of a local file (None for folders and hub names)."""
+        path = Path(self.path)
+        return path.stat().st_size if path.is_file() else None
+
+
+def read_documents(source: DocumentSource, position: Position) -> Iterator[tuple[str, Position]]:
+    """(text, position after its record) for every non-empty document from `position` on."""
+    if source.seekable:
+        yield from _read_seekable(source, position)
+        return
+    kind, _ = suffixes(Path(source.path))
+    count, skip = 0, position.records  # records counted from the start of the source
+    if kind == ".txt":  # compressed plain text: one document a line
+        records = _compressed_lines(source)
+    elif source.is_hub:
+        records, count, skip = _hub_records(source, position.records), position.records, 0
+    else:
+        records = (r for r, _ in read_records(source.path, encoding_errors=source.encoding_errors))
+    for record in records:
+        count += 1
+        if count <= skip:
+            continue
+        text = record if isinstance(record, str) else _text(record, source, f"{source.path}[{count - 1}]")
+        if text.strip():
+            yield text, Position(count)
+
+
+def _text(record: dict, source: DocumentSource, where: str) -> str:
+    text = record.get(source.text_field)
+    if not isinstance(text, str):
+        raise LmforgeError(f"{where}: text record needs a string field '{source.text_field}'")
+    return text
+
+
+def _read_seekable(source: DocumentSource, position: Position) -> Iterator[tuple[str, Position]]:
+    path = Path(source.path)
+    jsonl = suffixes(path)[0] == ".jsonl"
+    records, offset = position.records, position.offset or 0
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for raw in iter(handle.readline, b""):
+            records += 1
+            offset += len(raw)
+            where = f"{path}:{records}"
+            try:
+                line = raw.decode("utf-8", errors=source.encoding_errors)
+            except UnicodeDecodeError as exc:
+                raise LmforgeError(
+                    f"{where}: invalid UTF-8 at byte {exc.start} of the line; set the dataset's "
+                    "encoding_errors: replace to substitute U+FFFD"
+                ) from None
+            if records == 1:
+                line = line.removeprefix("\ufeff")
+            if not line.strip():
+                continue
+            if jsonl:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise LmforgeError(f"{where}: {_json_problem(exc, line)}") from None
+                if not isinstance(record, dict):
+                    raise LmforgeError(f"{where}: expected a JSON object, got {type(record).__name__}")
+                text = _text(record, source, where)
+            else:
+                text = line.rstrip("\r\n")
+            if text.strip():
+                yield text, Position(records, offset)
+
+
+def _compressed_lines(source: DocumentSource) -> Iterator[str]:
+    from lmforge.data.sources import open_binary
+
+    path = Path(source.path)
+    with open_binary(path, suffixes(path)[1]) as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield raw.decode("utf-8", errors=source.encoding_errors).rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise LmforgeError(f"{path}:{number}: invalid UTF-8 at byte {exc.start} of the line") from None
+
+
+def _hub_records(source: DocumentSource, skip: int) -> Iterator[dict]:
+    """A hub dataset read as a stream (never downloaded whole), the first `skip` records skipped."""
+    import datasets
+
+    try:
+        stream = datasets.load_dataset(source.path, source.subset, split=source.split, streaming=True)
+    except Exception as exc:  # datasets raises many kinds (connection, missing config, split...)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        raise LmforgeError(f"{source.path}: cannot stream as a Hugging Face dataset ({first_line})") from exc
+    yield from stream.skip(skip) if skip else stream
