@@ -121,3 +121,30 @@ def test_bad_inputs_are_one_line_errors(random_model_dir, trained_run, task_file
         capsys, ["eval", str(random_model_dir), "--task", arc, "--format", "bogus"]
     )
     assert "task file not found" in cli_error(capsys, ["eval", str(random_model_dir), "--task", "nope.jsonl"])
+
+
+def test_pickled_weights_need_allow_pickle(random_model_dir, task_files, tmp_path, capsys):
+    """A model with only pytorch_model.bin: refused (a pickle can run code) unless --allow-pickle,
+    and then scored exactly as its safetensors twin."""
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(random_model_dir, pickled)
+    torch.save(load_file(pickled / "model.safetensors"), pickled / "pytorch_model.bin")
+    (pickled / "model.safetensors").unlink()
+    argv = ["eval", "--task", str(task_files["arc"]), "--shots", "0", "--output"]
+    message = cli_error(capsys, [*argv, str(tmp_path / "refused.json"), str(pickled)])
+    assert "holds pickled weights (pytorch_model.bin)" in message and "pass --allow-pickle" in message
+
+    results = {}
+    for name, model in (("pickled", pickled), ("safetensors", random_model_dir)):
+        output = tmp_path / f"{name}.json"
+        extra = ["--allow-pickle"] if name == "pickled" else []
+        code, _, err = run_cli(capsys, [*argv, str(output), *extra, str(model)])
+        assert code == 0, err
+        results[name] = (
+            json.loads(output.read_text())["tasks"][0]["metrics"],
+            output.with_suffix(".samples.jsonl").read_text(),
+        )
+    assert results["pickled"] == results["safetensors"]

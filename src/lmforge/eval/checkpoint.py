@@ -100,7 +100,7 @@ def resolve(path: str | Path) -> ModelSource:
     return ModelSource(directory, tokenizer_dir, meta, step)
 
 
-def load_checkpoint(path: str | Path, dtype: str = "float32") -> LoadedModel:
+def load_checkpoint(path: str | Path, dtype: str = "float32", allow_pickle: bool = False) -> LoadedModel:
     from transformers.utils import logging as hf_logging
 
     from lmforge.models.loading import load_model, load_tokenizer
@@ -114,7 +114,7 @@ def load_checkpoint(path: str | Path, dtype: str = "float32") -> LoadedModel:
         quantization = _run_quantization(source)
         model = load_adapter_model(source.weights_dir, len(tokenizer), dtype, quantization=quantization)
         return LoadedModel(model if quantization else model.merge_and_unload(), tokenizer, source.meta, source)
-    model = load_model(str(source.weights_dir), dtype)
+    model = load_model(str(source.weights_dir), dtype, allow_pickle=allow_pickle, pickle_setting="pass --allow-pickle")
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise LmforgeError(
             f"{source.weights_dir}: the tokenizer in {source.tokenizer_dir} has {len(tokenizer)} "

@@ -67,6 +67,12 @@ def _task_args(parser: argparse.ArgumentParser) -> None:
         "(time, memory and file limits, no network, a scratch directory); nothing runs without it",
     )
     parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a model whose weights are only pickled (.bin/.pt); a pickle can run code while it "
+        "loads, so only for models you trust (default: safetensors only)",
+    )
+    parser.add_argument(
         "--samples",
         type=int,
         default=1,
@@ -184,6 +190,7 @@ def _options(args):
         max_new_tokens=args.max_new_tokens,
         show_progress=sys.stderr.isatty(),
         allow_code_execution=args.allow_code_execution,
+        allow_pickle=args.allow_pickle,
         samples=args.samples,
         temperature=args.temperature,
     )

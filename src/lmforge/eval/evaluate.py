@@ -35,6 +35,8 @@ class EvalOptions:
     """Generation limit; None: the task's own (BBH, HumanEval: 1024), else 256."""
     show_progress: bool = False
     allow_code_execution: bool = False
+    allow_pickle: bool = False
+    """Load a model that has only pickled weights (.bin/.pt): a pickle can run code."""
     """Code tasks (HumanEval) run model-written programs, sandboxed (eval/sandbox.py), only
     when this is set (the CLI's --allow-code-execution)."""
     samples: int = 1

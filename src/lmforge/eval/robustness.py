@@ -42,7 +42,7 @@ def run_robustness(
     for name in formats:
         check_style(name)
     check_tasks(tasks, options)
-    loaded = load_checkpoint(model_dir)
+    loaded = load_checkpoint(model_dir, allow_pickle=options.allow_pickle)
     if "chat_template" in formats and not getattr(loaded.tokenizer, "chat_template", None):
         raise LmforgeError(
             f"--format chat_template: the tokenizer in {loaded.source.tokenizer_dir} has no chat_template"

@@ -51,7 +51,7 @@ def check_tasks(tasks: list[Task], options: EvalOptions) -> None:
 
 def run_eval(model_dir: str | Path, tasks: list[Task], options: EvalOptions, output: Path | None) -> dict[str, Any]:
     check_tasks(tasks, options)
-    loaded = load_checkpoint(model_dir)
+    loaded = load_checkpoint(model_dir, allow_pickle=options.allow_pickle)
     record, samples = evaluate_loaded(loaded, tasks, options)
     if output is not None:
         results.write(output, record, samples)

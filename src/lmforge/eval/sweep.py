@@ -123,7 +123,9 @@ def run_sweep(
     out_dir.mkdir(exist_ok=True)
     rows = []
     for checkpoint in checkpoints:
-        record, samples = evaluate_loaded(load_checkpoint(checkpoint), tasks, options)
+        record, samples = evaluate_loaded(
+            load_checkpoint(checkpoint, allow_pickle=options.allow_pickle), tasks, options
+        )
         results.write(out_dir / f"{checkpoint.name}.json", record, samples)
         rows.append(
             {

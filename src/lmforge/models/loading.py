@@ -58,13 +58,15 @@ def load_model(
     attn_implementation: str | None = None,
     quantization_config=None,
     allow_pickle: bool = False,
+    pickle_setting: str = "set model.allow_pickle: true",
 ) -> PreTrainedModel:
     """A pretrained causal LM; `quantization_config` (a transformers BitsAndBytesConfig)
     loads its linear layers quantized. A .gguf file is dequantized: in memory, or, to be
     quantized again, into a safetensors directory converted once (lmforge.models.gguf).
 
-    Weights load from safetensors only, unless `allow_pickle` (model.allow_pickle): a
-    pickled checkpoint (.bin, .pt) can run code while it loads."""
+    Weights load from safetensors only, unless `allow_pickle` (model.allow_pickle; the
+    error names `pickle_setting`, the switch of the command at hand): a pickled checkpoint
+    (.bin, .pt) can run code while it loads."""
     if gguf.is_gguf(name_or_path):
         if quantization_config is None:
             return gguf.load_gguf_model(name_or_path, DTYPES[dtype], attn_implementation)
@@ -79,7 +81,7 @@ def load_model(
         if not allow_pickle:
             raise LmforgeError(
                 f"model.name_or_path: '{name_or_path}' holds pickled weights ({pickled[0]}) and no safetensors; "
-                "loading a pickle can run code: convert it to safetensors, or set model.allow_pickle: true "
+                f"loading a pickle can run code: convert it to safetensors, or {pickle_setting} "
                 "if you trust where it came from"
             )
     if trust_remote_code:
