@@ -164,3 +164,30 @@ def test_accounting_reports_share_target_and_epochs(tokenizer, three):
     assert [rows[n]["target"] for n in "abc"] == [0.6, 0.3, 0.1]
     assert rows["c"]["epochs"] > 1  # 2 short documents, drawn 10% of 1280 tokens
     assert 0 < rows["a"]["epochs"] < 1
+
+
+def test_priorities_are_weights_4_2_1_before_normalization(tmp_path):
+    from pydantic import ValidationError
+
+    from lmforge.config.schema import DataConfig
+
+    entries = [
+        {"path": "a.jsonl", "priority": "high"},
+        {"path": "b.jsonl", "priority": "medium"},
+        {"path": "c.jsonl", "priority": "low"},
+    ]
+    data = DataConfig.model_validate({"streaming": True, "datasets": entries})
+    assert [d.weight for d in data.datasets] == [4.0, 2.0, 1.0]
+    plan = mixture_plan(data, max_steps=4, global_batch=2)
+    assert plan.stages[0].weights == pytest.approx((4 / 7, 2 / 7, 1 / 7))
+    dumped = data.model_dump()  # the saved config holds the weights, and loads back the same
+    assert "priority" not in dumped["datasets"][0]
+    assert DataConfig.model_validate(dumped).datasets[0].weight == 4.0
+    with pytest.raises(ValidationError, match="a weight or a priority, not both"):
+        DataConfig.model_validate({"datasets": [{"path": "a.jsonl", "priority": "high", "weight": 1.0}]})
+    with pytest.raises(ValidationError, match="every dataset a weight or every dataset a priority"):
+        DataConfig.model_validate({"datasets": [{"path": "a.jsonl", "priority": "high"}, {"path": "b", "weight": 1}]})
+    with pytest.raises(ValidationError, match=r"data.stages\[0\].tokens: only with data.streaming"):
+        DataConfig.model_validate(
+            {"datasets": entries, "stages": [{"name": "s", "weights": {"a.jsonl": 1}, "tokens": 9}]}
+        )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -154,3 +155,40 @@ def test_bad_streaming_configs_name_the_key(tmp_path, user_files, corpora, data,
     config = streaming_config(tmp_path, user_files, corpora, "bad", data=data, **train)
     with pytest.raises(LmforgeError, match=message):
         run_training(config)
+
+
+def test_data_inspect_forecasts_tokens_share_and_epochs(tmp_path, user_files, corpora, capsys):
+    """Before training: max_steps x global batch x max_length tokens, split by weight, over
+    each source's token estimate (the whole source when the sample reached its end)."""
+    from lmforge.cli import main
+
+    config = streaming_config(tmp_path, user_files, corpora, "inspect", max_steps=100)
+    path = tmp_path / "inspect.yaml"
+    assert config.data.streaming and path.is_file()
+    assert main(["data", "inspect", str(path), "defaults", "--json"]) == 0
+    forecast = json.loads(capsys.readouterr().out)["forecast"]
+    assert forecast["tokens"] == 100 * 8 * 32
+    code = next(s for s in forecast["sources"] if s["name"] == "code")
+    assert code["tokens"] == round(0.18 * 100 * 8 * 32)
+    # code.txt has 60 documents: the 200-document sample read all of it, the estimate is exact
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(user_files / "tokenizer"))
+    lines = [line for line in Path(corpora["code"]).read_text().splitlines() if line.strip()]
+    exact = sum(len(ids) + 2 for ids in tokenizer(lines, add_special_tokens=False)["input_ids"])  # + bos, eos
+    assert code["estimated_tokens"] == exact
+    assert code["epochs"] == pytest.approx(code["tokens"] / exact, abs=1e-3)
+    assert main(["data", "inspect", str(path), "defaults"]) == 0
+    text = capsys.readouterr().out
+    assert "forecast: 100 steps x 256 tokens = 25600 tokens" in text and "code" in text
+    assert main(["data", "preview", str(path), "defaults", "--n", "2"]) == 0
+    assert capsys.readouterr().out.count("== example") == 2
+
+
+def test_streaming_errors_exit_2_with_one_line(tmp_path, user_files, corpora, capsys):
+    from lmforge.cli import main
+
+    streaming_config(tmp_path, user_files, corpora, "bad", max_steps=None)
+    assert main(["train", str(tmp_path / "bad.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("train.max_steps: data.streaming needs a step count (a stream has no length); set it")

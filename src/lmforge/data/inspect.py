@@ -46,6 +46,10 @@ def prepare(config, special_tokens: Callable[[Any, Any], list[str]] = format_tok
         key="model.tokenizer" if model.tokenizer else "model.name_or_path",
     )
     add_tokenizer_tokens(tokenizer, special_tokens(config, tokenizer))
+    if config.data.streaming:  # a stream is forecast, not built (data/mixture.py)
+        from lmforge.data.mixture import StreamInspection
+
+        return tokenizer, StreamInspection.from_config(config, tokenizer)
     prompt_format = get_format(config.data.prompt_format)
     return tokenizer, build_from_config(config.data, config.run.seed, prompt_format, tokenizer)
 
@@ -80,6 +84,8 @@ def marked_text(parts: list[dict[str, Any]]) -> str:
 
 
 def inspect_json(data: TokenizedData, tokenizer, examples: int = 2) -> dict[str, Any]:
+    if getattr(data, "streaming", False):
+        return data.summary()
     datasets = []
     for index, report in enumerate(data.reports):
         entry = report.as_dict()
@@ -116,6 +122,10 @@ def message_counts(fates: dict[str, int], threads: int) -> dict[str, Any] | None
 
 
 def inspect_text(summary: dict[str, Any]) -> str:
+    if "forecast" in summary:
+        from lmforge.data.mixture import forecast_text
+
+        return forecast_text(summary["forecast"])
     header = ("dataset", "format", "records", "dropped", "dups", "train", "val", "test", "tokens", "mean", "max")
     table = [header]
     for d in summary["datasets"]:
@@ -177,7 +187,8 @@ def preview_records(data: TokenizedData, tokenizer, n: int, ids: bool) -> list[d
     """The first n training rows in training-mix order, as the model sees them."""
     names = [r.name for r in data.reports]
     records = []
-    for row in data.train.select(range(min(n, len(data.train)))):
+    streamed = getattr(data, "streaming", False)
+    for row in data.first_rows(n) if streamed else data.train.select(range(min(n, len(data.train)))):
         parts = segments(row, tokenizer)
         record = {
             "dataset": names[row["dataset"]] if row.get("dataset") is not None else None,

@@ -313,3 +313,38 @@ def log_keys(report: dict[str, Any]) -> dict[str, Any]:
     for name, columns in report["sources"].items():
         keys.update({f"mix/{name}/{column}": value for column, value in columns.items()})
     return keys
+
+
+# --------------------------------------------------------------------------- lmforge data inspect / preview
+
+
+@dataclass
+class StreamInspection:
+    """What `lmforge data inspect` shows for data.streaming instead of building the data in
+    memory: the forecast, and the stream's first rows (preview)."""
+
+    plan: MixturePlan
+    stream: PackedTextStream
+    samples: list[SourceSample]
+    streaming = True
+    reports = ()  # no per-dataset build reports: the stream is not built ahead
+
+    @classmethod
+    def from_config(cls, config, tokenizer) -> StreamInspection:
+        data = config.data
+        plan = mixture_plan(data, config.train.max_steps, config.train.global_batch_size)
+        stream = build_stream(plan, tokenizer, config.run.seed, data.fill, data.isolate_documents)
+        samples = [sample_source(source, stream) for source in plan.sources]
+        check_sources(plan, samples, data.fill)
+        return cls(plan, stream, samples)
+
+    def summary(self) -> dict[str, Any]:
+        return {"forecast": forecast(self.plan, self.samples)}
+
+    def first_rows(self, n: int) -> list[dict[str, Any]]:
+        rows = []
+        for row in self.stream:
+            rows.append(row)
+            if len(rows) == n:
+                break
+        return rows
