@@ -457,7 +457,7 @@ def test_missing_model_section(tmp_path):
           epochs: 2
     """,
     )
-    assert error_of(path) == "missing required key 'model'"
+    assert error_of(path) == f"{path}: missing required key 'model'"  # once without the file
 
 
 def test_more_errors_are_counted(tmp_path):

@@ -28,7 +28,7 @@ from lmforge.config.loader import (
     KeyPath,
     RawConfig,
     _node_lines,
-    _read_yaml,
+    read_document,
     apply_overrides,
     parse_override,
     validate,
@@ -225,8 +225,7 @@ class _OAConfig:
 
 
 def _read_sections(path: Path, names: list[str]) -> _OAConfig:
-    node = _read_yaml(path)  # missing file, invalid YAML, not a mapping: one-line errors with file:line
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    node, document = read_document(path)  # missing file, invalid YAML, not a mapping: one-line errors
     conf = _OAConfig()
     _node_lines(node, path, (), conf.lines)
 

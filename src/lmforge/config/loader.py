@@ -30,27 +30,105 @@ class RawConfig:
 
     data: dict[str, Any] = field(default_factory=dict)
     origins: dict[KeyPath, str] = field(default_factory=dict)
+    source: str = ""
+    """The config file, named by errors about keys that no line sets (a missing key)."""
 
 
 # --------------------------------------------------------------------------- YAML
 
 
-def _read_yaml(path: Path) -> yaml.MappingNode:
+MAX_VALUES = 100_000
+"""A config holds a few hundred values; more can only come from aliases that expand each
+other (the "billion laughs"), which would hang validation."""
+_YAML = "tag:yaml.org,2002:"
+
+
+def read_document(path: Path) -> tuple[yaml.MappingNode, dict[str, Any]]:
+    """A config file's YAML node (for file:line) and its content. Every problem is one
+    line naming the file and, where it can, the line: missing or empty file, invalid UTF-8
+    or YAML, tags the safe loader does not know, a key given twice, a key that is not text,
+    nesting or aliases beyond any real config."""
     if not path.is_file():
         raise LmforgeError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise LmforgeError(f"{path}:{line}: invalid UTF-8 at byte offset {exc.start}") from None
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # it checks that every character is printable
+        node = loader.get_single_node()
+        if node is None:
+            raise LmforgeError(f"{path}: config file is empty")
+        if not isinstance(node, yaml.MappingNode):
+            raise LmforgeError(f"{path}:{node.start_mark.line + 1}: a config file must be a mapping of keys")
+        _check_nodes(node, path)
+        document = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        if mark is not None:
+            where = f"{path}:{mark.line + 1}"
+        elif isinstance(exc, yaml.reader.ReaderError):  # an unprintable character, by position
+            where = f"{path}:{text[: exc.position].count(chr(10)) + 1}"
+        else:
+            where = str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise LmforgeError(f"{where}: invalid YAML: {problem}") from exc
-    if node is None:
-        raise LmforgeError(f"{path}: config file is empty")
-    if not isinstance(node, yaml.MappingNode):
-        raise LmforgeError(f"{path}:{node.start_mark.line + 1}: a config file must be a mapping of keys")
-    return node
+    except RecursionError:
+        raise LmforgeError(f"{path}: invalid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return node, document
+
+
+def _read_yaml(path: Path) -> yaml.MappingNode:
+    return read_document(path)[0]
+
+
+def _check_nodes(root: yaml.Node, path: Path) -> None:
+    """What the YAML parser accepts but a config must not hold: a key given twice (the
+    later would silently win), a key that is not text (`1:`, `true:`, `[a, b]:`), an
+    integer too long to convert, an alias inside what it names, or so many values
+    (aliases expanding aliases) that validating them would hang."""
+    sizes: dict[int, int] = {}  # expanded value count per node, each node counted once
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        line = f"{path}:{node.start_mark.line + 1}"
+        if id(node) in open_nodes:
+            raise LmforgeError(f"{line}: invalid YAML: an alias refers to the collection that holds it")
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _YAML + "int" and len(node.value) > 4000:
+                raise LmforgeError(f"{line}: invalid YAML: a number of {len(node.value)} digits")
+            sizes[id(node)] = 1
+            return 1
+        open_nodes.add(id(node))
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key, value in node.value:
+                where = f"{path}:{key.start_mark.line + 1}"
+                if not isinstance(key, yaml.ScalarNode) or key.tag not in (_YAML + "str", _YAML + "merge"):
+                    shown = key.value if isinstance(key, yaml.ScalarNode) else "a " + key.id
+                    raise LmforgeError(f"{where}: key {shown!r} must be a name (quote it to use it as one)")
+                if key.value in seen:
+                    raise LmforgeError(f"{where}: key '{key.value}' is given twice (first on line {seen[key.value]})")
+                seen[key.value] = key.start_mark.line + 1
+                total += 1 + size(value)
+        else:
+            total += sum(size(item) for item in node.value)
+        open_nodes.discard(id(node))
+        if total > MAX_VALUES:
+            raise LmforgeError(f"{line}: invalid YAML: more than {MAX_VALUES} values (aliases expanding aliases?)")
+        sizes[id(node)] = total
+        return total
+
+    size(root)
 
 
 def _node_lines(node: yaml.Node, path: Path, prefix: KeyPath, out: dict[KeyPath, str]) -> None:
@@ -63,7 +141,8 @@ def _node_lines(node: yaml.Node, path: Path, prefix: KeyPath, out: dict[KeyPath,
         return
     for name, mark_node, value_node in children:
         out[prefix + (name,)] = f"{path}:{mark_node.start_mark.line + 1}"
-        _node_lines(value_node, path, prefix + (name,), out)
+        if len(out) <= MAX_VALUES:  # aliases may repeat a node: read_document bounds the total
+            _node_lines(value_node, path, prefix + (name,), out)
 
 
 def _is_sectioned(document: dict[str, Any]) -> bool:
@@ -73,8 +152,7 @@ def _is_sectioned(document: dict[str, Any]) -> bool:
 
 
 def list_sections(path: str | Path) -> list[str]:
-    _read_yaml(Path(path))  # existence and syntax errors as LmforgeError
-    document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    _, document = read_document(Path(path))
     return list(document) if _is_sectioned(document) else []
 
 
@@ -103,12 +181,11 @@ def _leaf_paths(tree: Any, prefix: KeyPath = ()) -> list[KeyPath]:
 def compose(path: str | Path, sections: list[str] | None = None) -> RawConfig:
     """Merge the chosen sections of a config file, left to right."""
     path = Path(path)
-    node = _read_yaml(path)
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    node, document = read_document(path)
     lines: dict[KeyPath, str] = {}
     _node_lines(node, path, (), lines)
 
-    raw = RawConfig()
+    raw = RawConfig(source=str(path))
     if not _is_sectioned(document):
         if sections:
             raise LmforgeError(
@@ -144,7 +221,7 @@ def parse_override(override: str, expected: str = "key.path=value") -> tuple[str
         raise LmforgeError(f"--set {override!r}: expected {expected}")
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):  # not YAML (or nested, or digits, beyond reason)
         value = text
     return key.strip(), value
 
@@ -229,7 +306,7 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
     key_path = ".".join(str(p) for p in loc) or "<config>"
     str_path = tuple(str(p) for p in loc)
     origin = next((raw.origins[str_path[:d]] for d in range(len(str_path), 0, -1) if str_path[:d] in raw.origins), None)
-    where = f"{origin}: " if origin else ""
+    where = f"{origin or raw.source}: " if origin or raw.source else ""
     kind = error["type"]
     if kind == "extra_forbidden":
         owner = _model_at(Config, tuple(error["loc"]))
@@ -244,7 +321,7 @@ def _describe(error: dict[str, Any], raw: RawConfig) -> str:
     if kind == "union_tag_invalid":
         name_path = str_path + ("name",)
         origin = raw.origins.get(name_path, origin)
-        where = f"{origin}: " if origin else ""
+        where = f"{origin or raw.source}: " if origin or raw.source else ""
         return (
             f"{where}{key_path}.name = {error['ctx']['tag']!r} is not one of: "
             f"{error['ctx']['expected_tags'].replace(chr(39), '')}"
