@@ -22,7 +22,7 @@ from lmforge.errors import LmforgeError
 from tests.fuzz.test_fuzz_records import get, paths
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=300,
     deadline=5000,
     derandomize=True,
     database=None,

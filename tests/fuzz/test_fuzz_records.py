@@ -30,7 +30,7 @@ from lmforge.errors import LmforgeError
 from tests.fuzz.seeds import SEEDS, records_of
 
 FUZZ = settings(
-    max_examples=120,
+    max_examples=400,
     deadline=5000,  # ms: generous on a shared machine; a hang still fails (pytest-timeout)
     derandomize=True,  # the same examples on every run: CI stays deterministic
     database=None,
