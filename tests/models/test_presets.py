@@ -185,3 +185,11 @@ def test_head_dim_on_an_architecture_without_it_is_an_error(tokenizer):
 
     with pytest.raises(LmforgeError, match="model.size.head_dim: a gpt2 model's head width is hidden_size / num_heads"):
         fresh_model_config("gpt2", {"hidden_size": 64, "num_layers": 1, "num_heads": 2, "head_dim": 16}, tokenizer)
+
+
+@pytest.mark.parametrize("name", ["palm-150m", "palm-410m", "palm-1b"])
+def test_the_pretraining_yaml_sets_the_tables_learning_rate(name):
+    config = load_config(REPO / "presets" / "palm-pretrain.yaml", ["defaults", name])
+    assert config.model.preset == name and config.model.architecture == "cohere"
+    assert config.train.optimizer.lr == presets.PRESETS[name].lr
+    assert (config.data.max_length, config.model.size.vocab_size) == (2048, 50304)  # the table's sequence, vocab
