@@ -285,13 +285,17 @@ class Table:
 
 
 def killed_run(command: list[str], draw) -> None:
-    """Start a fresh run that a fault kills; `draw()` gives (fault, k, kill_after). A draw
-    that missed (the run finished first) is drawn again."""
+    """Start a fresh run that a fault kills; `draw(last)` gives (fault, k, kill_after),
+    where `last` is the wall time of a run that finished before a timed kill came (None at
+    first): a draw that missed is drawn again, within that shorter time."""
+    last = None
     for _ in range(5):
-        fault, k, kill_after = draw()
+        fault, k, kill_after = draw(last)
+        started = time.perf_counter()
         code, output = run([*command, "--overwrite"], fault, k, kill_after)
         if code == -signal.SIGKILL:
             return
+        last = time.perf_counter() - started
     raise SystemExit(f"five draws in a row did not kill the run ({fault}); last output:\n{output[-2000:]}")
 
 
@@ -318,22 +322,23 @@ def training_faults(name: str, config: Path, root: Path, args, table: Table, rng
     saves = args.steps // args.save_every
     evals = args.steps // args.eval_every
 
-    outcomes = [
-        kill_and_resume(config, reference, lambda: ("none", 0, rng.uniform(first, elapsed)))
-        for _ in range(args.random_kills)
-    ]
+    def random_moment(last: float | None) -> tuple[str, int, float]:
+        end = 0.9 * (last or elapsed)  # a run that ended before its kill shortens the window
+        return "none", 0, rng.uniform(min(first, end / 2), end)
+
+    outcomes = [kill_and_resume(config, reference, random_moment) for _ in range(args.random_kills)]
     table.add(f"{name}: SIGKILL at a random moment", outcomes)
     if args.eval_kills:
         eval_batches = 1  # the tiny validation split is one batch
         outcomes = [
-            kill_and_resume(config, reference, lambda: ("eval_batch", rng.randint(1, evals * eval_batches), None))
+            kill_and_resume(config, reference, lambda _: ("eval_batch", rng.randint(1, evals * eval_batches), None))
             for _ in range(args.eval_kills)
         ]
         table.add(f"{name}: SIGKILL during evaluation", outcomes)
     if args.save_kills:
         outcomes, complete = [], 0
         for _ in range(args.save_kills):
-            outcome = kill_and_resume_checking_choice(config, reference, lambda: draw_save_kill(rng, saves))
+            outcome = kill_and_resume_checking_choice(config, reference, lambda _: draw_save_kill(rng, saves))
             complete += outcome[3]
             outcomes.append(outcome[:3])
         table.add(
@@ -410,7 +415,7 @@ def bootstrap_faults(root: Path, start_model: Path, args, table: Table, rng: ran
     for _ in range(args.bootstrap_kills):
         trial = root / "bootstrap-trial"
         command = ["bootstrap", str(config), "--set", f"run.output_dir={trial}"]
-        killed_run(command, lambda: ("sample", rng.randint(1, sample_calls), None))
+        killed_run(command, lambda _: ("sample", rng.randint(1, sample_calls), None))
         code, _ = run([*command, "--resume"])
         outcomes.append((code == 0, *compare_bootstrap(reference, trial)))
     table.add("bootstrap: SIGKILL during generation", outcomes)
