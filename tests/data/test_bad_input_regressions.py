@@ -119,7 +119,10 @@ def test_messages_role_that_is_a_list():
 @pytest.mark.parametrize(
     "content, problem",
     [
-        ([{"type": "text", "text": 5}], "field 'messages[0].content[0].text' must be a string, got int"),
+        (
+            [{"type": "text", "text": 5.5}],
+            "field 'messages[0].content[0].text' must be a string, got float: write the number as a string",
+        ),
         (["hi"], "messages[0].content[0] must be a part like {type: text, text}"),
     ],
 )
@@ -129,11 +132,11 @@ def test_messages_content_parts_of_the_wrong_type(content, problem):
     assert str(info.value) == f"{W}: {problem}"
 
 
-# Once: 0, false or [] in an optional text field silently became "".
+# Once: 0, false or [] in an optional text field silently became "" (an integer is now its digits).
 @pytest.mark.parametrize(
     "transform, record, field",
     [
-        (from_alpaca, {"instruction": "i", "input": 0, "output": "o"}, "input"),
+        (from_alpaca, {"instruction": "i", "input": False, "output": "o"}, "input"),
         (from_dolly, {"instruction": "i", "context": [], "response": "r"}, "context"),
         (from_reddit_instruct, {"post_title": "t", "post_text": False, "comment_text": "c"}, "post_text"),
     ],

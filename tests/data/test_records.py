@@ -110,10 +110,17 @@ def test_alpaca_placeholder_input_counts_as_empty(placeholder):
     assert from_alpaca(record, WHERE).segments[0] == Segment("user", "Name a color.")
 
 
-# Once a number was made into text (19 -> "19", 1e5 -> "100000.0"): a text field is a string.
-def test_alpaca_number_output_is_rejected_not_made_into_text():
-    with pytest.raises(LmforgeError, match=r"^train\.jsonl:3: field 'output' must be a string, got int$"):
-        from_alpaca({"instruction": "12 plus 7?", "output": 19}, WHERE)
+# An integer is text exactly as the file wrote it; a float is not (1e5 would become "100000.0").
+def test_alpaca_integer_output_is_its_digits():
+    assert from_alpaca({"instruction": "12 plus 7?", "output": 19}, WHERE).segments[1] == Segment("assistant", "19")
+
+
+def test_alpaca_float_output_is_rejected_not_made_into_text():
+    with pytest.raises(
+        LmforgeError,
+        match=r"^train\.jsonl:3: field 'output' must be a string, got float: write the number as a string$",
+    ):
+        from_alpaca({"instruction": "What is 1e5?", "output": 1e5}, WHERE)
 
 
 def test_alpaca_boolean_output_is_rejected():

@@ -59,10 +59,15 @@ def require(record: dict[str, Any], fields: tuple[str, ...], fmt: str, where: st
 
 
 def text_field(value: Any, field: str, where: str) -> str:
-    """A field the conversation's text comes from: a string, never a number or a list made
-    into text (19 -> "19" would train on what the file did not say; write "19")."""
+    """A field the conversation's text comes from: a string, or an integer, whose decimal
+    digits are exactly what the file wrote (numeric answers: `"answer": 72`). Never a float
+    (2.50 would come back as "2.5", 1e5 as "100000.0"), a boolean, null or a list made into
+    text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if not isinstance(value, str):
-        raise LmforgeError(f"{where}: field '{field}' must be a string, got {type(value).__name__}")
+        hint = ": write the number as a string" if isinstance(value, float) else ""
+        raise LmforgeError(f"{where}: field '{field}' must be a string, got {type(value).__name__}{hint}")
     return value
 
 
