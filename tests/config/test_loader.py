@@ -571,3 +571,11 @@ def test_misspelled_top_level_key_in_a_plain_file_is_an_unknown_key(tmp_path):
     """,
     )
     assert error_of(path) == f"{path}:3: unknown key 'trian' (did you mean 'train'?)"
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_infinite_or_nan_numbers_are_errors(tmp_path, value):
+    # lr: .inf would pass lr > 0 and train on nothing but NaNs
+    path = write(tmp_path, f"model: {{tokenizer: tok}}\ntrain: {{optimizer: {{lr: {value}}}}}\n")
+    assert "train.optimizer.lr" in (message := error_of(path)) and "finite number" in message
+    assert message.startswith(f"{path}:2: ")
