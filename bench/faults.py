@@ -252,7 +252,7 @@ def resume_until_finished(command: list[str], attempts: int = 3) -> tuple[bool, 
     output = ""
     for _ in range(attempts):
         code, output = run([*command, "--resume"])
-        if code == 0:
+        if code == 0 or "already finished" in output:  # the kill came after the run's last write
             return True, output
         if "saved no complete checkpoint" in output or "not an lmforge run directory" in output:
             code, output = run([*command, "--overwrite"])

@@ -184,6 +184,11 @@ def start_run(run_dir: Path, data_hashes: dict[str, str], extra: dict[str, Any] 
     return record
 
 
-def end_run(run_dir: Path, record: dict[str, Any], status: str, **fields: Any) -> None:
+def ended(record: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
+    """`record` with its final status and end time (not yet written: see end_run)."""
     record.update(status=status, ended=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **fields)
-    write_json_atomic(run_dir / RUN_FILE, record)
+    return record
+
+
+def end_run(run_dir: Path, record: dict[str, Any], status: str, **fields: Any) -> None:
+    write_json_atomic(run_dir / RUN_FILE, ended(record, status, **fields))

@@ -85,9 +85,12 @@ def _results_records(records: list[tuple[str, Any]]) -> list[tuple[str, dict[str
     ]
 
 
-def read_run_files(run_dir: Path) -> RunFiles:
-    """The card's inputs; a one-line error unless `run_dir` holds a finished run."""
-    files = RunFiles(run_dir, rundir.read_finished_run(run_dir, "a model card"))
+def read_run_files(run_dir: Path, run: dict[str, Any] | None = None) -> RunFiles:
+    """The card's inputs; a one-line error unless `run_dir` holds a finished run. `run`:
+    the run's finished record before it is written (a finishing run writes run.json last)."""
+    if run is not None and run.get("status") != "finished":
+        raise LmforgeError(f"{run_dir}: the run is {run.get('status')}; a model card needs a finished run")
+    files = RunFiles(run_dir, run if run is not None else rundir.read_finished_run(run_dir, "a model card"))
     files.config = rundir.read_config(run_dir)
     config = run_dir / rundir.CONFIG_FILE
     files.config_text = config.read_text(encoding="utf-8") if config.is_file() else None
@@ -140,10 +143,11 @@ def read_model_files(model_dir: Path) -> RunFiles:
     )
 
 
-def read_card_files(directory: Path) -> RunFiles:
-    """A run directory's card inputs, or a self-describing model directory's."""
+def read_card_files(directory: Path, run: dict[str, Any] | None = None) -> RunFiles:
+    """A run directory's card inputs (`run`: its record, when not yet written), or a
+    self-describing model directory's."""
     directory = Path(directory)
-    return read_model_files(directory) if is_described_model(directory) else read_run_files(directory)
+    return read_model_files(directory) if is_described_model(directory) else read_run_files(directory, run)
 
 
 # ------------------------------------------------------------------------ derived facts

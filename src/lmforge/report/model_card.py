@@ -534,12 +534,13 @@ def config_section(files: RunFiles) -> list[str]:
 # ------------------------------------------------------------------------ the card
 
 
-def model_card(run_dir: Path, export: dict[str, Any] | None = None) -> str:
+def model_card(run_dir: Path, export: dict[str, Any] | None = None, run: dict[str, Any] | None = None) -> str:
     """The README.md text of a finished run (or of an export of it, described by `export`,
     e.g. {"merged": True, "dtype": "bf16", "quantize": "8bit", "source": "runs/x"}).
     `run_dir` may be a model directory alone whose lmforge.json describes its run (an
-    export's lmforge.json names the export, which then describes it unless given)."""
-    files = read_card_files(Path(run_dir))
+    export's lmforge.json names the export, which then describes it unless given). `run`:
+    the run's record, when the run is finishing and has not written it yet."""
+    files = read_card_files(Path(run_dir), run)
     if export is None and is_described_model(Path(run_dir)) and isinstance(files.meta.get("export"), dict):
         export = files.meta["export"]
     rows = evaluation_rows(files)
@@ -560,11 +561,13 @@ def _replace_atomic(target: Path, write) -> None:
     os.replace(temporary, target)
 
 
-def write_model_card(run_dir: Path, target_dir: Path, export: dict[str, Any] | None = None) -> Path:
+def write_model_card(
+    run_dir: Path, target_dir: Path, export: dict[str, Any] | None = None, run: dict[str, Any] | None = None
+) -> Path:
     """Write `target_dir/README.md` (atomically) and copy the loss curve beside it, so the
     card's image link works inside model/ and export folders."""
     run_dir, target_dir = Path(run_dir), Path(target_dir)
-    text = model_card(run_dir, export)
+    text = model_card(run_dir, export, run)
     target_dir.mkdir(parents=True, exist_ok=True)
     curve = run_dir / CURVE_FILE
     if curve.is_file() and curve.resolve() != (target_dir / CURVE_FILE).resolve():

@@ -23,7 +23,7 @@ def read_json(path: Path) -> Any:
         raise LmforgeError(f"{path}: not valid JSON ({exc})") from None
 
 
-def describe_model(run_dir: Path) -> Path | None:
+def describe_model(run_dir: Path, run: dict[str, Any] | None = None) -> Path | None:
     """Carry a finished run's provenance into its model/lmforge.json, next to the keys
     save_final_model wrote (prompt_format, cot, stop_strings, adapter, ...):
 
@@ -34,11 +34,13 @@ def describe_model(run_dir: Path) -> Path | None:
         training_evals  the metrics.jsonl lines with evaluation scores (eval_*)
         evals           eval/*.json by file name: the `lmforge eval` records of the model
 
-    Called when the run finishes and whenever `lmforge eval` keeps new results in the run;
-    returns the file written, or None when the run is not finished or has no model/."""
+    Called when the run finishes (with `run`, its finished record, which run.json receives
+    only afterwards: "finished" is the last thing a run writes) and whenever `lmforge eval`
+    keeps new results in the run; returns the file written, or None when the run is not
+    finished or has no model/."""
     run_dir = Path(run_dir)
     path = run_dir / rundir.MODEL_DIR / MODEL_META_FILE
-    run = rundir.read_run(run_dir)
+    run = run if run is not None else rundir.read_run(run_dir)
     if run is None or run.get("status") != "finished" or not path.is_file():
         return None
     metrics = run_dir / METRICS_FILE

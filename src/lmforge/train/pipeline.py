@@ -442,11 +442,12 @@ def run_training(
         guard=guard,
         no_decay_params=partial,
     )
-    if task_evals:
-        # first of all callbacks: the logging integrations (TensorBoard, wandb, mlflow) come
-        # before ours and must see the scores it adds to the training log
-        trainer.callback_handler.callbacks.remove(task_evals)
-        trainer.callback_handler.callbacks.insert(0, task_evals)
+    # first of all callbacks: the logging integrations (TensorBoard, wandb, mlflow) come
+    # before ours and must see what these add to the training log (task scores, a stream's
+    # mix/ accounting)
+    for callback in reversed([*([task_evals] if task_evals else []), *data.callbacks]):
+        trainer.callback_handler.callbacks.remove(callback)
+        trainer.callback_handler.callbacks.insert(0, callback)
     try:
         roof = machine_roof(config.train.precision, trainer.args.device) if main and config.train.measure_roof else None
         try:
@@ -481,7 +482,9 @@ def run_training(
     if main:
         print(f"[lmforge] {summary_line(metrics['efficiency'])}")
     if main:
-        rundir.end_run(run_dir, record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
-        describe_model(run_dir)  # model/lmforge.json: the run's config, versions, data hashes, metrics
-        write_model_card(run_dir, model_dir)
+        # "finished" is written last: a kill before it leaves a run --resume finishes again
+        record = rundir.ended(record, "finished", final_metrics=metrics, global_step=trainer.state.global_step)
+        describe_model(run_dir, record)  # model/lmforge.json: the run's config, versions, data hashes, metrics
+        write_model_card(run_dir, model_dir, run=record)
+        rundir.write_json_atomic(run_dir / rundir.RUN_FILE, record)
     return TrainResult(run_dir, model_dir, metrics, data.tokenized)
