@@ -186,6 +186,8 @@ class DatasetEntry(Strict):
     encoding_errors: Literal["strict", "replace"] = "strict"
     """Invalid UTF-8: an error naming the byte offset, or U+FFFD replacement."""
     val_split: float = Field(0.05, ge=0.0, lt=1.0)
+    """Share held out for validation. data.streaming: the documents whose text hashes into
+    this share (default there 0: none); max_val_set of them (default 256) are scored."""
     test_split: float = Field(0.0, ge=0.0, lt=1.0)
     max_train_set: int | None = Field(None, gt=0)
     max_val_set: int | None = Field(None, ge=0)
@@ -293,6 +295,19 @@ class DataConfig(Strict):
     isolate_documents: bool = True
     """data.streaming: position ids restart at each document, so attention stays within it;
     false: each row is one causal sequence across its documents."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stream_holds_out_when_asked(cls, data):
+        # a stream holds documents out only when a dataset sets val_split (data/mixture.py):
+        # the 5% default would take 5% of a corpus from training for a validation set of a
+        # few hundred documents
+        if isinstance(data, dict) and data.get("streaming") is True and isinstance(data.get("datasets"), list):
+            data = {
+                **data,
+                "datasets": [{"val_split": 0.0, **d} if isinstance(d, dict) else d for d in data["datasets"]],
+            }
+        return data
 
     @model_validator(mode="after")
     def _streaming_keys(self) -> DataConfig:

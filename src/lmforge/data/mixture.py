@@ -11,6 +11,13 @@ Stage budgets: `tokens` (rounded up to whole optimizer steps of train.global_bat
 data.max_length tokens) or `steps`; every stage but the last needs one, the last runs the
 steps left to train.max_steps. train.schedule spans the whole run; a stage's lr_scale
 multiplies it during that stage's steps.
+
+Validation (one set per source): a dataset's `val_split` is the share of its documents held
+out by a hash of their text (stream_reader.held_out); training never reads them. With
+data.streaming a dataset holds nothing out unless it sets val_split (the in-memory path's
+5% default would take 5% of a corpus from training for a validation set that uses only the
+first few hundred of them). Each source's validation set is its first `max_val_set`
+held-out documents (default 256), packed into rows as training packs them.
 """
 
 from __future__ import annotations
@@ -23,12 +30,14 @@ from typing import Any
 
 from lmforge.data.mixing import PRIORITY_WEIGHTS, Stage, check_mix  # noqa: F401 (PRIORITY_WEIGHTS: re-exported)
 from lmforge.data.stream_reader import read_documents
-from lmforge.data.streaming import PackedTextStream, StreamStage, TextSource
+from lmforge.data.streaming import PackedTextStream, StreamStage, TextSource, pack_documents
 from lmforge.errors import LmforgeError
 
 log = logging.getLogger("lmforge.data")
 
 STREAM_FORMATS = ("auto", "text")
+VAL_DOCUMENTS = 256
+"""Held-out documents per source in its validation set when max_val_set is not given."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class MixturePlan:
     max_length: int
     global_batch: int
     """Rows per optimizer step, over all processes and accumulation steps."""
+    val_documents: tuple[int, ...] = ()
+    """Per source, the held-out documents its validation set takes (0: none held out)."""
 
     @property
     def tokens_per_step(self) -> int:
@@ -105,9 +116,14 @@ def mixture_plan(data_config, max_steps: int | None, global_batch: int) -> Mixtu
             entry.subset,
             entry.split,
             entry.encoding_errors,
+            entry.val_split,
         )
         for index, (entry, name, weight) in enumerate(zip(entries, names, weights))
     ]
+    val_documents = tuple(
+        (entry.max_val_set if entry.max_val_set is not None else VAL_DOCUMENTS) if entry.val_split else 0
+        for entry in entries
+    )
     tokens_per_step = global_batch * data_config.max_length
     if not data_config.stages:
         stages = [StagePlan("train", _normalized(weights), max_steps)]
@@ -137,7 +153,7 @@ def mixture_plan(data_config, max_steps: int | None, global_batch: int) -> Mixtu
             used += steps
             stage_weights = [stage.weights.get(name, 0.0) for name in names]
             stages.append(StagePlan(stage.name, _normalized(stage_weights), steps, stage.lr_scale))
-    return MixturePlan(sources, stages, data_config.max_length, global_batch)
+    return MixturePlan(sources, stages, data_config.max_length, global_batch, val_documents)
 
 
 def _normalized(weights: list[float]) -> tuple[float, ...]:
@@ -201,7 +217,8 @@ def check_sources(plan: MixturePlan, samples: list[SourceSample], fill: str) -> 
         if not used:
             continue
         if sample.documents == 0:
-            raise LmforgeError(f"{source.key}.path: {source.path} holds no documents")
+            held = f" but the ones its val_split {source.holdout:g} holds out" if source.holdout else ""
+            raise LmforgeError(f"{source.key}.path: {source.path} holds no documents{held}")
         if fill == "source" and sample.complete and sample.tokens < plan.max_length:
             raise LmforgeError(
                 f"{source.key}.path: {source.path} holds {sample.tokens} tokens, fewer than one row of "
@@ -274,6 +291,34 @@ def forecast_text(summary: dict[str, Any]) -> str:
             f"stage {stage['name']}: {stage['steps']} steps, {stage['tokens']} tokens, lr x {stage['lr_scale']:g}"
         )
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validation_rows(plan: MixturePlan, stream: PackedTextStream, isolate: bool, progress=None) -> dict[str, list]:
+    """Per source that holds documents out, its validation rows: its first held-out documents
+    (plan.val_documents), tokenized and packed as the stream packs training rows. `progress`
+    is called with the number of documents read (for a progress bar)."""
+    sets = {}
+    for source, wanted in zip(plan.sources, plan.val_documents):
+        if not wanted:
+            continue
+        held = source.held_out_side()
+        texts = []
+        for text, _ in read_documents(held.documents, held.documents.start()):
+            texts.append(text)
+            if progress is not None:
+                progress(1)
+            if len(texts) == wanted:
+                break
+        if not texts:
+            raise LmforgeError(
+                f"{source.key}.val_split: {source.path} has no document in the {source.holdout:g} share it holds "
+                "out for validation (raise val_split, or set it to 0)"
+            )
+        sets[source.label] = pack_documents(stream.tokenize(texts), plan.max_length, isolate)
+    return sets
 
 
 # --------------------------------------------------------------------------- accounting

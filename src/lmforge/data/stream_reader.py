@@ -6,14 +6,22 @@ are resumed with one `seek`, whatever their size. Other sources (.gz/.zst, .json
 parquet, Hugging Face folders and hub names) have no byte offset to seek to: resuming
 reads and skips the records before the position (hub names stream through `datasets`
 with `streaming=True` and `skip`).
+
+Held-out documents (`holdout`, a dataset's val_split under data.streaming): a document is
+held out for validation when the hash of its text falls in the first `holdout` share of
+the hash space (`held_out`): the same text is held out wherever it occurs, in any source,
+position or epoch, and without reading the rest of the file. The training side reads the
+other documents; the validation side reads only these. No document is on both.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from lmforge.data.sources import _HUB_NAME, _json_problem, read_records, suffixes
 from lmforge.errors import LmforgeError
@@ -35,6 +43,10 @@ class DocumentSource:
     subset: str | None = None
     split: str = "train"
     encoding_errors: str = "strict"
+    holdout: float = 0.0
+    """Share of the documents held out for validation (by `held_out`)."""
+    side: Literal["train", "val"] = "train"
+    """Which documents to read: the training ones, or the held-out ones."""
 
     @property
     def is_hub(self) -> bool:
@@ -55,8 +67,31 @@ class DocumentSource:
         return path.stat().st_size if path.is_file() else None
 
 
+def held_out(text: str, share: float) -> bool:
+    """Whether a document is held out for validation: the first 8 bytes of the BLAKE2b hash of
+    its UTF-8 text, as a fraction of 2**64, fall below `share`.
+
+    >>> held_out("the cat sat", 0.0), held_out("the cat sat", 0.999999)
+    (False, True)
+    """
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * 2**64
+
+
 def read_documents(source: DocumentSource, position: Position) -> Iterator[tuple[str, Position]]:
-    """(text, position after its record) for every non-empty document from `position` on."""
+    """(text, position after its record) for every non-empty document from `position` on, of
+    the source's side: its training documents, or its held-out ones."""
+    documents = _all_documents(source, position)
+    if not source.holdout:
+        yield from documents if source.side == "train" else ()
+        return
+    validation = source.side == "val"
+    for text, after in documents:
+        if held_out(text, source.holdout) == validation:
+            yield text, after
+
+
+def _all_documents(source: DocumentSource, position: Position) -> Iterator[tuple[str, Position]]:
     if source.seekable:
         yield from _read_seekable(source, position)
         return

@@ -21,6 +21,11 @@ and the stream ends when all have (the last row may then be shorter).
 
 Stages (`StreamStage`): consecutive spans of rows, each with its own source weights.
 
+Validation (`TextSource.holdout`): a source holds out a share of its documents, chosen by a
+hash of their text (stream_reader.held_out); the stream never reads them, and
+`held_out_side()` is the source reading only them, which `pack_documents` packs like the
+stream does.
+
 The stream is deterministic given the seed, and resumable: `state_at(rows)` is the
 stream's state after `rows` rows (per source: epoch, read position, tokens taken from the
 document in progress, tokens and documents drawn; the RNG state; the row count), small and
@@ -34,7 +39,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from torch.utils.data import IterableDataset
@@ -60,6 +65,11 @@ class TextSource:
     subset: str | None = None
     split: str = "train"
     encoding_errors: str = "strict"
+    holdout: float = 0.0
+    """Share of the documents held out for validation (stream_reader.held_out): the stream
+    never reads them."""
+    side: Literal["train", "val"] = "train"
+    """"val": this source's held-out documents instead (`held_out_side`)."""
 
     @property
     def label(self) -> str:
@@ -67,7 +77,13 @@ class TextSource:
 
     @property
     def documents(self) -> DocumentSource:
-        return DocumentSource(self.path, self.text_field, self.subset, self.split, self.encoding_errors)
+        return DocumentSource(
+            self.path, self.text_field, self.subset, self.split, self.encoding_errors, self.holdout, self.side
+        )
+
+    def held_out_side(self) -> TextSource:
+        """The same source reading only its held-out documents."""
+        return replace(self, side="val")
 
 
 @dataclass(frozen=True)
@@ -197,6 +213,23 @@ class PackedTextStream(IterableDataset):
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [self._bos + doc + self._eos for doc in ids]
+
+
+def pack_documents(documents: list[list[int]], max_length: int, isolate: bool = True) -> list[dict[str, Any]]:
+    """Tokenized documents packed in order into rows of `max_length` tokens, as the stream
+    packs one source's documents (a document cut at a row's end continues in the next
+    row); the last row may be shorter. For validation sets, which must look like training."""
+    rows, row = [], _Row(isolate)
+    for document in documents:
+        while document:
+            piece, document = document[: max_length - len(row)], document[max_length - len(row) :]
+            row.add(piece)
+            if len(row) == max_length:
+                rows.append(row.emit())
+                row = _Row(isolate)
+    if len(row):
+        rows.append(row.emit())
+    return rows
 
 
 def _state(rows: int, rng: random.Random, current: int | None, cursors: list[_Cursor]) -> dict[str, Any]:

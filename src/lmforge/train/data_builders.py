@@ -229,10 +229,19 @@ def stream_file_hashes(paths: list[str]) -> dict[str, str]:
 def streaming_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
     """data.streaming: an endless stream of packed plain-text rows mixed by weight and by
     stage (data/streaming.py, data/mixture.py), its position saved in every checkpoint, its
-    token accounting in the training log and the run summary. No validation split: the
-    stream trains on every document."""
-    from lmforge.data.mixture import build_stream, check_sources, forecast, mixture_plan, sample_source
-    from lmforge.train.stream_callbacks import StreamAccounting, StreamPosition
+    token accounting in the training log and the run summary. Validation: one set per
+    source that holds documents out (val_split), scored as eval/<source>/loss and
+    perplexity (the Trainer's evaluate takes the dict) and plotted in val_perplexity.png."""
+    from lmforge.data.mixture import (
+        build_stream,
+        check_sources,
+        forecast,
+        mixture_plan,
+        sample_source,
+        validation_rows,
+    )
+    from lmforge.eval.generate import progress_bar
+    from lmforge.train.stream_callbacks import StreamAccounting, StreamPosition, ValidationPlot
 
     train = config.train
     spec = OBJECTIVES[train.objective.name]
@@ -259,17 +268,26 @@ def streaming_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Pr
                 f"[lmforge] stream {source['name']}: {source['tokens']} tokens planned "
                 f"({source['share']:.1%}), {epochs} epochs of {source['path']}"
             )
+    main = process_state().is_main_process
+    with progress_bar("validation documents", sum(plan.val_documents), show=main) as advance:
+        held_out = validation_rows(plan, stream, config.data.isolate_documents, advance)
+    val = {name: Dataset.from_list(rows) for name, rows in held_out.items()} or None
+    if main and val:
+        for name, rows in held_out.items():
+            tokens = sum(len(row["input_ids"]) for row in rows)
+            print(f"[lmforge] stream {name}: validation {len(rows)} rows, {tokens} tokens of held-out documents")
     accounting = StreamAccounting(stream, plan)
     pad = tokenizer.pad_token_id
     return PreparedData(
         train=stream,
-        val=None,
+        val=val,
         collator=PackedCollator(pad),
-        eval_collator=PadCollator(pad),
+        # validation rows are packed like training rows (position ids restart per document)
+        eval_collator=PackedCollator(pad),
         cot=False,
         file_hashes=stream_file_hashes([source.path for source in plan.sources]),
         summary={"data": [], "streaming": plan_summary},
-        callbacks=[accounting, StreamPosition(stream, plan.global_batch)],
+        callbacks=[accounting, StreamPosition(stream, plan.global_batch), *([ValidationPlot()] if val else [])],
         # the stream resumes from its own saved position: replaying consumed batches would skip data
         trainer_arguments={"ignore_data_skip": True},
         final_metrics=accounting.final_metrics,

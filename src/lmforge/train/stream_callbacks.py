@@ -1,6 +1,7 @@
 """The Trainer side of a streaming mixture (data.streaming): the stream's position saved in
 every checkpoint and restored on resume, each stage's learning-rate scale, and the token
-accounting of each training log line and of the run summary.
+accounting of each training log line and of the run summary, and the plot of each
+source's validation perplexity.
 
 Rows per optimizer step: the stream always produces train.global_batch_size rows per step.
 With one process that is micro batch x accumulation; with several, accelerate gives an
@@ -11,6 +12,7 @@ so every process trains on different rows and only process 0's stream moves.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -101,3 +103,47 @@ class StreamAccounting(TrainerCallback):
         """The run summary's data_mix: the accounting after the last step."""
         report = self.report(step)
         return {"data_mix": report} if report is not None else {}
+
+
+VAL_PLOT = "val_perplexity.png"
+
+
+class ValidationPlot(TrainerCallback):
+    """After each evaluation, RUN_DIR/val_perplexity.png: every source's validation perplexity
+    (eval/<source>/perplexity in metrics.jsonl, which the evaluation's log line has just been
+    written to) against the optimizer step, one line per source."""
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            run_dir = Path(args.output_dir)
+            plot_val_perplexity(run_dir / "metrics.jsonl", run_dir / VAL_PLOT)
+
+
+def source_perplexities(rows: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """Per source, (step, validation perplexity) of every evaluation row."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith("eval/") and key.endswith("/perplexity"):
+                series.setdefault(key[len("eval/") : -len("/perplexity")], []).append((row["step"], value))
+    return series
+
+
+def plot_val_perplexity(metrics_path: Path, png_path: Path) -> Path | None:
+    from lmforge.report.plots import plt, read_metrics
+
+    series = source_perplexities(read_metrics(metrics_path))
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for name, points in series.items():
+        ax.plot(*zip(*points), label=name, marker="o", markersize=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation perplexity (held-out documents)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return png_path

@@ -224,26 +224,40 @@ class LmforgeTrainer(Trainer):
         """Validation loss averaged over every label token of the validation set, and its
         perplexity. (The stock loop averages per-batch means, which over-weights short
         batches.) Every objective evaluates as plain cross-entropy on the clean inputs;
-        with several processes, rows repeated to even out the last batch are dropped."""
-        dataloader = self.get_eval_dataloader(eval_dataset)
+        with several processes, rows repeated to even out the last batch are dropped. A dict
+        of validation sets (a stream's, one per source) is scored set by set as
+        `<prefix>/<name>/loss` and `/perplexity`; the overall loss is over all their tokens."""
+        sets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        named = sets if isinstance(sets, dict) else {None: sets}
         model = self.model_wrapped if self.is_fsdp_enabled or self.is_deepspeed_enabled else self.model
         was_training = model.training
         model.eval()
         nll_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
         tokens = torch.zeros((), dtype=torch.long, device=self.args.device)
+        results = {}
         with torch.no_grad(), self.compute_loss_context_manager():
-            for batch in dataloader:
-                batch = self._prepare_inputs(batch)
-                row_sums, row_tokens = row_nll(forward_outputs(model, batch), batch["labels"])
-                row_sums, row_tokens = self.accelerator.gather_for_metrics((row_sums, row_tokens))
-                nll_sum += row_sums.sum()
-                tokens += row_tokens.sum()
+            for name, dataset in named.items():
+                set_nll = torch.zeros((), dtype=torch.float64, device=self.args.device)
+                set_tokens = torch.zeros((), dtype=torch.long, device=self.args.device)
+                for batch in self.get_eval_dataloader(dataset):
+                    batch = self._prepare_inputs(batch)
+                    row_sums, row_tokens = row_nll(forward_outputs(model, batch), batch["labels"])
+                    row_sums, row_tokens = self.accelerator.gather_for_metrics((row_sums, row_tokens))
+                    set_nll += row_sums.sum()
+                    set_tokens += row_tokens.sum()
+                if name is not None:
+                    set_loss = (set_nll / set_tokens.clamp_min(1)).item()
+                    results[f"{metric_key_prefix}/{name}/loss"] = set_loss
+                    results[f"{metric_key_prefix}/{name}/perplexity"] = math.exp(min(set_loss, 50.0))
+                nll_sum += set_nll
+                tokens += set_tokens
         model.train(was_training)
         loss = (nll_sum / tokens.clamp_min(1)).item()
         results = {
             f"{metric_key_prefix}_loss": loss,
             f"{metric_key_prefix}_perplexity": math.exp(min(loss, 50.0)),
             f"{metric_key_prefix}_tokens": int(tokens.item()),
+            **results,
         }
         self.log(results)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics=results)
