@@ -241,6 +241,18 @@ class DedupConfig(Strict):
     ngram: int = Field(5, ge=1)
 
 
+class DecontaminateConfig(Strict):
+    """Benchmark decontamination (data/decontaminate.py): drop training examples that share
+    a word n-gram with an evaluation set, in `lmforge train`/`data inspect` and in
+    `lmforge data prepare`."""
+
+    sets: list[str] = Field(min_length=1)
+    """Evaluation sets as local files (.jsonl/.json/.csv/.parquet, optionally .gz/.zst, or
+    .txt with one item a line): every text field of every record is indexed."""
+    ngram: int = Field(13, ge=3)
+    """Words per n-gram (13, as GPT-3); a text field shorter than this contributes none."""
+
+
 class StageEntry(Strict):
     """One stage of a multi-stage schedule: its own training mix."""
 
@@ -279,6 +291,8 @@ class DataConfig(Strict):
     overlength: Literal["truncate", "drop"] = "drop"
     """What to do with an example longer than max_length tokens."""
     dedup: DedupConfig = DedupConfig()
+    decontaminate: DecontaminateConfig | None = None
+    """Drop training examples sharing a long n-gram with these evaluation sets."""
     mix_size: int | None = Field(None, gt=0)
     """Training examples drawn by the dataset weights (default: all the datasets hold)."""
     stages: list[StageEntry] = Field(default_factory=list)

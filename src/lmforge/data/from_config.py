@@ -4,6 +4,7 @@ the entry points: `lmforge train` and `lmforge data`)."""
 from __future__ import annotations
 
 from lmforge.data.clean import DedupSettings
+from lmforge.data.decontaminate import NgramIndex
 from lmforge.data.formats import get_format
 from lmforge.data.mixing import Stage
 from lmforge.data.pipeline import DatasetSpec, TokenizedData, build_datasets
@@ -29,4 +30,11 @@ def build_from_config(data_config, seed: int, prompt_format, tokenizer, candidat
         packing=data_config.packing,
         augment=[get_format(name) for name in data_config.format_augmentation],
         candidates=candidates,
+        decontaminate=decontamination_index(data_config),
     )
+
+
+def decontamination_index(data_config) -> NgramIndex | None:
+    """The n-gram index of data.decontaminate's evaluation sets, or None."""
+    settings = data_config.decontaminate
+    return NgramIndex.from_files(settings.sets, settings.ngram) if settings is not None else None

@@ -18,6 +18,8 @@ from datasets import Dataset
 
 from lmforge.data.clean import DedupSettings, Filters, Fingerprints, deduplicate, drop_reason, leak_guard
 from lmforge.data.conversation import ROLE_IDS, Conversation, Segment
+from lmforge.data.decontaminate import NgramIndex
+from lmforge.data.decontaminate import decontaminate as decontaminate_conversations
 from lmforge.data.formats import PromptFormat
 from lmforge.data.mixing import Stage, check_mix, mix
 from lmforge.data.oasst import MESSAGE_FORMATS
@@ -71,7 +73,7 @@ class DatasetReport:
     examples: int = 0
     """Conversations the records became (an Open-Assistant tree may give several)."""
     dropped: Counter = field(default_factory=Counter)
-    """Removals by reason: bad_record, language, empty_response, duplicate, near_duplicate,
+    """Removals by reason: bad_record, language, empty_response, contaminated, duplicate, near_duplicate,
     held_out_duplicate, too_long, ... (format filters add their own)."""
     truncated: int = 0
     train: int = 0
@@ -326,7 +328,10 @@ def build_datasets(
     packing: bool = False,
     augment: list[PromptFormat] = (),
     candidates: bool = False,
+    decontaminate: NgramIndex | None = None,
 ) -> TokenizedData:
+    """`decontaminate`: drop examples sharing an n-gram with these evaluation sets (after
+    the filters, before deduplication, as `lmforge data prepare` does)."""
     if not specs:
         raise LmforgeError("data.datasets: no datasets given")
     if any(f.name == "chat_template" for f in augment) and not getattr(tokenizer, "chat_template", None):
@@ -341,6 +346,11 @@ def build_datasets(
     loaded = [
         apply_filters(load_conversations(spec, report), spec.filters, report) for spec, report in zip(specs, reports)
     ]
+    if decontaminate is not None:
+        for index, report in enumerate(reports):
+            loaded[index], contaminated = decontaminate_conversations(loaded[index], decontaminate)
+            if contaminated:
+                report.dropped["contaminated"] += contaminated
     fingerprints = Fingerprints(dedup)
     if dedup.exact or dedup.near:
         loaded, removed = deduplicate(loaded, fingerprints)
