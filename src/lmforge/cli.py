@@ -337,10 +337,11 @@ def cmd_schedule_plot(args) -> int:
     from lmforge.config import load_config
     from lmforge.optim.schedules import learning_rates
     from lmforge.report.plots import plot_schedule
-    from lmforge.train.steps import estimate_total_steps
+    from lmforge.train.steps import StepCount, count_total_steps, stage_spans
 
     config = load_config(args.config, args.sections, args.overrides)
-    steps = args.steps or estimate_total_steps(config)
+    count = StepCount(args.steps, "--steps", True) if args.steps else count_total_steps(config)
+    steps = count.steps
     if steps < 1:
         raise LmforgeError(f"--steps {steps}: need at least one step")
     options = config.train.schedule.model_dump()
@@ -349,9 +350,17 @@ def cmd_schedule_plot(args) -> int:
         rates = learning_rates(name, steps, config.train.optimizer.lr, **options)
     except ValueError as exc:
         raise LmforgeError(f"train.schedule: {exc}") from exc
-    title = f"{name} schedule, peak lr {config.train.optimizer.lr:g}, {steps} steps"
+    spans = stage_spans(config, steps)
+    if len(spans) > 1:  # each streaming stage's lr_scale multiplies the schedule during its steps
+        scales = [span.lr_scale for span in spans for _ in range(span.steps)]
+        rates = [rate * scale for rate, scale in zip(rates, scales)]
+    stages = f", stages {' | '.join(f'{s.name} {s.steps}' for s in spans)}" if len(spans) > 1 else ""
+    title = f"{name} schedule, peak lr {config.train.optimizer.lr:g}, {steps} steps{stages}"
     path = plot_schedule(rates, title, Path(args.output))
-    print(f"[lmforge] {title}: {path} (lr at step 0 {rates[0]:.3g}, max {max(rates):.3g}, last {rates[-1]:.3g})")
+    print(
+        f"[lmforge] {title}: {path} (lr at step 0 {rates[0]:.3g}, max {max(rates):.3g}, last {rates[-1]:.3g}); "
+        f"steps: {count.how}"
+    )
     return 0
 
 
