@@ -222,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--ids", action="store_true", help="also print token ids and labels")
     preview.add_argument("--json", action="store_true", help="one JSON record per line")
     preview.set_defaults(handler=cmd_data_preview)
+    prepare = data_commands.add_parser(
+        "prepare", help="clean a corpus at scale on datatrove (local, Slurm, Ray): shards and a report"
+    )
+    _config_args(prepare)
+    prepare.add_argument("--output", required=True, help="folder for shards, report and resumable work")
+    prepare.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
+    prepare.add_argument("--workers", type=int, default=1, help="tasks run at once (local, ray)")
+    prepare.add_argument("--tasks", type=int, default=None, help="reading tasks (default: one per file)")
+    prepare.add_argument("--tokenizer", default=None, help="tokenizer directory (default: model.tokenizer)")
+    prepare.add_argument("--tokenize", action="store_true", help="also write tokenized shards")
+    prepare.add_argument("--json", action="store_true", help="print the report as JSON")
+    prepare.set_defaults(handler=cmd_data_prepare)
 
     tokenizer = commands.add_parser("tokenizer", help="tokenizers for pretraining")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
@@ -446,6 +458,21 @@ def cmd_data_preview(args) -> int:
         print("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
     else:
         print(preview_text(records))
+    return 0
+
+
+def cmd_data_prepare(args) -> int:
+    import json
+    from pathlib import Path
+
+    from lmforge.config import load_config
+    from lmforge.data.prepare import PrepareOptions, prepare_from_config, report_text, require_datatrove
+
+    require_datatrove()  # before the config: the install hint is the whole answer
+    options = PrepareOptions(Path(args.output), args.executor, args.workers, args.tasks, args.tokenizer, args.tokenize)
+    report = prepare_from_config(load_config(args.config, args.sections, args.overrides), options)
+    if report:
+        print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else report_text(report))
     return 0
 
 

@@ -179,3 +179,22 @@ def test_bad_input_is_one_line(tmp_path, write_jsonl):
         prepare([spec], DedupSettings(), None, PrepareOptions(tmp_path / "foreign"))
     for message in ("holds the shards", "evaluation set not found"):
         assert "\n" not in message
+
+
+def test_slurm_without_sbatch_writes_chained_job_scripts(tmp_path, write_jsonl, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no sbatch
+    spec = DatasetSpec(str(write_jsonl(tmp_path / "a.jsonl", [{"text": f"doc {i} " * 5} for i in range(10)])))
+    report = prepare([spec], DedupSettings(), None, PrepareOptions(tmp_path / "out", executor="slurm"))
+    assert report == {}  # nothing ran
+    folder = tmp_path / "out" / "slurm"
+    stages = ["clean", "exact_find", "exact_filter", "minhash_buckets", "minhash_clusters", "write"]
+    submit = (folder / "submit.sh").read_text()
+    assert [line.split(":")[0].split('"')[1] for line in submit.splitlines() if line.startswith("echo")] == stages
+    for stage in stages:
+        [script] = folder.glob(f"*_{stage}.slurm")
+        text = script.read_text()
+        assert f"#SBATCH --job-name=lmforge_prepare_{stage}" in text
+        assert f"launch_pickled_pipeline {tmp_path / 'out' / 'logs' / stage / 'executor.pik'}" in text
+        assert (tmp_path / "out" / "logs" / stage / "executor.pik").is_file()
+    buckets = (next(folder.glob("*_minhash_buckets.slurm"))).read_text()
+    assert "#SBATCH --array=0-8" in buckets  # 9 LSH bands at threshold 0.8, 128 permutations

@@ -469,3 +469,19 @@ def prepare(
     (options.output / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (options.output / "report.txt").write_text(report_text(report) + "\n", encoding="utf-8")
     return report
+
+
+def prepare_from_config(config, options: PrepareOptions) -> dict:
+    """The entry point's bridge: the config's datasets, dedup and decontamination settings;
+    the tokenizer defaults to model.tokenizer (or model.name_or_path) when it is local."""
+    from lmforge.data.from_config import dataset_specs
+
+    require_datatrove()
+    data = config.data
+    if options.tokenizer is None:
+        for candidate in (config.model.tokenizer, config.model.name_or_path):
+            if candidate and Path(candidate).is_dir() and (Path(candidate) / "tokenizer.json").is_file():
+                options.tokenizer = candidate
+                break
+    decontaminate = (data.decontaminate.sets, data.decontaminate.ngram) if data.decontaminate else None
+    return prepare(dataset_specs(data), DedupSettings(**data.dedup.model_dump()), decontaminate, options)
