@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="after SFT, run rationale-bootstrapping rounds and report accuracy after each",
     )
+    demo.add_argument(
+        "--pretrain",
+        action="store_true",
+        help="instead: pretrain palm-tiny from scratch on a generated three-source corpus in two stages, "
+        "with per-source validation perplexity and token accounting",
+    )
 
     from lmforge.eval.cli import add_eval_commands  # eval, sweep
 
@@ -520,6 +526,15 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    if args.pretrain:
+        if args.bootstrap:
+            raise LmforgeError(
+                "--bootstrap: the pretraining demo has no bootstrap rounds; drop one of --pretrain, --bootstrap"
+            )
+        from lmforge.demo.pretrain import run_pretrain_demo
+
+        run_pretrain_demo(args.output_dir, args.size, args.seed, args.overwrite, args.resume)
+        return 0
     from lmforge.demo.pipeline import run_demo
 
     run_demo(

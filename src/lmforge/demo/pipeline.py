@@ -320,9 +320,10 @@ def prepare_demo_dir(demo_dir: Path, size: str, seed: int, overwrite: bool, resu
     return False
 
 
-def _train(config, resuming: bool):
-    """The SFT run; when resuming, a finished run is kept, an unfinished one continues from
-    its latest checkpoint, anything else there starts again."""
+def _train(config, resuming: bool, data_builder=None):
+    """The demo's training run (`data_builder`: run_training's, default by the config); when
+    resuming, a finished run is kept, an unfinished one continues from its latest
+    checkpoint, anything else there starts again."""
     run_dir = config.output_path
     if resuming:
         existing = rundir.read_run(run_dir)
@@ -331,10 +332,10 @@ def _train(config, resuming: bool):
                 run_dir=run_dir, model_dir=run_dir / rundir.MODEL_DIR, metrics=existing.get("final_metrics") or {}
             )
         if existing is not None and rundir.latest_checkpoint(run_dir) is not None:
-            return run_training(config, resume=True).require_finished()
+            return run_training(config, resume=True, data_builder=data_builder).require_finished()
         if run_dir.exists():
             shutil.rmtree(run_dir)  # inside our own demo directory
-    return run_training(config).require_finished()
+    return run_training(config, data_builder=data_builder).require_finished()
 
 
 def run_demo(
