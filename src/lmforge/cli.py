@@ -238,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--tasks", type=int, default=None, help="reading tasks (default: one per file)")
     prepare.add_argument("--tokenizer", default=None, help="tokenizer directory (default: model.tokenizer)")
     prepare.add_argument("--tokenize", action="store_true", help="also write tokenized shards")
+    prepare.add_argument("--keep-work", action="store_true", help="keep DIR/work (intermediate files) when done")
     prepare.add_argument("--json", action="store_true", help="print the report as JSON")
     prepare.set_defaults(handler=cmd_data_prepare)
 
@@ -476,6 +477,7 @@ def cmd_data_prepare(args) -> int:
 
     require_datatrove()  # before the config: the install hint is the whole answer
     options = PrepareOptions(Path(args.output), args.executor, args.workers, args.tasks, args.tokenizer, args.tokenize)
+    options.keep_work, options.verbose = args.keep_work, args.verbose  # -v: datatrove's INFO logging too
     report = prepare_from_config(load_config(args.config, args.sections, args.overrides), options)
     if report:
         print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else report_text(report))

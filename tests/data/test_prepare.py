@@ -150,11 +150,81 @@ def test_a_failed_run_resumes_without_redoing_finished_tasks(tmp_path, write_jso
     with pytest.raises(RuntimeError, match="killed"):
         prepare(specs, settings, None, PrepareOptions(tmp_path / "out", tasks=2))
     assert ran == [0, 1]
+    assert (tmp_path / "out" / "work" / "clean" / "00000.jsonl.gz").is_file()  # kept for the resume
     report = prepare(specs, settings, None, PrepareOptions(tmp_path / "out", tasks=2))
     assert ran == [0, 1, 1]  # task 0 of the clean stage was not redone
-    fresh = prepare(specs, settings, None, PrepareOptions(tmp_path / "fresh", tasks=2))
+    assert not (tmp_path / "out" / "work").exists()  # removed once the run finished
+    fresh = prepare(specs, settings, None, PrepareOptions(tmp_path / "fresh", tasks=2, keep_work=True))
     assert report["sources"] == fresh["sources"]
     assert kept_by_prepare(tmp_path / "out") == kept_by_prepare(tmp_path / "fresh")
+    assert sorted(p.name for p in (tmp_path / "fresh" / "work").iterdir()) == [
+        "clean",
+        "exact",
+        "exact_dups",
+        "exact_sigs",
+        "minhash_buckets",
+        "minhash_remove",
+        "minhash_sigs",
+    ]
+    # a finished run, run again, redoes nothing and reports the same
+    before = len(ran)
+    again = prepare(specs, settings, None, PrepareOptions(tmp_path / "out", tasks=2))
+    assert len(ran) == before and again == report
+
+
+def test_bad_jsonl_lines_are_bad_records_like_the_in_memory_path(tmp_path):
+    """Lines datatrove's JSONL reader would skip with a log line (a cut-off last line, a
+    list) or where it would stop reading the file (invalid UTF-8) are bad records at their
+    line: an error, or counted with on_bad_record: skip; the lines after them are read."""
+    good = [json.dumps({"text": f"document number {i} " + " ".join(WORDS[i : i + 20])}) for i in range(6)]
+    raw = (
+        "\ufeff"
+        + good[0]
+        + "\n\n"  # BOM, blank line: skipped, as the in-memory path does
+        + good[1]
+        + "\n[1, 2]\n"
+        + good[2]
+        + "\n"
+    ).encode() + b'{"text": "caf\xe9"}\n'
+    raw += (good[3] + "\n" + good[4] + "\n" + good[5][:-9] + "\n").encode()  # the last line cut off
+    path = tmp_path / "web.jsonl"
+    path.write_bytes(raw)
+    with pytest.raises(LmforgeError, match=r"web.jsonl:4: expected a JSON object, got list \(set the dataset's"):
+        prepare([DatasetSpec(str(path))], DedupSettings(), None, PrepareOptions(tmp_path / "o1"))
+    spec = DatasetSpec(str(path), on_bad_record="skip")
+    report = prepare([spec], DedupSettings(), None, PrepareOptions(tmp_path / "o2"))
+    [row] = report["sources"]
+    assert row["docs"] == {"in": 8, "out": 5, "dropped": {"bad_record": 3}}
+    kept_lines = sorted(number for _, number in kept_by_prepare(tmp_path / "o2"))
+    assert kept_lines == [1, 3, 5, 7, 8]  # the two lines after the invalid UTF-8 are read
+    in_memory = DatasetReport(spec.path)
+    assert len(load_conversations(spec, in_memory)) == 5 and in_memory.dropped == {"bad_record": 3}
+    # the messages are the in-memory path's, at the line
+    lines = raw.split(b"\n")
+    for line, message in (
+        (6, f"invalid UTF-8 at byte offset {len(lines[2]) + 1 + 13};"),  # the byte after {"text": "caf
+        (9, "truncated record: the line ends inside a string"),
+    ):
+        path.write_bytes(lines[2] + b"\n" + lines[line - 1] + b"\n")
+        with pytest.raises(LmforgeError, match=f"web.jsonl:2: {message}"):
+            prepare([DatasetSpec(str(path))], DedupSettings(), None, PrepareOptions(tmp_path / f"o{line}"))
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_datatrove_logging_is_quiet_unless_verbose(tmp_path, write_jsonl, capfd, verbose):
+    docs = corpus(seed=4, n=40)
+    specs = write_sources(tmp_path, docs, 2, write_jsonl)
+    # two workers: the tasks run in worker processes, which quiet datatrove for themselves
+    options = PrepareOptions(tmp_path / "out", workers=2, tasks=2, verbose=verbose)
+    prepare(specs, DedupSettings(near=False), None, options)
+    err = capfd.readouterr().err
+    assert ("Launching pipeline for rank=" in err) == verbose
+    assert ("PIPELINE" in err) == verbose
+    # the task logs hold everything either way
+    log = (tmp_path / "out" / "logs" / "clean" / "logs" / "task_00001.log").read_text()
+    assert "Launching pipeline for rank=1" in log and "Processing done for rank=1" in log
+    if not verbose:
+        assert err.strip() == ""
 
 
 def test_bad_input_is_one_line(tmp_path, write_jsonl):

@@ -13,7 +13,10 @@ finished ones) under OUTPUT/logs/<stage>:
 6. write: drop near-duplicates (all of a cluster but one), write the cleaned shards
    shards/<source>/<rank>.jsonl and, with --tokenize, tokens/<source>/<rank>.ds.
 
-Then report.json and report.txt: documents and tokens in and out per source and reason.
+Then report.json and report.txt: documents and tokens in and out per source and reason,
+and OUTPUT/work is removed (--keep-work keeps it). A rerun of a finished run only rewrites
+the report: every stage's tasks are marked complete. datatrove's own logging goes to
+OUTPUT/logs/<stage>/logs/task_<rank>.log; stderr shows its warnings only (all with -v).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +68,10 @@ class PrepareOptions:
     slurm_partition: str = "cpu"
     slurm_time: str = "24:00:00"
     slurm_mem_per_cpu_gb: int = 2
+    keep_work: bool = False
+    """Keep OUTPUT/work (the stages' intermediate files) after a finished run."""
+    verbose: bool = False
+    """datatrove's INFO logging on stderr too (lmforge -v); otherwise only its warnings."""
 
 
 # --------------------------------------------------------------------------- planning
@@ -103,7 +111,13 @@ def plan_files(specs: list[DatasetSpec]):
             folder = file.parent.resolve()
             files.append(PlannedFile(index, str(folder), file.name, kind))
         sources.append(
-            SourceSettings(spec.name, spec.options.get("text_field") or "text", spec.filters, spec.on_bad_record)
+            SourceSettings(
+                spec.name,
+                spec.options.get("text_field") or "text",
+                spec.filters,
+                spec.on_bad_record,
+                spec.encoding_errors,
+            )
         )
     names = [s.name for s in sources]
     if len(set(names)) < len(names):
@@ -305,32 +319,34 @@ def build_stages(
 
 def run_stages(stages: list[Stage], options: PrepareOptions) -> None:
     logs = options.output / "logs"
-    if options.executor == "local":
-        from datatrove.executor import LocalPipelineExecutor
+    if options.executor in ("local", "ray"):
+        from lmforge.data.prepare_steps import LocalExecutor, RayExecutor
 
+        if options.executor == "ray":
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise LmforgeError("--executor ray needs Ray: pip install ray") from None
+        where = " on Ray" if options.executor == "ray" else ""
         for number, stage in enumerate(stages, start=1):
-            log.info("[data prepare] stage %d/%d %s: %d task(s)", number, len(stages), stage.name, stage.tasks)
-            LocalPipelineExecutor(
+            log.info("[data prepare] stage %d/%d %s%s: %d task(s)", number, len(stages), stage.name, where, stage.tasks)
+            kind = RayExecutor if options.executor == "ray" else LocalExecutor
+            executor = kind(
                 stage.pipeline,
                 tasks=stage.tasks,
                 workers=max(1, min(options.workers, stage.tasks)),
                 logging_dir=str(logs / stage.name),
-            ).run()
-        return
-    if options.executor == "ray":
-        try:
-            import ray  # noqa: F401
-            from datatrove.executor.ray import RayPipelineExecutor
-        except ImportError:
-            raise LmforgeError("--executor ray needs Ray: pip install ray") from None
-        for number, stage in enumerate(stages, start=1):
-            log.info("[data prepare] stage %d/%d %s on Ray: %d task(s)", number, len(stages), stage.name, stage.tasks)
-            RayPipelineExecutor(
-                stage.pipeline,
-                tasks=stage.tasks,
-                workers=max(1, min(options.workers, stage.tasks)),
-                logging_dir=str(logs / stage.name),
-            ).run()
+            )
+            executor.verbose = options.verbose
+            executor.run()
+            # datatrove's Ray executor logs a failed task and carries on: the next stage
+            # must not read a partial stage
+            if failed := executor.get_incomplete_ranks():
+                raise LmforgeError(
+                    f"data prepare: stage {stage.name}: {len(failed)} of {stage.tasks} task(s) failed "
+                    f"(first: {failed[0]}; log: {logs / stage.name}/logs/task_{failed[0]:05d}.log); "
+                    "rerun the command to resume"
+                )
         return
     from lmforge.data.prepare_slurm import run_slurm
 
@@ -468,6 +484,10 @@ def prepare(
     report = build_report(options.output, sources, dedup, tokenizer, options.tokenize)
     (options.output / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     (options.output / "report.txt").write_text(report_text(report) + "\n", encoding="utf-8")
+    if not options.keep_work:
+        # the intermediate files are as large as the corpus; every task is marked complete,
+        # so a rerun only rewrites the report from counts/ (kept, small)
+        shutil.rmtree(options.output / "work", ignore_errors=True)
     return report
 
 

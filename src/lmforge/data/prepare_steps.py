@@ -12,22 +12,30 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
+import orjson
 from datatrove.data import Document, DocumentsPipeline
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.executor.ray import RayPipelineExecutor
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.readers import JsonlReader, ParquetReader
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.tokens.tokenizer import TokenizedFile
 from datatrove.utils.batching import batched
+from datatrove.utils.logging import logger
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from lmforge.data.clean import Filters, drop_reason, exact_key
 from lmforge.data.conversation import Conversation, Segment
 from lmforge.data.decontaminate import NgramIndex
+from lmforge.data.sources import COMPRESSIONS, _json_problem, _parse
 from lmforge.errors import LmforgeError
 
 TOKEN_BATCH = 512
@@ -54,6 +62,7 @@ class SourceSettings:
     text_field: str = "text"
     filters: Filters = field(default_factory=Filters)
     on_bad_record: str = "error"
+    encoding_errors: str = "strict"
 
 
 class Counts:
@@ -89,13 +98,74 @@ class TextLineReader(BaseDiskReader):
                     yield document
 
 
+BAD = "\x00lmforge-bad-record"
+"""The key under which LineJsonReader hands a line it cannot read to the adapter."""
+
+
+class LineJsonReader(JsonlReader):
+    """JSONL, one record a line, read as the in-memory path reads it (sources.read_records):
+    blank lines are skipped, a line that is not a JSON object (cut off, malformed, invalid
+    UTF-8, a list) becomes a bad record at its line (an error, or counted with on_bad_record:
+    skip). datatrove's own JSONL reader logs such lines and moves on, and an invalid UTF-8
+    byte ends its reading of the file: lines lost without a count."""
+
+    def __init__(self, folder: str, text_key: str, encoding_errors: str, **kwargs):
+        super().__init__(folder, compression="infer", add_file_path=False, text_key=text_key, **kwargs)
+        self.encoding_errors, self.compressed = encoding_errors, False
+
+    def read_file(self, filepath: str) -> DocumentsPipeline:
+        self.compressed = filepath.endswith(COMPRESSIONS)
+        with self.data_folder.open(filepath, "rb", compression=self.compression) as f:
+            offset = 0
+            for li, raw in enumerate(f):
+                start, offset = offset, offset + len(raw)
+                with self.track_time():
+                    try:
+                        record = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        record = self._slow(raw, li, start)
+                        if record is None:  # a blank line
+                            continue
+                    if not isinstance(record, dict):
+                        record = {BAD: f"expected a JSON object, got {type(record).__name__}"}
+                    document = self.get_document_from_dict(record, filepath, li)
+                yield document
+
+    def _slow(self, raw: bytes, li: int, start: int) -> object:
+        """The record of a line orjson refused, {BAD: what is wrong}, or None for a blank
+        line: the in-memory path's parser and messages (BOM, lone-surrogate escapes,
+        truncated lines)."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if self.encoding_errors != "replace":
+                where = " of the decompressed data" if self.compressed else ""
+                return {
+                    BAD: f"invalid UTF-8 at byte offset {start + exc.start}{where}; "
+                    "set the dataset's encoding_errors: replace to substitute U+FFFD"
+                }
+            text = raw.decode("utf-8", errors="replace")
+        if li == 0:
+            text = text.removeprefix("\ufeff")
+        if not text.strip():
+            return None
+        try:
+            record, problem = _parse(text, self.encoding_errors)
+        except json.JSONDecodeError as exc:
+            record, problem = None, _json_problem(exc, text)
+        return {BAD: problem} if problem else record
+
+
 def _adapter(self, data: dict, path: str, id_in_file: int | str) -> dict:
     """A record as the in-memory `text` format reads it: the text field (a record without a
     string there is a bad record), the language of `lang`/`language`. A record datatrove
     would skip for having no text gets a placeholder, so the clean step counts it."""
     text = data.get(self.text_key)
     metadata: dict = {"line": id_in_file + 1 if isinstance(id_in_file, int) else id_in_file}
-    if not isinstance(text, str):
+    if BAD in data:
+        metadata["bad"] = data[BAD]
+        text = ""
+    elif not isinstance(text, str):
         metadata["bad"] = f"no string field '{self.text_key}'"
         text = ""
     lang = data.get("lang") or data.get("language")
@@ -107,13 +177,13 @@ def _adapter(self, data: dict, path: str, id_in_file: int | str) -> dict:
     return {"text": text, "id": f"{path}:{metadata['line']}", "metadata": metadata}
 
 
-def _reader(planned: PlannedFile, text_field: str) -> BaseDiskReader:
-    common = {"adapter": _adapter, "text_key": text_field}
+def _reader(planned: PlannedFile, source: SourceSettings) -> BaseDiskReader:
+    common = {"adapter": _adapter, "text_key": source.text_field}
     if planned.kind == ".parquet":
         return ParquetReader(planned.folder, read_metadata=True, **common)
     if planned.kind == ".txt":
         return TextLineReader(planned.folder, add_file_path=False, **common)
-    return JsonlReader(planned.folder, compression="infer", add_file_path=False, **common)
+    return LineJsonReader(planned.folder, encoding_errors=source.encoding_errors, **common)
 
 
 class SourceReader(PipelineStep):
@@ -148,17 +218,11 @@ class SourceReader(PipelineStep):
         counts.save(self.counts, "read", rank)
 
     def _read(self, planned: PlannedFile, source: SourceSettings, counts: Counts) -> Iterator[Document]:
-        reader = _reader(planned, source.text_field)
-        expected = 1
+        reader = _reader(planned, source)
         try:
             for doc in reader.read_file(planned.name):
-                line = doc.metadata["line"]
-                if isinstance(line, int) and line > expected:
-                    # datatrove's JSONL reader skips (and logs) lines it cannot parse
-                    self._bad(planned, expected, "datatrove could not parse the line", source, counts, line - expected)
-                expected = line + 1 if isinstance(line, int) else expected
                 if "bad" in doc.metadata:
-                    self._bad(planned, line, doc.metadata["bad"], source, counts)
+                    self._bad(planned, doc.metadata["line"], doc.metadata["bad"], source, counts)
                     continue
                 doc.metadata["source"] = source.name
                 doc.metadata["shard"] = shard_name(source.name)  # the writers' ${shard}
@@ -170,14 +234,13 @@ class SourceReader(PipelineStep):
                 f"{planned.path}: datatrove cannot read this {planned.kind} file ({type(exc).__name__}: {exc})"
             ) from exc
 
-    def _bad(self, planned, line, problem, source: SourceSettings, counts: Counts, how_many: int = 1) -> None:
+    def _bad(self, planned, line, problem, source: SourceSettings, counts: Counts) -> None:
         if source.on_bad_record != "skip":
             raise LmforgeError(
                 f"{planned.path}:{line}: {problem} (set the dataset's on_bad_record: skip to skip such records)"
             )
-        for _ in range(how_many):
-            counts.add(source.name, "read", 0)
-            counts.add(source.name, "bad_record", 0)
+        counts.add(source.name, "read", 0)
+        counts.add(source.name, "bad_record", 0)
 
 
 def _load_tokenizer(path: str | None):
@@ -338,3 +401,90 @@ class SourceTokenizer(PipelineStep):
                 yield doc
         for file in files.values():
             file.close()
+
+
+# --------------------------------------------------------------------------- executors
+
+_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+
+
+def _shown(record) -> bool:
+    """stderr, unless -v: datatrove's warnings and errors, but not the traceback of an
+    LmforgeError a step raised (lmforge prints that as its one line)."""
+    exception = record["exception"]
+    return record["level"].no >= 30 and not (exception and isinstance(exception.value, LmforgeError))
+
+
+def _quiet_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
+    """datatrove's add_task_logger with stderr at WARNING: every task's full log (DEBUG up)
+    still goes to <logging dir>/logs/task_<rank>.log."""
+    logger.remove()
+    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    logger.add(sys.stderr, level="WARNING", format=_FORMAT, filter=_shown)
+    logger.add(logfile, level="DEBUG", format=_FORMAT)
+    logger.info(f"Launching pipeline for {rank=}")
+    return logfile
+
+
+def _quiet_default_logger() -> None:
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING", format=_FORMAT, filter=_shown)
+
+
+@contextmanager
+def quiet_datatrove():
+    """datatrove logs every task's start, pipeline, progress and statistics at INFO to
+    stderr, and sets that up again in each task (datatrove.utils.logging), so the quieting
+    goes in where it does: its task logger and its default logger, for the duration of a
+    run (in the main process and in each worker process, see QuietExecutor); and its dedup
+    stages draw tqdm bars."""
+    import datatrove.executor.base as base
+    import datatrove.executor.ray as ray
+    import datatrove.utils.logging as logging_module
+
+    import datatrove.pipeline.dedup.exact_dedup as exact
+    import datatrove.pipeline.dedup.minhash as minhash
+
+    saved = base.add_task_logger, ray.add_task_logger, logging_module.setup_default_logger, exact.tqdm, minhash.tqdm
+    base.add_task_logger = ray.add_task_logger = _quiet_task_logger
+    logging_module.setup_default_logger = _quiet_default_logger
+    exact.tqdm = minhash.tqdm = partial(saved[3], disable=True)  # both modules' `from tqdm import tqdm`
+    _quiet_default_logger()
+    try:
+        yield
+    finally:
+        base.add_task_logger, ray.add_task_logger, logging_module.setup_default_logger, exact.tqdm, minhash.tqdm = saved
+        logging_module.setup_default_logger()
+
+
+class QuietExecutor:
+    """A datatrove executor that is quiet on stderr unless `verbose` (lmforge -v). The run
+    (main process) and each task (in whichever process or Ray worker runs it) quiet
+    datatrove for themselves: a worker imports datatrove afresh."""
+
+    verbose = False
+
+    def run(self):
+        if self.verbose:
+            return super().run()
+        with quiet_datatrove():
+            return super().run()
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        if self.verbose:
+            return super()._run_for_rank(rank, local_rank, node_rank)
+        with quiet_datatrove():
+            return super()._run_for_rank(rank, local_rank, node_rank)
+
+
+class LocalExecutor(QuietExecutor, LocalPipelineExecutor):
+    def _launch_run_for_rank(self, rank: int, *args, **kwargs):
+        # a worker process's wrapper around _run_for_rank, which logs "n/m tasks completed"
+        if self.verbose:
+            return super()._launch_run_for_rank(rank, *args, **kwargs)
+        with quiet_datatrove():
+            return super()._launch_run_for_rank(rank, *args, **kwargs)
+
+
+class RayExecutor(QuietExecutor, RayPipelineExecutor):
+    pass
