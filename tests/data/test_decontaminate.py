@@ -60,3 +60,24 @@ def test_in_memory_path_drops_and_counts_contaminated(tmp_path, tokenizer, remas
     )
     [report] = data.reports
     assert report.dropped["contaminated"] == 2 and report.train == 6
+
+
+def test_decontaminate_with_streaming_is_a_config_error(tmp_path):
+    """The streaming path drops no documents: data.decontaminate there would be ignored."""
+    from lmforge.config.loader import load_config
+
+    config = tmp_path / "c.yaml"
+    text = (
+        "model:\n  name_or_path: x\n"
+        "data:\n  streaming: {streaming}\n  datasets:\n    - path: a.jsonl\n"
+        "  decontaminate:\n    sets: [gsm8k.jsonl]\n"
+        "train:\n  max_steps: 10\n"
+    )
+    config.write_text(text.format(streaming="true"))
+    with pytest.raises(LmforgeError) as error:
+        load_config(str(config), [], [])
+    message = str(error.value)
+    assert "\n" not in message
+    assert "data.decontaminate: not applied with data.streaming: true" in message
+    config.write_text(text.format(streaming="false"))
+    assert load_config(str(config), [], []).data.decontaminate.sets == ["gsm8k.jsonl"]

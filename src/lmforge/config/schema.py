@@ -339,6 +339,12 @@ class DataConfig(Strict):
             raise ValueError("data.mix_size: streaming draws rows until train.max_steps; remove data.mix_size")
         if self.streaming and self.packing:
             raise ValueError("data.packing: streaming rows are always packed; remove data.packing")
+        if self.streaming and self.decontaminate is not None:
+            # the stream reads documents as they come (data/stream_reader.py) and drops none
+            raise ValueError(
+                "data.decontaminate: not applied with data.streaming: true; decontaminate the corpus with "
+                "`lmforge data prepare` and stream its shards, or remove data.decontaminate"
+            )
         return self
 
 
