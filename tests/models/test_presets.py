@@ -22,7 +22,7 @@ from lmforge.models import presets
 from lmforge.models.loading import build_model, fresh_model_config, load_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
-TOKENIZER = str(REPO / "examples" / "tokenizer")  # 468 tokens, well inside 50304
+TOKENIZER = str(REPO / "examples" / "tokenizer")  # 468 tokens, well inside palm-tiny's 8192
 
 
 def _by_hand(dim: int, depth: int, heads: int, head_dim: int, vocab: int = 50304) -> int:
@@ -37,8 +37,8 @@ def _by_hand(dim: int, depth: int, heads: int, head_dim: int, vocab: int = 50304
 
 # The same arithmetic written out, number by number:
 HAND_COUNTS = {
-    # 50304*128 = 6,438,912; layer 128*128 + 2*128*32 + 128*128 + 3*128*512 + 128 = 237,696; x2 = 475,392; +128
-    "palm-tiny": 6_438_912 + 475_392 + 128,  # 6,914,432
+    # 8192*128 = 1,048,576; layer 128*128 + 2*128*32 + 128*128 + 3*128*512 + 128 = 237,696; x2 = 475,392; +128
+    "palm-tiny": 1_048_576 + 475_392 + 128,  # 1,524,096
     # 50304*768 = 38,633,472; layer 786,432 + 196,608 + 786,432 + 7,077,888 + 768 = 8,848,128; x12 = 106,177,536
     "palm-150m": 38_633_472 + 106_177_536 + 768,  # 144,811,776
     # 50304*1024 = 51,511,296; layer 1,048,576 + 262,144 + 1,048,576 + 12,582,912 + 1024 = 14,943,232; x24
@@ -64,7 +64,7 @@ def test_the_schema_lists_every_preset():
 @pytest.mark.parametrize("name", list(presets.PRESETS))
 def test_parameter_count_matches_the_hand_count(name, tokenizer):
     p = presets.PRESETS[name]
-    assert HAND_COUNTS[name] == _by_hand(p.hidden_size, p.num_layers, p.num_heads, p.head_dim)
+    assert HAND_COUNTS[name] == _by_hand(p.hidden_size, p.num_layers, p.num_heads, p.head_dim, p.vocab_size)
     model_cfg = _model_config(name)
     config = fresh_model_config(model_cfg.architecture, model_cfg.size.model_dump(), tokenizer)
     built = sum(t.numel() for t in meta_model(config, "float32", None).parameters())
@@ -129,7 +129,7 @@ def test_a_checkpoint_loads_with_plain_from_pretrained(tokenizer, tmp_path):
     ids = torch.tensor([[1, 17, 42, 99, 3]])
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits)
-    assert (loaded.config.head_dim, loaded.config.num_key_value_heads, loaded.config.vocab_size) == (32, 1, 50304)
+    assert (loaded.config.head_dim, loaded.config.num_key_value_heads, loaded.config.vocab_size) == (32, 1, 8192)
 
 
 def _config_error(tmp_path, capsys, model: dict) -> str:
