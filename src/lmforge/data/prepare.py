@@ -342,15 +342,28 @@ def run_stages(stages: list[Stage], options: PrepareOptions) -> None:
             # datatrove's Ray executor logs a failed task and carries on: the next stage
             # must not read a partial stage
             if failed := executor.get_incomplete_ranks():
+                task_log = logs / stage.name / "logs" / f"task_{failed[0]:05d}.log"
                 raise LmforgeError(
-                    f"data prepare: stage {stage.name}: {len(failed)} of {stage.tasks} task(s) failed "
-                    f"(first: {failed[0]}; log: {logs / stage.name}/logs/task_{failed[0]:05d}.log); "
-                    "rerun the command to resume"
+                    _task_error(task_log)
+                    or f"data prepare: stage {stage.name}: {len(failed)} of {stage.tasks} task(s) failed "
+                    f"(log of the first: {task_log}); rerun the command to resume"
                 )
         return
     from lmforge.data.prepare_slurm import run_slurm
 
     run_slurm(stages, options)
+
+
+def _task_error(task_log: Path) -> str | None:
+    """The one-line LmforgeError a failed task raised, from its log (a Ray task's error
+    reaches the driver only as a debug line)."""
+    prefix = f"{LmforgeError.__module__}.{LmforgeError.__name__}: "
+    if not task_log.is_file():
+        return None
+    lines = [
+        line for line in task_log.read_text(encoding="utf-8", errors="replace").splitlines() if line.startswith(prefix)
+    ]
+    return lines[-1].removeprefix(prefix) if lines else None
 
 
 # --------------------------------------------------------------------------- the report
