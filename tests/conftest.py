@@ -85,7 +85,12 @@ def short_roof_probe(monkeypatch):
 
 # Test tiers (markers declared in pyproject.toml): `make test-fast` leaves out the slow and
 # multi-process ones, `make test` runs every CPU tier.
-SLOW_PATHS = ("tests/e2e/", "tests/eval/test_harness.py", "tests/eval/test_benchmarks.py")
+SLOW_PATHS = (
+    "tests/e2e/",
+    "tests/eval/test_harness.py",
+    "tests/eval/test_benchmarks.py",
+    "tests/data/test_prepare_ray.py",
+)
 MULTIPROCESS_PATHS = ("tests/train/test_distributed.py", "tests/train/test_deepspeed_zero3.py")
 
 
