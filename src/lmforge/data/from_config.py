@@ -25,7 +25,7 @@ def build_from_config(data_config, seed: int, prompt_format, tokenizer, candidat
         data_config.overlength,
         seed,
         dedup=DedupSettings(**data_config.dedup.model_dump()),
-        stages=[Stage(**stage.model_dump()) for stage in data_config.stages],
+        stages=[Stage(stage.name, stage.weights, stage.mix_size) for stage in data_config.stages],
         mix_size=data_config.mix_size,
         packing=data_config.packing,
         augment=[get_format(name) for name in data_config.format_augmentation],
