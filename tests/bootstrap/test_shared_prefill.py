@@ -12,8 +12,8 @@ from lmforge.eval import generate as generation
 
 
 @pytest.fixture
-def model_and_tokenizer(tiny_tokenizer):
-    tokenizer = tiny_tokenizer
+def model_and_tokenizer(tokenizer):
+    # `tokenizer` is a private copy: the session's tiny_tokenizer must not gain a pad token
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(0)

@@ -223,8 +223,8 @@ def test_datatrove_logging_is_quiet_unless_verbose(tmp_path, write_jsonl, capfd,
     # the task logs hold everything either way
     log = (tmp_path / "out" / "logs" / "clean" / "logs" / "task_00001.log").read_text()
     assert "Launching pipeline for rank=1" in log and "Processing done for rank=1" in log
-    if not verbose:
-        assert err.strip() == ""
+    if not verbose:  # only lmforge's own stage lines (shown when a CLI command set up its logging)
+        assert all(line.startswith("[lmforge] [data prepare]") for line in err.splitlines() if line.strip()), err
 
 
 def test_bad_input_is_one_line(tmp_path, write_jsonl):

@@ -5,6 +5,8 @@ Ray executor logs a failed task at debug level and carries on)."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 pytest.importorskip("datatrove")
@@ -19,9 +21,13 @@ from tests.data.test_prepare import corpus, kept_by_prepare, write_sources  # no
 
 @pytest.fixture(scope="module")
 def local_ray():
+    # ray.init installs SIGTERM/SIGINT handlers in this process; later tests expect their own
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
 
 
 def test_ray_executor_keeps_what_the_local_executor_keeps(tmp_path, write_jsonl, local_ray):
