@@ -55,7 +55,7 @@ class PretrainSize:
 SIZES = {
     # a few minutes on a 2-core CPU (README "lmforge demo --pretrain" gives the measured time)
     "full": PretrainSize(
-        documents=4000, vocab_size=1024, max_length=128, global_batch_size=4, stage_steps=(80, 80), val_documents=32
+        documents=4000, vocab_size=1024, max_length=256, global_batch_size=8, stage_steps=(250, 250), val_documents=32
     ),
     # seconds, for the test suite: the same pipeline, far too short to learn much
     "smoke": PretrainSize(
