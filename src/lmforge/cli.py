@@ -321,8 +321,9 @@ def cmd_config_show(args) -> int:
     from lmforge.estimate import parameters_line
 
     config = load_config(args.config, args.sections, args.overrides)
+    parameters = parameters_line(config)  # before any output: its errors leave no half-printed config
     print(dump_config(config), end="")
-    print(parameters_line(config))  # a YAML comment: the output still parses as the config
+    print(parameters)  # a YAML comment: the output still parses as the config
     if config.train.deepspeed is not None:
         from lmforge.train.deepspeed import deepspeed_summary
         from lmforge.train.distributed import world_size

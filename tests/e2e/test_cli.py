@@ -84,6 +84,15 @@ def test_config_show_prints_the_resolved_config(tmp_path, user_files, capsys):
     assert shown["train"]["objective"] == {"name": "ce"}
 
 
+def test_config_show_with_a_missing_tokenizer_prints_no_half_config(tmp_path, capsys):
+    # the parameter count of a fresh model needs its tokenizer: the error comes before any output
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"model": {"preset": "palm-150m", "tokenizer": str(tmp_path / "none")}}))
+    assert main(["config", "show", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip().endswith("does not exist") and len(err.strip().splitlines()) == 1
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
