@@ -168,13 +168,9 @@ def _read_jsonl(
         except json.JSONDecodeError as exc:
             record, problem = None, _json_problem(exc, line)
         if problem is None:
-            if isinstance(record, dict):
-                yield record, where
-                continue
-            problem = f"expected a JSON object, got {type(record).__name__}"
-        if on_bad is None:
-            raise LmforgeError(f"{where}: {problem}")
-        on_bad(where, problem)
+            yield from _objects_only(record, where, on_bad)
+            continue
+        _bad(where, problem, on_bad)
 
 
 def _read_json_array(
@@ -191,14 +187,22 @@ def _read_json_array(
     if not isinstance(document, list):
         raise LmforgeError(f"{path}: expected a JSON array of objects, got {type(document).__name__}")
     for index, record in enumerate(document):
-        where = f"{path}[{index}]"
-        if isinstance(record, dict):
-            yield record, where
-            continue
-        problem = f"expected a JSON object, got {type(record).__name__}"
-        if on_bad is None:
-            raise LmforgeError(f"{where}: {problem}")
-        on_bad(where, problem)
+        yield from _objects_only(record, f"{path}[{index}]", on_bad)
+
+
+def _bad(where: str, problem: str, on_bad: BadRecord | None) -> None:
+    """A bad record: an error, or reported to `on_bad` (on_bad_record: skip)."""
+    if on_bad is None:
+        raise LmforgeError(f"{where}: {problem}")
+    on_bad(where, problem)
+
+
+def _objects_only(record: Any, where: str, on_bad: BadRecord | None) -> Iterator[Located]:
+    """The record if it is a JSON object; anything else is a bad record."""
+    if isinstance(record, dict):
+        yield record, where
+    else:
+        _bad(where, f"expected a JSON object, got {type(record).__name__}", on_bad)
 
 
 def _read_csv(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord | None = None) -> Iterator[Located]:
@@ -214,10 +218,7 @@ def _read_csv(lines: Iterator[tuple[int, str]], path: Path, on_bad: BadRecord | 
                 continue
             if not row:  # a blank line
                 continue
-            problem = f"row has {len(row)} fields, the header has {len(header)}"
-            if on_bad is None:
-                raise LmforgeError(f"{where}: {problem}")
-            on_bad(where, problem)
+            _bad(where, f"row has {len(row)} fields, the header has {len(header)}", on_bad)
     except csv.Error as exc:
         raise LmforgeError(f"{path}:{reader.line_num}: malformed CSV: {exc}") from exc
 

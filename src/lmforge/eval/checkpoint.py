@@ -14,6 +14,7 @@ from lmforge.data.sources import file_sha256
 from lmforge.errors import LmforgeError
 from lmforge.models.adapters import is_adapter_dir, load_adapter_model
 from lmforge import rundir
+from lmforge.checkpoints import checkpoint_step
 
 MODEL_META_FILE = "lmforge.json"  # written by train.pipeline.save_final_model
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
@@ -49,11 +50,6 @@ def weight_files(directory: Path) -> list[Path]:
 
 def has_tokenizer(directory: Path) -> bool:
     return any((directory / name).is_file() for name in TOKENIZER_FILES)
-
-
-def checkpoint_step(directory: Path) -> int | None:
-    name = directory.name
-    return int(name.split("-")[-1]) if name.startswith("checkpoint-") and name.split("-")[-1].isdigit() else None
 
 
 def _read_meta(directory: Path) -> dict[str, Any] | None:

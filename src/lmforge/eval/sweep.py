@@ -18,7 +18,8 @@ from typing import Any
 
 from lmforge.errors import LmforgeError
 from lmforge.eval import results
-from lmforge.eval.checkpoint import MODEL_META_FILE, TOKENIZER_FILES, checkpoint_step, load_checkpoint, resolve
+from lmforge.checkpoints import LMFORGE_STATE, MANIFEST, candidates, checkpoint_step
+from lmforge.eval.checkpoint import MODEL_META_FILE, TOKENIZER_FILES, load_checkpoint, resolve
 from lmforge.eval.evaluate import EvalOptions
 from lmforge.eval.runner import check_tasks, evaluate_loaded
 from lmforge.eval.tasks import LOWER_IS_BETTER, Task
@@ -29,15 +30,13 @@ from lmforge.rundir import write_json_atomic
 SWEEP_DIR = "sweep"
 BEST_DIR = "best"
 # Trainer state a standalone model directory does not need.
-_NOT_COPIED = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "training_args.bin")
+_NOT_COPIED = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "training_args.bin", MANIFEST, LMFORGE_STATE)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     if not run_dir.is_dir():
         raise LmforgeError(f"{run_dir}: run directory does not exist")
-    found = sorted(
-        (p for p in run_dir.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) is not None), key=checkpoint_step
-    )
+    found = candidates(run_dir)[::-1]  # oldest first; only complete saves carry the name
     if not found:
         raise LmforgeError(f"{run_dir}: no checkpoint-N directories to sweep (set train.save_every)")
     return found
