@@ -25,13 +25,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from types import SimpleNamespace
 
 from rich.console import Console
 from rich.table import Table
 
 from lmforge import rundir
-from lmforge.config import dump_config
+from lmforge.config import Config, dump_config
 from lmforge.config.loader import RawConfig, validate
 from lmforge.data.formats import get_format
 from lmforge.demo.arithmetic import Difficulty, make_splits
@@ -338,6 +339,33 @@ def _train(config, resuming: bool, data_builder=None):
     return run_training(config, data_builder=data_builder).require_finished()
 
 
+def open_demo(
+    output_dir: str | None, name: str, size: str, seed: int, overwrite: bool, resume: bool
+) -> tuple[Path, bool, Console, dict[str, float]]:
+    """The demo directory (default runs/<name>-<timestamp>) made ready: (directory, whether
+    it resumes, the console, the clock started). `size` is the marker's size label."""
+    if resume and output_dir is None:
+        raise LmforgeError("--resume needs --output-dir: the demo directory to continue")
+    demo_dir = Path(output_dir or f"runs/{name}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    resuming = prepare_demo_dir(demo_dir, size, seed, overwrite, resume)
+    console = Console()
+    clock = {"start": time.perf_counter()}
+    title = "lmforge " + name.replace("-", " --", 1)  # demo-pretrain -> lmforge demo --pretrain
+    console.print(f"[bold]{title}[/bold] -> {demo_dir}" + (" (resumed)" if resuming else ""))
+    return demo_dir, resuming, console, clock
+
+
+def demo_inputs(demo_dir: Path, prepare: Callable[[], None], raw: RawConfig) -> Config:
+    """The demo's generated inputs (made again unless demo.yaml, written last, says they are
+    complete) and its validated config."""
+    if not (demo_dir / "inputs" / "demo.yaml").is_file():
+        shutil.rmtree(demo_dir / "inputs", ignore_errors=True)
+        prepare()
+    config = validate(raw)
+    (demo_dir / "inputs" / "demo.yaml").write_text(dump_config(config), encoding="utf-8")
+    return config
+
+
 def run_demo(
     output_dir: str | None = None,
     size: str = "full",
@@ -347,21 +375,8 @@ def run_demo(
     resume: bool = False,
 ) -> dict:
     spec = SIZES[size]
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    if resume and output_dir is None:
-        raise LmforgeError("--resume needs --output-dir: the demo directory to continue")
-    demo_dir = Path(output_dir or f"runs/demo-{stamp}")
-    resuming = prepare_demo_dir(demo_dir, size, seed, overwrite, resume)
-    console = Console()
-    clock = {"start": time.perf_counter()}
-    console.print(f"[bold]lmforge demo[/bold] -> {demo_dir}" + (" (resumed)" if resuming else ""))
-
-    if not (demo_dir / "inputs" / "demo.yaml").is_file():  # written last: the inputs are complete
-        shutil.rmtree(demo_dir / "inputs", ignore_errors=True)
-        _prepare_inputs(demo_dir, spec, seed)
-    raw = demo_config(demo_dir, spec, seed)
-    config = validate(raw)
-    (demo_dir / "inputs" / "demo.yaml").write_text(dump_config(config), encoding="utf-8")
+    demo_dir, resuming, console, clock = open_demo(output_dir, "demo", size, seed, overwrite, resume)
+    config = demo_inputs(demo_dir, lambda: _prepare_inputs(demo_dir, spec, seed), demo_config(demo_dir, spec, seed))
     clock["prepare"] = time.perf_counter()
 
     test_path = demo_dir / "inputs" / "test.jsonl"

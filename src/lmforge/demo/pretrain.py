@@ -18,20 +18,16 @@ epochs over each source).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from lmforge.config import dump_config
-from lmforge.config.loader import RawConfig, validate
+from lmforge.config.loader import RawConfig
 from lmforge.demo.corpus import SOURCES, write_corpus
-from lmforge.demo.pipeline import _train, prepare_demo_dir
+from lmforge.demo.pipeline import _train, demo_inputs, open_demo
 from lmforge.errors import LmforgeError
 from lmforge.report.plots import read_metrics
 from lmforge.tokenizer_train import TokenizerRequest, train_tokenizer
@@ -201,19 +197,11 @@ def run_pretrain_demo(
     output_dir: str | None = None, size: str = "full", seed: int = 0, overwrite: bool = False, resume: bool = False
 ) -> dict:
     spec = SIZES[size]
-    if resume and output_dir is None:
-        raise LmforgeError("--resume needs --output-dir: the demo directory to continue")
-    demo_dir = Path(output_dir or f"runs/demo-pretrain-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     # the marker's size names the pretraining demo, so `lmforge demo --resume` never mixes the two
-    resuming = prepare_demo_dir(demo_dir, f"{size} --pretrain", seed, overwrite, resume)
-    console = Console()
-    clock = {"start": time.perf_counter()}
-    console.print(f"[bold]lmforge demo --pretrain[/bold] -> {demo_dir}" + (" (resumed)" if resuming else ""))
-    if not (demo_dir / "inputs" / "demo.yaml").is_file():  # written last: the inputs are complete
-        shutil.rmtree(demo_dir / "inputs", ignore_errors=True)
-        _prepare_inputs(demo_dir, spec, seed)
-    config = validate(pretrain_config(demo_dir, spec, seed))
-    (demo_dir / "inputs" / "demo.yaml").write_text(dump_config(config), encoding="utf-8")
+    demo_dir, resuming, console, clock = open_demo(
+        output_dir, "demo-pretrain", f"{size} --pretrain", seed, overwrite, resume
+    )
+    config = demo_inputs(demo_dir, lambda: _prepare_inputs(demo_dir, spec, seed), pretrain_config(demo_dir, spec, seed))
     clock["prepare"] = time.perf_counter()
 
     result = _train(config, resuming, with_first_evaluation)
