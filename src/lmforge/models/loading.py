@@ -121,13 +121,8 @@ _SIZE_FIELDS = {
         intermediate_size="n_inner",
         max_position_embeddings="n_positions",
     ),
-    "gpt_neox": dict(
-        hidden_size="hidden_size",
-        num_layers="num_hidden_layers",
-        num_heads="num_attention_heads",
-        intermediate_size="intermediate_size",
-        max_position_embeddings="max_position_embeddings",
-    ),
+    # GPT-NeoX names its fields as Llama does but has no key/value heads of its own
+    "gpt_neox": {key: name for key, name in _LLAMA_FIELDS.items() if key != "num_kv_heads"},
 }
 _DEFAULT_INTERMEDIATE = {"llama": lambda h: (8 * h) // 3, "qwen2": lambda h: 4 * h, "mistral": lambda h: 4 * h}
 _DEFAULT_INTERMEDIATE["cohere"] = _DEFAULT_INTERMEDIATE["qwen2"]  # PaLM's SwiGLU: 4 x dim
