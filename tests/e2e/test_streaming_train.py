@@ -13,24 +13,15 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from lmforge.config import load_config
 from lmforge.errors import LmforgeError
 from lmforge.rundir import read_run
 from lmforge.train.pipeline import run_training
 from tests.e2e.conftest import write_config
+from tests.e2e.test_resume import Interrupt
 
 WORDS = ["the", "cat", "dog", "sat", "ran", "on", "to", "mat", "park", "bird", "sang", "in", "tree", "sea", "sky"]
-
-
-class Interrupt(TrainerCallback):
-    def __init__(self, at_step: int):
-        self.at_step = at_step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.at_step:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def write_corpus(path, documents, seed):
