@@ -35,7 +35,7 @@ from datatrove.utils.word_tokenizers import WordTokenizer
 from lmforge.data.clean import Filters, drop_reason, exact_key
 from lmforge.data.conversation import Conversation, Segment
 from lmforge.data.decontaminate import NgramIndex
-from lmforge.data.sources import COMPRESSIONS, _json_problem, _parse
+from lmforge.data.sources import COMPRESSIONS, parse_json_line
 from lmforge.errors import LmforgeError
 
 TOKEN_BATCH = 512
@@ -149,10 +149,7 @@ class LineJsonReader(JsonlReader):
             text = text.removeprefix("\ufeff")
         if not text.strip():
             return None
-        try:
-            record, problem = _parse(text, self.encoding_errors)
-        except json.JSONDecodeError as exc:
-            record, problem = None, _json_problem(exc, text)
+        record, problem = parse_json_line(text, self.encoding_errors)
         return {BAD: problem} if problem else record
 
 

@@ -144,7 +144,15 @@ def _parse(text: str, errors: str) -> tuple[Any, str | None]:
     return value, None
 
 
-def _json_problem(exc: json.JSONDecodeError, line: str) -> str:
+def parse_json_line(line: str, errors: str = "strict") -> tuple[Any, str | None]:
+    """(value, None) or (None, what is wrong) for one JSONL line, syntax errors included."""
+    try:
+        return _parse(line, errors)
+    except json.JSONDecodeError as exc:
+        return None, json_problem(exc, line)
+
+
+def json_problem(exc: json.JSONDecodeError, line: str) -> str:
     """What is wrong with a JSONL line. A line cut off inside a string makes the decoder
     stop at the line's own newline ("Invalid control character"): say it is truncated."""
     end = len(line.rstrip("\r\n")) + 1  # the column just after the line's last character
@@ -163,10 +171,7 @@ def _read_jsonl(
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        try:
-            record, problem = _parse(line, errors)
-        except json.JSONDecodeError as exc:
-            record, problem = None, _json_problem(exc, line)
+        record, problem = parse_json_line(line, errors)
         if problem is None:
             yield from _objects_only(record, where, on_bad)
             continue

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from lmforge.data.sources import _HUB_NAME, _json_problem, read_records, suffixes
+from lmforge.data.sources import _HUB_NAME, json_problem, read_records, suffixes
 from lmforge.errors import LmforgeError
 
 
@@ -144,7 +144,7 @@ def _read_seekable(source: DocumentSource, position: Position) -> Iterator[tuple
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise LmforgeError(f"{where}: {_json_problem(exc, line)}") from None
+                    raise LmforgeError(f"{where}: {json_problem(exc, line)}") from None
                 if not isinstance(record, dict):
                     raise LmforgeError(f"{where}: expected a JSON object, got {type(record).__name__}")
                 text = _text(record, source, where)
