@@ -3,11 +3,19 @@ several seeds, and report seed 004's table: strict exact match on held-out probl
 (mean ± sd over seeds; `lmforge eval`'s exact_match_strict, 0 shots, each model in its own
 prompt format) and validation loss, as markdown, JSON and a bar chart.
 
+With `--select-on VAL.jsonl` each run is scored at its best checkpoint rather than its
+last: `lmforge sweep` scores every checkpoint-N on the validation problems, the best one
+(earliest of ties) is scored on `--test`, and the table adds the validation score, the
+chosen step and the last checkpoint's test score (what training longer cost). Without
+`--test`, only validation is scored: a hyper-parameter search never sees the test split.
+
     ABLATION_DIR (= the config's run.output_dir)/
       ablation_state.json          written first: the config, and each finished run's scores
       init_model/                  the shared starting model (special + mask tokens added)
       <variant>/seed-<k>/          one ordinary run directory per training run
+                                   (+ sweep/ with --select-on: every checkpoint's score)
       ablation.md, ablation.json, ablation.png
+      ablation_curves.png          with --select-on: validation score per checkpoint
 
 `--overwrite` deletes an ablation directory (one with ablation_state.json, or an older
 ablation.json) and starts again; `--resume` continues one made with the same config: runs
@@ -28,10 +36,11 @@ from lmforge import rundir
 from lmforge.config import Config
 from lmforge.config.schema import OBJECTIVE_CONFIGS
 from lmforge.errors import LmforgeError
+from lmforge.eval.checkpoint import load_checkpoint
 from lmforge.eval.evaluate import EvalOptions, evaluate_task
-from lmforge.eval.generate import load_model_dir
-from lmforge.eval.tasks import load_task
-from lmforge.report.plots import plot_ablation
+from lmforge.eval.sweep import list_checkpoints, run_sweep
+from lmforge.eval.tasks import Task, load_task
+from lmforge.report.plots import plot_ablation, plot_selection_curves
 from lmforge.objectives.registry import OBJECTIVES
 from lmforge.objectives.spec import CANDIDATES
 from lmforge.train.data_builders import named_format
@@ -54,7 +63,11 @@ VARIANTS = {
     "orpo": "orpo",
     "simpo": "simpo",
     "spin": "spin",
+    "neftune": "ce",
 }
+NEFTUNE_ALPHA = 5.0
+"""The `neftune` variant's noise scale when the config sets no train.neftune_alpha (the
+NEFTune paper's most used value; seed 000 trains with 10)."""
 STATE_FILE = "ablation_state.json"
 RESULTS_FILE = "ablation.json"
 MAX_NEW_TOKENS = 96
@@ -73,34 +86,58 @@ LABELS = {
     "orpo": "ORPO",
     "simpo": "SimPO",
     "spin": "SPIN",
+    "neftune": "NEFTune",
 }
 log = logging.getLogger("lmforge.ablate")
 
 
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 @dataclass
 class VariantResult:
+    """One variant's scores over seeds. `accuracies`: test exact match (at the best
+    checkpoint with --select-on); `val_accuracies` / `best_steps` / `last_accuracies`: the
+    chosen checkpoint's validation score, its step, and the last checkpoint's test score."""
+
     variant: str
     accuracies: list[float] = field(default_factory=list)
     val_losses: list[float] = field(default_factory=list)
+    val_accuracies: list[float] = field(default_factory=list)
+    best_steps: list[int] = field(default_factory=list)
+    last_accuracies: list[float] = field(default_factory=list)
+
+    def add(self, scores: dict) -> None:
+        for key, values in (
+            ("accuracy", self.accuracies),
+            ("val_loss", self.val_losses),
+            ("val_accuracy", self.val_accuracies),
+            ("best_step", self.best_steps),
+            ("last_accuracy", self.last_accuracies),
+        ):
+            if scores.get(key) is not None:
+                values.append(scores[key])
 
     def summary(self) -> dict:
-        def mean_sd(values):
-            return (
-                (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-                if values
-                else (float("nan"), float("nan"))
-            )
-
-        (acc, acc_sd), (loss, loss_sd) = mean_sd(self.accuracies), mean_sd(self.val_losses)
+        summary = {"variant": self.variant, "label": LABELS[self.variant]}
+        for name, values in (
+            ("accuracy", self.accuracies),
+            ("val_loss", self.val_losses),
+            ("val_accuracy", self.val_accuracies),
+            ("last_accuracy", self.last_accuracies),
+            ("best_step", self.best_steps),
+        ):
+            summary[f"{name}_mean"], summary[f"{name}_sd"] = _mean_sd(values)
         return {
-            "variant": self.variant,
-            "label": LABELS[self.variant],
-            "accuracy_mean": acc,
-            "accuracy_sd": acc_sd,
-            "val_loss_mean": loss,
-            "val_loss_sd": loss_sd,
+            **summary,
             "accuracies": self.accuracies,
             "val_losses": self.val_losses,
+            "val_accuracies": self.val_accuracies,
+            "best_steps": self.best_steps,
+            "last_accuracies": self.last_accuracies,
         }
 
 
@@ -131,11 +168,13 @@ def variant_config(base: Config, variant: str, seed: int, init_model: Path, run_
         for k, v in base.train.objective.model_dump().items()
         if k in OBJECTIVE_CONFIGS[name].model_fields and k != "name"
     }
+    train = {"neftune_alpha": base.train.neftune_alpha or NEFTUNE_ALPHA} if variant == "neftune" else {}
     return _with(
         base,
         {"name": name, **shared},
         run={"seed": seed, "output_dir": str(run_dir)},
         model={"name_or_path": str(init_model), "tokenizer": None},
+        train=train,
     )
 
 
@@ -171,9 +210,13 @@ def prepare_starting_model(base: Config, directory: Path) -> Path:
     return init
 
 
-def _fingerprint(base: Config, test_path: str) -> dict:
+def _fingerprint(base: Config, test_path: str | None, select_on: str | None) -> dict:
     """What a resumed ablation must share with the one it continues."""
-    return json.loads(json.dumps({"config": base.model_dump(mode="json"), "test_file": str(test_path)}, default=str))
+    return json.loads(
+        json.dumps(
+            {"config": base.model_dump(mode="json"), "test_file": test_path, "select_on": select_on}, default=str
+        )
+    )
 
 
 def _first_difference(old, new, path: str = "") -> str:
@@ -239,23 +282,79 @@ def _train(config: Config, run_dir: Path, resuming: bool):
     return run_training(config).require_finished()
 
 
+def _generation_task(path: str, flag: str) -> Task:
+    task = load_task(path)
+    if task.kind != "generate":
+        raise LmforgeError(
+            f"{flag} {path}: held-out problems must be CoT ({{question, rationale, answer}}) or "
+            f"GSM8K ({{question, answer}}) records, not {task.kind} records"
+        )
+    return task
+
+
+def _check_selection(base: Config) -> None:
+    """--select-on needs checkpoints to choose from: every save kept."""
+    if not base.train.save_every:
+        raise LmforgeError(
+            "--select-on: train.save_every is not set; the best checkpoint is chosen among the "
+            "run's checkpoint-N directories (set train.save_every and a train.save_total_limit "
+            "that keeps them all)"
+        )
+
+
+def _score(model_dir: Path, task: Task, options: EvalOptions) -> float:
+    loaded = load_checkpoint(model_dir)
+    return evaluate_task(loaded.model, loaded.tokenizer, loaded.meta, task, options).metrics[task.primary_metric]
+
+
+def _score_run(
+    run_dir: Path, model_dir: Path, metrics: dict, test: Task | None, select_on: Task | None, options: EvalOptions
+) -> dict:
+    """The run's scores: test accuracy of the final model, or, with `select_on`, of the
+    checkpoint `lmforge sweep` ranks best on the validation problems (plus that score, its
+    step, every checkpoint's score and the last checkpoint's test accuracy)."""
+    scores: dict = {"val_loss": metrics.get("eval_loss")}
+    if select_on is None:
+        return {**scores, "accuracy": _score(model_dir, test, options)}
+    sweep = run_sweep(run_dir, [select_on], options)
+    checkpoints = list_checkpoints(run_dir)
+    if len(checkpoints) < 2:
+        log.warning("ablation: %s has %d checkpoint(s) to choose from", run_dir, len(checkpoints))
+    scores.update(
+        val_accuracy=sweep["best"]["value"],
+        best_step=sweep["best"]["step"],
+        val_curve=[[row["step"], row["metrics"][select_on.name][select_on.primary_metric]] for row in sweep["rows"]],
+    )
+    if test is not None:
+        scores["accuracy"] = _score(Path(sweep["best"]["path"]), test, options)
+        scores["last_accuracy"] = _score(checkpoints[-1], test, options)
+    return scores
+
+
 def run_ablation(
-    base: Config, variants: list[str], seeds: int, test_path: str, overwrite: bool = False, resume: bool = False
+    base: Config,
+    variants: list[str],
+    seeds: int,
+    test_path: str | None,
+    overwrite: bool = False,
+    resume: bool = False,
+    select_on: str | None = None,
 ) -> dict:
     directory = base.output_path
     rundir.check_resume_overwrite(resume, overwrite)
-    task = load_task(test_path)
-    if task.kind != "generate":
-        raise LmforgeError(
-            f"--test {test_path}: held-out problems must be CoT ({{question, rationale, answer}}) or "
-            f"GSM8K ({{question, answer}}) records, not {task.kind} records"
-        )
+    if test_path is None and select_on is None:
+        raise LmforgeError("ablate: give --test (held-out problems to score), --select-on, or both")
+    test = _generation_task(test_path, "--test") if test_path else None
+    validation = _generation_task(select_on, "--select-on") if select_on else None
+    if validation is not None:
+        _check_selection(base)
     check_variant_data(base, variants)
-    state = prepare_ablation_dir(directory, _fingerprint(base, test_path), overwrite, resume)
+    state = prepare_ablation_dir(directory, _fingerprint(base, test_path, select_on), overwrite, resume)
     init_model = prepare_starting_model(base, directory)
-    options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64)
+    options = EvalOptions(max_new_tokens=MAX_NEW_TOKENS, batch_size=64, show_progress=False)
 
     results = {variant: VariantResult(variant) for variant in variants}
+    curves: dict[str, list[list[list[float]]]] = {variant: [] for variant in variants}
     for variant in variants:
         for k in range(seeds):
             run_dir = directory / variant / f"seed-{k}"
@@ -274,38 +373,78 @@ def run_ablation(
                     log.info("ablation: %s, seed %d/%d", variant, k + 1, seeds)
                     trained = _train(config, run_dir, resume)
                     model_dir, metrics = trained.model_dir, trained.metrics
-                model, tokenizer, meta = load_model_dir(model_dir)
-                scores = {
-                    "accuracy": evaluate_task(model, tokenizer, meta, task, options).metrics[task.primary_metric],
-                    "val_loss": metrics.get("eval_loss"),
-                }
+                scores = _score_run(run_dir, model_dir, metrics, test, validation, options)
                 state["runs"][key] = scores
                 rundir.write_json_atomic(directory / STATE_FILE, state)
-            results[variant].accuracies.append(scores["accuracy"])
-            if scores.get("val_loss") is not None:
-                results[variant].val_losses.append(scores["val_loss"])
+            results[variant].add(scores)
+            if scores.get("val_curve"):
+                curves[variant].append(scores["val_curve"])
 
     table = [results[v].summary() for v in variants]
-    payload = {"variants": table, "seeds": seeds, "test_file": test_path, "test_problems": len(task.items)}
+    payload = {
+        "variants": table,
+        "seeds": seeds,
+        "test_file": test_path,
+        "test_problems": len(test.items) if test else 0,
+        "select_on": select_on,
+        "validation_problems": len(validation.items) if validation else 0,
+        "val_curves": {v: c for v, c in curves.items() if c},
+    }
     (directory / RESULTS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    (directory / "ablation.md").write_text(ablation_markdown(table, len(task.items), seeds), encoding="utf-8")
-    plot_ablation(table, directory / "ablation.png")
+    (directory / "ablation.md").write_text(ablation_markdown(payload), encoding="utf-8")
+    plot_ablation(table, directory / "ablation.png", on_test=test is not None)
+    if validation is not None:
+        plot_selection_curves(
+            {LABELS[v]: c for v, c in curves.items() if c}, directory / "ablation_curves.png", validation.name
+        )
     state["status"] = "finished"
     rundir.write_json_atomic(directory / STATE_FILE, state)
     return payload
 
 
-def ablation_markdown(table: list[dict], n_problems: int, seeds: int) -> str:
+def _cell(row: dict, name: str, percent: bool = True, digits: int = 2) -> str:
+    mean, sd = row[f"{name}_mean"], row[f"{name}_sd"]
+    if mean != mean:  # nan: nothing measured
+        return "–"
+    scale, unit = (100, "%") if percent else (1, "")
+    return f"{scale * mean:.{digits}f}{unit} ± {scale * sd:.{digits}f}"
+
+
+def ablation_markdown(payload: dict) -> str:
+    """The table of `run_ablation`'s payload: seed 004's columns, plus the checkpoint
+    selection's when it chose on validation problems."""
+    table, seeds = payload["variants"], payload["seeds"]
+    selected = bool(payload.get("select_on"))
+    scored = bool(payload.get("test_file"))
+    if selected:
+        intro = (
+            f"Each run at its best checkpoint by strict exact match on {payload['validation_problems']} "
+            f"validation problems"
+            + (f", scored on {payload['test_problems']} test problems" if scored else " (no test split scored)")
+            + f"; mean ± sd over {seeds} seed(s), same starting model and data."
+        )
+    else:
+        intro = (
+            f"Strict exact match on {payload['test_problems']} held-out problems and validation loss; "
+            f"mean ± sd over {seeds} seed(s), same starting model and data."
+        )
+    columns = [("Model", lambda r: r["label"])]
+    if scored:
+        columns.append(("Test exact match" if selected else "Exact match", lambda r: _cell(r, "accuracy")))
+    if selected:
+        columns += [
+            ("Validation exact match", lambda r: _cell(r, "val_accuracy")),
+            ("Best step", lambda r: _cell(r, "best_step", percent=False, digits=0)),
+        ]
+        if scored:
+            columns.append(("Test exact match, last checkpoint", lambda r: _cell(r, "last_accuracy")))
+    columns.append(("Validation loss", lambda r: _cell(r, "val_loss", percent=False, digits=4)))
     lines = [
-        f"Strict exact match on {n_problems} held-out problems and validation loss; mean ± sd over {seeds} "
-        "seed(s), same starting model and data.",
+        intro,
         "",
-        "| Model | Exact match | Validation loss |",
-        "|---|---|---|",
+        "| " + " | ".join(name for name, _ in columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for row in table:
-        lines.append(
-            f"| {row['label']} | {100 * row['accuracy_mean']:.2f}% ± {100 * row['accuracy_sd']:.2f} | "
-            f"{row['val_loss_mean']:.4f} ± {row['val_loss_sd']:.4f} |"
-        )
+        lines.append("| " + " | ".join(cell(row) for _, cell in columns) + " |")
     return "\n".join(lines) + "\n"

@@ -176,11 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument(
         "--variants",
         default="sft,masked_thought,remask",
-        help="comma-separated: sft, mixce, masked_thought, remask (seed 004's), remask_plain; on pairs "
-        "data also rank, dpo, ipo, orpo, simpo; spin (on SFT data)",
+        help="comma-separated: sft, mixce, neftune, masked_thought, remask (seed 004's), remask_plain; on "
+        "pairs data also rank, dpo, ipo, orpo, simpo; spin (on SFT data)",
     )
     ablate.add_argument("--seeds", type=int, default=3)
-    ablate.add_argument("--test", required=True, help="held-out CoT problems (JSONL) for strict exact match")
+    ablate.add_argument("--test", default=None, help="held-out CoT problems (JSONL) for strict exact match")
+    ablate.add_argument(
+        "--select-on",
+        default=None,
+        metavar="VAL.jsonl",
+        help="validation problems (JSONL): score each run at the checkpoint that does best on them "
+        "(lmforge sweep), not its last; without --test only validation is scored",
+    )
     _run_dir_args(
         ablate,
         "ablation",
@@ -430,8 +437,10 @@ def cmd_ablate(args) -> int:
     if args.seeds < 1:
         raise LmforgeError(f"--seeds {args.seeds}: need at least one seed")
     config = load_config(args.config, args.sections, args.overrides)
-    result = run_ablation(config, variants, args.seeds, args.test, overwrite=args.overwrite, resume=args.resume)
-    print(ablation_markdown(result["variants"], result["test_problems"], args.seeds), end="")
+    result = run_ablation(
+        config, variants, args.seeds, args.test, overwrite=args.overwrite, resume=args.resume, select_on=args.select_on
+    )
+    print(ablation_markdown(result), end="")
     print(f"[lmforge] table, JSON and bar chart in {config.output_path}")
     return 0
 

@@ -112,3 +112,56 @@ def test_preference_variant_without_pairs_data_stops_before_training(tmp_path, u
     err = capsys.readouterr().err
     assert "--variants dpo: dpo trains on ranked responses (pairs records), but data.datasets are cot" in err
     assert not (tmp_path / "ablation" / "init_model").exists()
+
+
+def test_ablate_scores_each_run_at_its_best_validation_checkpoint(tmp_path, user_files, capsys):
+    """With --select-on the same file as --test, the chosen checkpoint's test score must equal
+    its validation score, and the last checkpoint's test score the sweep's last row."""
+    problems = str(user_files / "test.jsonl")
+    config = write_config(
+        tmp_path / "c.yaml", user_files, tmp_path / "ablation", max_steps=6, save_every=2, save_total_limit=10
+    )
+    argv = ["ablate", str(config), "--variants", "sft,neftune", "--seeds", "1", "--select-on", problems]
+    assert main([*argv, "--test", problems]) == 0
+    printed = capsys.readouterr().out
+    root = tmp_path / "ablation"
+    result = json.loads((root / "ablation.json").read_text())
+    assert result["select_on"] == problems and result["validation_problems"] == result["test_problems"] > 0
+    for row in result["variants"]:
+        sweep = json.loads((root / row["variant"] / "seed-0" / "sweep" / "sweep.json").read_text())
+        assert [r["step"] for r in sweep["rows"]] == [2, 4, 6]
+        assert row["best_steps"] == [sweep["best"]["step"]]
+        assert row["val_accuracies"] == [sweep["best"]["value"]]
+        assert row["accuracies"] == row["val_accuracies"]
+        last = sweep["rows"][-1]["metrics"]["test"]["exact_match_strict"]
+        assert row["last_accuracies"] == [last]
+        assert result["val_curves"][row["variant"]] == [
+            [[r["step"], r["metrics"]["test"]["exact_match_strict"]] for r in sweep["rows"]]
+        ]
+    assert "neftune_alpha: 5.0" in (root / "neftune" / "seed-0" / "config.yaml").read_text()
+    assert "neftune_alpha: null" in (root / "sft" / "seed-0" / "config.yaml").read_text()
+    header = "| Model | Test exact match | Validation exact match | Best step | Test exact match, last checkpoint |"
+    assert header in printed and "| NEFTune |" in printed
+    assert (root / "ablation_curves.png").stat().st_size > 1000
+
+
+def test_ablate_without_test_scores_validation_only(tmp_path, user_files, capsys):
+    config = write_config(
+        tmp_path / "c.yaml", user_files, tmp_path / "ablation", max_steps=4, save_every=2, save_total_limit=10
+    )
+    argv = ["ablate", str(config), "--variants", "sft", "--seeds", "1"]
+    assert main([*argv, "--select-on", str(user_files / "test.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "ablation" / "ablation.json").read_text())
+    (row,) = result["variants"]
+    assert row["accuracies"] == [] and row["last_accuracies"] == [] and len(row["val_accuracies"]) == 1
+    assert "no test split scored" in printed and "Test exact match" not in printed
+
+
+def test_ablate_needs_test_or_validation_and_checkpoints_to_select(tmp_path, user_files, capsys):
+    config = write_config(tmp_path / "c.yaml", user_files, tmp_path / "ablation")
+    assert main(["ablate", str(config), "--variants", "sft"]) == 2
+    assert "give --test (held-out problems to score), --select-on, or both" in capsys.readouterr().err
+    assert main(["ablate", str(config), "--variants", "sft", "--select-on", str(user_files / "test.jsonl")]) == 2
+    assert "--select-on: train.save_every is not set" in capsys.readouterr().err
+    assert not (tmp_path / "ablation").exists()

@@ -35,12 +35,14 @@ def plot_loss_curve(metrics_path: Path, png_path: Path) -> Path | None:
     return _save_with_legend(fig, ax, png_path)
 
 
-def plot_ablation(table: list[dict], png_path: Path) -> Path:
-    """Bar chart of exact-match accuracy (mean ± sd over seeds) per variant."""
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+def plot_ablation(table: list[dict], png_path: Path, on_test: bool = True) -> Path:
+    """Bar chart of exact-match accuracy (mean ± sd over seeds) per variant: on the test
+    problems, or (`on_test` False) the validation score of each run's chosen checkpoint."""
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(table)), 4), dpi=120)
     labels = [row["label"] for row in table]
-    means = [100 * row["accuracy_mean"] for row in table]
-    sds = [100 * row["accuracy_sd"] for row in table]
+    key = "accuracy" if on_test else "val_accuracy"
+    means = [100 * row[f"{key}_mean"] for row in table]
+    sds = [100 * row[f"{key}_sd"] for row in table]
     bars = ax.bar(
         labels,
         means,
@@ -58,12 +60,42 @@ def plot_ablation(table: list[dict], png_path: Path) -> Path:
             textcoords="offset points",
         )
     ax.set_ylabel("strict exact match (%)")
-    ax.set_title("held-out accuracy, mean ± sd over seeds")
+    ax.set_title(f"{'test' if on_test else 'validation'} accuracy, mean ± sd over seeds")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path)
     plt.close(fig)
     return png_path
+
+
+def plot_selection_curves(curves: dict[str, list[list[list[float]]]], png_path: Path, task_name: str) -> Path:
+    """Validation exact match per checkpoint, one line per variant: the mean over its seeds
+    at each step all seeds reached, with a ± sd band (`curves`: label -> per seed
+    [[step, score], ...])."""
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for label, runs in curves.items():
+        by_step: dict[float, list[float]] = {}
+        for run in runs:
+            for step, score in run:
+                by_step.setdefault(step, []).append(100 * score)
+        steps = sorted(step for step, scores in by_step.items() if len(scores) == len(runs))
+        means = [sum(by_step[s]) / len(by_step[s]) for s in steps]
+        sds = [
+            math.sqrt(sum((x - m) ** 2 for x in by_step[s]) / (len(by_step[s]) - 1)) if len(by_step[s]) > 1 else 0.0
+            for s, m in zip(steps, means)
+        ]
+        (line,) = ax.plot(steps, means, marker="o", markersize=3, label=label)
+        ax.fill_between(
+            steps,
+            [m - d for m, d in zip(means, sds)],
+            [m + d for m, d in zip(means, sds)],
+            color=line.get_color(),
+            alpha=0.15,
+        )
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(f"{task_name} strict exact match (%)")
+    ax.set_title("validation accuracy per checkpoint, mean ± sd over seeds")
+    return _save_with_legend(fig, ax, png_path)
 
 
 def plot_schedule(rates: list[float], title: str, png_path: Path) -> Path:
