@@ -110,6 +110,43 @@ def test_groups_pairing_and_dpo_rounds(tmp_path, user_files, sft_model):
     assert first_loss == pytest.approx(0.693147, rel=1e-4)  # the policy starts as its reference
 
 
+def test_rejection_sampling_rounds_with_objective_ce(tmp_path, user_files, sft_model):
+    """Objective ce: each round finetunes plain CE on every question's unique valid correct
+    samples, written to correct.jsonl and counted in stats.json (no pairs, no gold)."""
+    config = _bootstrap_config(tmp_path, user_files, sft_model, "rs", rounds=2)
+    data = yaml.safe_load(config.read_text())
+    data["defaults"]["train"]["objective"] = {"name": "ce"}
+    config.write_text(yaml.safe_dump(data))
+    assert main(["bootstrap", str(config)]) == 0
+    for r in (1, 2):
+        round_dir = tmp_path / "rs" / f"round-{r}"
+        generations = [
+            q
+            for line in (round_dir / "generations.jsonl").read_text().splitlines()
+            for q in json.loads(line)["questions"]
+        ]
+        expected = []
+        for g in generations:  # the valid correct samples, whitespace-duplicates removed
+            seen = set()
+            for s in g["samples"]:
+                key = " ".join(s["text"].split())
+                if s["valid"] and key not in seen:
+                    seen.add(key)
+                    if s["correct"]:
+                        expected.append((g["question_id"], s["text"]))
+        correct = [json.loads(line) for line in (round_dir / "correct.jsonl").read_text().splitlines()]
+        assert [(c["question_id"], c["response"]) for c in correct] == expected and expected
+        assert all(len(c["response"]) % 2 == 0 and c["prompt"] for c in correct)
+        assert not (round_dir / "pairs.jsonl").exists()
+        stats = json.loads((round_dir / "stats.json").read_text())
+        assert stats["unique_correct"] == len(correct) and "pairs" not in stats
+        run = json.loads((round_dir / "train" / "run.json").read_text())
+        assert run["correct"] == len(correct)
+        assert stats["optimizer_steps"] == run["global_step"] == -(-len(correct) // 4)  # one epoch, batch 4
+    round2 = yaml.safe_load((tmp_path / "rs" / "round-2" / "train" / "config.yaml").read_text())
+    assert round2["model"]["name_or_path"] == str(tmp_path / "rs" / "round-1" / "train" / "model")
+
+
 def test_pairs_file_of_a_round_trains_with_lmforge_train(tmp_path, user_files, sft_model):
     config = _bootstrap_config(tmp_path, user_files, sft_model, "pairs_round", rounds=1)
     assert main(["bootstrap", str(config)]) == 0
@@ -190,6 +227,8 @@ def test_bad_inputs(tmp_path, user_files, sft_model, capsys):
     chat.write_text(
         json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n"
     )
+    message = _error(capsys, ["bootstrap", str(config), "--set", "train.objective={name: mixce, ratio: 0.5}"])
+    assert "got 'mixce'" in message and "rank, dpo" in message and "ce on its verified correct samples" in message
     assert "no record has a gold answer" in _error(
         capsys, ["bootstrap", str(config), "--set", f"data.datasets=[{{path: {chat}}}]"]
     )

@@ -1,12 +1,14 @@
 """`lmforge bootstrap`: R rounds of generate -> verify -> pair -> rank-finetune, each round
-starting from the previous round's model (docs/commands/bootstrap.md).
+starting from the previous round's model (docs/commands/bootstrap.md). With objective `ce`
+a round is rejection-sampling SFT instead: plain CE on the verified correct samples.
 
     BOOTSTRAP_DIR/
       bootstrap.json               status and the starting model
       round-<r>/generations.jsonl  one line per chunk of questions (all its samples, verified)
-      round-<r>/pairs.jsonl        (question_id, chosen, rejected)
+      round-<r>/pairs.jsonl        (question_id, chosen, rejected); or, objective ce,
+      round-<r>/correct.jsonl      (question_id, prompt, response): the unique correct samples
       round-<r>/stats.json         written last: the round is complete when it exists
-      round-<r>/train/             an ordinary run directory of the rank finetuning
+      round-<r>/train/             an ordinary run directory of the round's finetuning
 
 Interrupted runs resume exactly (`--resume`): questions are generated in fixed chunks, each seeded by
 (seed, round, chunk), and a chunk's line is written only when all its samples are in, so
@@ -25,12 +27,13 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from lmforge.bootstrap.backends import Sampling, TransformersBackend, VLLMBackend, choose_backend
-from lmforge.bootstrap.pairs import build_group, build_pairs
-from lmforge.bootstrap.rank_data import RankCollator, rank_dataset, rank_rows, sampling_prompt
+from lmforge.bootstrap.pairs import build_group, build_pairs, unique_correct
+from lmforge.bootstrap.rank_data import RankCollator, correct_rows, rank_dataset, rank_rows, sampling_prompt
 from lmforge.bootstrap.verify import load_verifier
 from lmforge.objectives.registry import OBJECTIVES
 from lmforge.objectives.spec import CANDIDATES
 from lmforge.config import Config
+from lmforge.data.collate import PadCollator
 from lmforge.data.conversation import Conversation
 from lmforge.data.formats import get_format
 from lmforge.data.pipeline import DatasetReport, DatasetSpec, load_conversations
@@ -45,6 +48,8 @@ from lmforge.train.pipeline import run_training
 
 STATE_FILE = "bootstrap.json"
 RoundHook = Callable[[int, Path, dict], None]
+REJECTION_SAMPLING = ("ce",)
+"""Sequence objectives a round can finetune with: plain SFT on the verified correct samples."""
 
 
 def load_questions(config: Config) -> list[Conversation]:
@@ -146,7 +151,7 @@ def round_stats(generations: list[dict], pairs: list[dict], samples: int, pairin
         "correct": sum(s["correct"] for s in flat),
         "pass@1": sum(s["correct"] for s in flat) / max(len(flat), 1),
         f"pass@{samples}": sum(any(s["correct"] for s in g["samples"]) for g in generations) / max(len(generations), 1),
-        pairing: len(pairs),  # (correct, incorrect) pairs, or ranked groups
+        pairing: len(pairs),  # (correct, incorrect) pairs, ranked groups, or unique correct samples
     }
 
 
@@ -170,6 +175,46 @@ def rank_data_builder(questions: list[Conversation], pairs: list[dict], pairs_pa
     return build
 
 
+def correct_data_builder(questions: list[Conversation], correct: list[dict], correct_path: Path):
+    """Rejection-sampling SFT: each unique correct sample a sequence, padded like SFT data."""
+
+    def build(config: Config, tokenizer, prompt_format) -> PreparedData:
+        rows = correct_rows(questions, correct, prompt_format, tokenizer, config.data.max_length)
+        collator = PadCollator(tokenizer.pad_token_id)
+        return PreparedData(
+            train=rank_dataset(rows),
+            val=None,
+            collator=collator,
+            eval_collator=collator,
+            cot=True,
+            file_hashes={str(correct_path): file_sha256(correct_path)},
+            summary={"correct": len(rows)},
+        )
+
+    return build
+
+
+def check_objective(config: Config) -> bool:
+    """A round finetunes with a ranking objective on pairs, or with ce on the correct samples
+    (rejection sampling; returns True); any other objective is an error."""
+    name = config.train.objective.name
+    if name in REJECTION_SAMPLING:
+        if config.data.packing:
+            raise LmforgeError(
+                "data.packing: bootstrap's rejection-sampling rows are padded one sample each; set data.packing: false"
+            )
+        return True
+    objective = OBJECTIVES[name]
+    if objective.data != CANDIDATES or objective.self_generated:
+        usable = ", ".join(n for n, s in OBJECTIVES.items() if s.data == CANDIDATES and not s.self_generated)
+        raise LmforgeError(
+            f"train.objective.name: bootstrapping finetunes with a ranking objective on its verified pairs "
+            f"({usable}) or with {', '.join(REJECTION_SAMPLING)} on its verified correct samples (rejection "
+            f"sampling), got '{name}'"
+        )
+    return False
+
+
 def _round_config(config: Config, model_dir: str, train_dir: Path) -> Config:
     data = config.model_dump()
     data["model"].update(name_or_path=model_dir, tokenizer=None)
@@ -179,15 +224,15 @@ def _round_config(config: Config, model_dir: str, train_dir: Path) -> Config:
     return Config.model_validate(data)
 
 
-def _train_round(config: Config, train_dir: Path, builder) -> Path:
+def _train_round(config: Config, train_dir: Path, builder) -> tuple[Path, int]:
+    """The round's finetuned model and its number of optimizer steps."""
     existing = rundir.read_run(train_dir)
-    if existing and existing.get("status") == "finished":
-        return train_dir / rundir.MODEL_DIR
-    resume = existing is not None and rundir.latest_checkpoint(train_dir) is not None
-    result = run_training(
-        config, overwrite=existing is not None and not resume, resume=resume, data_builder=builder
-    ).require_finished()
-    return result.model_dir
+    if not (existing and existing.get("status") == "finished"):
+        resume = existing is not None and rundir.latest_checkpoint(train_dir) is not None
+        run_training(
+            config, overwrite=existing is not None and not resume, resume=resume, data_builder=builder
+        ).require_finished()
+    return train_dir / rundir.MODEL_DIR, rundir.read_run(train_dir)["global_step"]
 
 
 # --------------------------------------------------------------------------- the loop
@@ -244,13 +289,7 @@ def run_bootstrap(
 ) -> list[dict]:
     """`resume` continues an interrupted run in run.output_dir, `overwrite` replaces one."""
     settings = config.bootstrap
-    objective = OBJECTIVES[config.train.objective.name]
-    if objective.data != CANDIDATES or objective.self_generated:
-        usable = ", ".join(n for n, s in OBJECTIVES.items() if s.data == CANDIDATES and not s.self_generated)
-        raise LmforgeError(
-            f"train.objective.name: bootstrapping finetunes on its verified pairs with a ranking "
-            f"objective ({usable}), got '{config.train.objective.name}'"
-        )
+    rejection_sampling = check_objective(config)
     if not config.model.name_or_path:
         raise LmforgeError("model.name_or_path: bootstrapping starts from a trained model directory")
     verifier = load_verifier(settings.verifier, tuple(settings.answer_fallbacks))
@@ -297,9 +336,18 @@ def run_bootstrap(
             chunk_size=max(1, settings.generation_batch_size // settings.samples),
             after_chunk=after_chunk,
         )
-        if settings.pairing == "groups":
+        if rejection_sampling:
+            kind, empty = "unique_correct", "no correct sample"
+            pairs = [
+                {"question_id": g["question_id"], "prompt": _user_text(questions[g["question_id"]]), "response": text}
+                for g in generations
+                for text in unique_correct(g["samples"])
+            ]
+        elif settings.pairing == "groups":
+            kind, empty = "groups", "no (correct, incorrect) pair"
             pairs = [group for g in generations if (group := build_group(g["question_id"], g["samples"]))]
         else:  # `prompt` makes the file a `pairs` dataset that lmforge train reads as it is
+            kind, empty = "pairs", "no (correct, incorrect) pair"
             pairs = [
                 {
                     "question_id": p.question_id,
@@ -310,21 +358,22 @@ def run_bootstrap(
                 for g in generations
                 for p in build_pairs(g["question_id"], g["samples"], config.run.seed)
             ]
-        pairs_path = round_dir / "pairs.jsonl"
+        pairs_path = round_dir / ("correct.jsonl" if rejection_sampling else "pairs.jsonl")
         pairs_path.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
-        stats = round_stats(generations, pairs, settings.samples, settings.pairing)
+        stats = round_stats(generations, pairs, settings.samples, kind)
         del model, backend
 
+        steps = 0
         if pairs:
             empty_rounds = 0
             train_config = _round_config(config, str(model_dir), round_dir / "train")
-            model_dir = str(
-                _train_round(train_config, round_dir / "train", rank_data_builder(questions, pairs, pairs_path))
-            )
+            builder = (correct_data_builder if rejection_sampling else rank_data_builder)(questions, pairs, pairs_path)
+            trained, steps = _train_round(train_config, round_dir / "train", builder)
+            model_dir = str(trained)
         else:
             empty_rounds += 1
-            print(f"[lmforge] round {round_index}: no (correct, incorrect) pair; the model is unchanged")
-        stats.update(round=round_index, model_dir=str(model_dir), empty_rounds=empty_rounds)
+            print(f"[lmforge] round {round_index}: {empty}; the model is unchanged")
+        stats.update(round=round_index, model_dir=str(model_dir), empty_rounds=empty_rounds, optimizer_steps=steps)
         print(
             "[lmforge] "
             + ", ".join(
@@ -340,10 +389,10 @@ def run_bootstrap(
         if empty_rounds >= settings.max_empty_rounds:
             state["status"] = "stopped"
             rundir.write_json_atomic(root / STATE_FILE, state)
+            why = "all wrong or invalid" if rejection_sampling else "all samples right, or all wrong/invalid"
             raise LmforgeError(
-                f"bootstrap stopped after round {round_index}: {empty_rounds} rounds in a row built no "
-                "(correct, incorrect) pair (all samples right, or all wrong/invalid); "
-                "raise bootstrap.temperature or bootstrap.samples, or train the model further first"
+                f"bootstrap stopped after round {round_index}: {empty_rounds} rounds in a row built {empty} "
+                f"({why}); raise bootstrap.temperature or bootstrap.samples, or train the model further first"
             )
     state.update(status="finished", final_model=str(model_dir), rounds=all_stats)
     rundir.write_json_atomic(root / STATE_FILE, state)

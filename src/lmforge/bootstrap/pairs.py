@@ -1,5 +1,6 @@
 """(correct, incorrect) pairs from verified generations (docs/commands/bootstrap.md): deduplicated, every
-correct and every incorrect response used at most once, extras discarded."""
+correct and every incorrect response used at most once, extras discarded; or, for
+rejection-sampling SFT, the deduplicated correct responses alone."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ def _unique_valid(samples: list[dict]) -> tuple[list[str], list[str]]:
         seen.add(key)
         (correct if sample["correct"] else incorrect).append(sample["text"])
     return correct, incorrect
+
+
+def unique_correct(samples: list[dict]) -> list[str]:
+    """The valid correct responses, whitespace-duplicates removed (rejection sampling's data).
+
+    >>> unique_correct([{"text": t, "valid": v, "correct": c} for t, v, c in
+    ...                 [("a", True, True), ("a ", True, True), ("b", False, True), ("x", True, False)]])
+    ['a']
+    """
+    return _unique_valid(samples)[0]
 
 
 def build_group(question_id: int, samples: list[dict]) -> dict | None:

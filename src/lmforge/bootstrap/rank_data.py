@@ -1,6 +1,8 @@
-"""Rank-finetuning data: one row per question with its gold response and (chosen,
-rejected) generations, each rendered in the prompt format with the response as labels;
-the collator flattens a micro-batch of rows into sequences with group/order/is_gold."""
+"""Bootstrap finetuning data. Rank finetuning: one row per question with its gold response
+and (chosen, rejected) generations, each rendered in the prompt format with the response
+as labels; the collator flattens a micro-batch of rows into sequences with
+group/order/is_gold. Rejection-sampling SFT: one row per correct generation, padded by the
+SFT data's PadCollator."""
 
 from __future__ import annotations
 
@@ -36,7 +38,11 @@ def encode_response(
             (response + tokenizer.eos_token, "assistant"),
         ]
     encoded = encode_pieces(pieces, tokenizer, add_bos=wants_bos(tokenizer, prompt_format))
-    return {"input_ids": encoded.input_ids[:max_length], "labels": encoded.labels[:max_length]}
+    return {
+        "input_ids": encoded.input_ids[:max_length],
+        "labels": encoded.labels[:max_length],
+        "token_roles": encoded.token_roles[:max_length],
+    }
 
 
 def rank_rows(
@@ -61,6 +67,17 @@ def rank_rows(
             }
         )
     return rows
+
+
+def correct_rows(
+    questions: list[Conversation], correct: list[dict], prompt_format: PromptFormat, tokenizer, max_length: int
+) -> list[dict[str, Any]]:
+    """Rejection sampling: one row per (question_id, response) of `correct`, the response
+    trained after the prompt it was sampled from (no gold response, no incorrect one)."""
+    return [
+        encode_response(questions[entry["question_id"]], entry["response"], prompt_format, tokenizer, max_length)
+        for entry in correct
+    ]
 
 
 def rank_dataset(rows: list[dict[str, Any]]) -> Dataset:
