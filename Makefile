@@ -32,12 +32,12 @@ test-fast: install-dev
 	$(BIN)/python -m pytest -m "not slow and not multiprocess and not gpu"
 
 lint: install-dev
-	$(BIN)/ruff check src tests bench examples scripts
-	$(BIN)/ruff format --check src tests bench examples scripts
+	$(BIN)/ruff check src tests bench examples scripts experiments
+	$(BIN)/ruff format --check src tests bench examples scripts experiments
 
 format: install-dev
-	$(BIN)/ruff format src tests bench examples scripts
-	$(BIN)/ruff check --fix src tests bench examples scripts
+	$(BIN)/ruff format src tests bench examples scripts experiments
+	$(BIN)/ruff check --fix src tests bench examples scripts experiments
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
