@@ -85,3 +85,15 @@ def test_demo_bootstrap_smoke(tmp_path, capsys):
     assert "after bootstrap round 1" in printed
     stats = json.loads((out / "bootstrap" / "round-1" / "stats.json").read_text())
     assert stats["questions"] == 16 and stats["samples"] == 64
+    # the per-round table: held-out accuracy, the round's pass@1 / pass@4, pairs, optimizer steps
+    assert "bootstrap rounds: strict exact match on 16 held-out problems" in printed
+    for column in ("held-out", "train pass@1", "train pass@4", "pairs", "steps"):
+        assert column in printed
+    row = next(line for line in printed.splitlines() if line.strip("│ ").startswith("1 "))
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[2] == f"{stats['pass@1']:.1%}" and cells[3] == f"{stats['pass@4']:.1%}"
+    assert cells[4:] == [str(stats["pairs"]), str(stats["optimizer_steps"])]
+    # a bootstrap demo (its SFT differs) is never resumed as a plain one
+    assert json.loads((out / "demo.json").read_text())["size"] == "smoke --bootstrap"
+    assert main(["demo", "--size", "smoke", "--output-dir", str(out), "--resume"]) == 2
+    assert "ran with --size smoke --bootstrap" in capsys.readouterr().err

@@ -92,12 +92,19 @@ def make_splits(
     """Train and test problems; no test question appears in train."""
     rng = random.Random(seed)
     train = [make_problem(rng, difficulty) for _ in range(n_train)]
-    seen = {p["question"] for p in train}
-    test_rng = random.Random(seed + 1_000_003)
-    test: list[dict[str, str]] = []
-    while len(test) < n_test:
-        problem = make_problem(test_rng, difficulty)
+    test = make_held_out(n_test, seed + 1_000_003, {p["question"] for p in train}, difficulty)
+    return train, test
+
+
+def make_held_out(n: int, seed: int, exclude: set[str], difficulty: Difficulty = Difficulty()) -> list[dict[str, str]]:
+    """`n` distinct problems drawn with `seed`, none of whose questions is in `exclude`
+    (e.g. a validation split held out from both a train and a test split)."""
+    rng = random.Random(seed)
+    seen = set(exclude)
+    held_out: list[dict[str, str]] = []
+    while len(held_out) < n:
+        problem = make_problem(rng, difficulty)
         if problem["question"] not in seen:
             seen.add(problem["question"])
-            test.append(problem)
-    return train, test
+            held_out.append(problem)
+    return held_out

@@ -9,7 +9,7 @@ scored by `lmforge eval`'s evaluator (the same number `lmforge eval MODEL --task
       inputs/   train.jsonl, test.jsonl, demo.yaml (the config used), init_model/
       run/      the training run (config.yaml, metrics.jsonl, loss_curve.png, model/),
                 plus summary.md and test_predictions.jsonl (the evaluator's per-item samples)
-      bootstrap/  with --bootstrap: the rounds
+      bootstrap/  with --bootstrap: the rounds (the SFT before them is shorter: bootstrap_sft_steps)
 
 An existing --output-dir is an error unless `overwrite` (delete a demo directory there and
 start again) or `resume` (continue one of the same size and seed: finished inputs,
@@ -61,9 +61,17 @@ class DemoSize:
     global_batch_size: int
     micro_batch_size: int
     lr: float
+    bootstrap_sft_steps: int | None = None
+    """SFT steps with --bootstrap (None: max_steps): a shorter SFT leaves the bootstrap room
+    to improve (full: ~40% on a validation split of held-out problems, experiments/bootstrap.py)."""
     bootstrap_questions: int = 256
+    """Training questions sampled each round (the first of train.jsonl)."""
     bootstrap_rounds: int = 2
+    bootstrap_samples: int = 4
 
+
+BOOTSTRAP_SFT_STEPS = 400
+"""Calibrated on a validation split of held-out problems (another seed; experiments/bootstrap.py)."""
 
 SIZES = {
     "full": DemoSize(
@@ -77,6 +85,9 @@ SIZES = {
         global_batch_size=32,
         micro_batch_size=32,
         lr=3e-3,
+        bootstrap_sft_steps=BOOTSTRAP_SFT_STEPS,
+        bootstrap_questions=1024,
+        bootstrap_rounds=3,
     ),
     # seconds-long variant for the test suite: same pipeline, far too small to learn much
     "smoke": DemoSize(
@@ -103,8 +114,14 @@ MAX_NEW_TOKENS = 96
 """Generation limit when scoring held-out problems (a demo rationale is ~40 tokens)."""
 
 
-def demo_config(demo_dir: Path, size: DemoSize, seed: int) -> RawConfig:
+def sft_steps(size: DemoSize, bootstrap: bool) -> int:
+    return size.bootstrap_sft_steps if bootstrap and size.bootstrap_sft_steps else size.max_steps
+
+
+def demo_config(demo_dir: Path, size: DemoSize, seed: int, bootstrap: bool = False) -> RawConfig:
+    """The SFT run's config; with `bootstrap` it trains bootstrap_sft_steps."""
     inputs = demo_dir / "inputs"
+    steps = sft_steps(size, bootstrap)
     return RawConfig(
         data={
             "run": {"output_dir": str(demo_dir / "run"), "seed": seed},
@@ -118,15 +135,15 @@ def demo_config(demo_dir: Path, size: DemoSize, seed: int) -> RawConfig:
             "train": {
                 "objective": {"name": "ce"},
                 "optimizer": {"name": "adamw", "lr": size.lr, "weight_decay": 0.01, "betas": [0.9, 0.98]},
-                "schedule": {"name": "cosine", "warmup_steps": min(40, size.max_steps // 4), "min_lr_ratio": 0.1},
+                "schedule": {"name": "cosine", "warmup_steps": min(40, steps // 4), "min_lr_ratio": 0.1},
                 "global_batch_size": size.global_batch_size,
                 "micro_batch_size": size.micro_batch_size,
-                "max_steps": size.max_steps,
-                "eval_every": max(1, size.max_steps // 4),
+                "max_steps": steps,
+                "eval_every": max(1, steps // 4),
                 # four checkpoints, so `lmforge sweep` works on a demo run
-                "save_every": max(1, size.max_steps // 4),
+                "save_every": max(1, steps // 4),
                 "save_total_limit": 4,
-                "logging_steps": max(1, size.max_steps // 30),
+                "logging_steps": max(1, steps // 30),
             },
         }
     )
@@ -175,7 +192,7 @@ class Score:
     samples: list[dict]
 
 
-def _accuracy(model_dir: Path, test_path: Path) -> Score:
+def held_out_accuracy(model_dir: Path, test_path: Path) -> Score:
     """Held-out accuracy through `lmforge eval`'s evaluator: 0 shots, the model's own prompt
     format (from its lmforge.json)."""
     model, tokenizer, meta = load_model_dir(model_dir)
@@ -220,12 +237,26 @@ First test problems after training:
 """
 
 
-def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int) -> RawConfig:
-    """Memphis-CoT's loop scaled down: a few hundred training questions, 4 samples each,
-    rank finetuning (CE on gold + 5 x PRO) for one epoch per round."""
+BOOTSTRAP_METHODS = {
+    "rank": {"objective": {"name": "rank", "weight": 5.0}, "lr": 1e-5},
+    "dpo": {"objective": {"name": "dpo", "beta": 0.5}, "lr": 1e-5},
+    "ce": {"objective": {"name": "ce"}, "lr": 3e-5},
+}
+"""How a round finetunes: `rank` (seed 000: CE on the gold response + 5 x PRO over (correct,
+incorrect) pairs), `dpo` (the same pairs) or `ce` (rejection-sampling SFT on the unique
+correct samples), each at the learning rate chosen for it on a validation split
+(experiments/bootstrap.py)."""
+
+
+def bootstrap_config(
+    demo_dir: Path, model_dir: Path, size: DemoSize, seed: int, method: str = "rank", output_dir: Path | None = None
+) -> RawConfig:
+    """Memphis-CoT's loop scaled down: the first `bootstrap_questions` training questions,
+    `bootstrap_samples` samples each, one epoch of `method`'s finetuning per round."""
+    settings = BOOTSTRAP_METHODS[method]
     return RawConfig(
         data={
-            "run": {"output_dir": str(demo_dir / "bootstrap"), "seed": seed},
+            "run": {"output_dir": str(output_dir or demo_dir / "bootstrap"), "seed": seed},
             "model": {"name_or_path": str(model_dir)},
             "data": {
                 "datasets": [
@@ -235,8 +266,8 @@ def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int)
                 "max_length": 128,
             },
             "train": {
-                "objective": {"name": "rank", "weight": 5.0},
-                "optimizer": {"name": "adamw", "lr": size.lr / 10, "weight_decay": 0.0},
+                "objective": settings["objective"],
+                "optimizer": {"name": "adamw", "lr": settings["lr"], "weight_decay": 0.0},
                 "schedule": {"name": "cosine", "warmup_ratio": 0.1},
                 "global_batch_size": 16,
                 "micro_batch_size": 16,
@@ -245,7 +276,7 @@ def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int)
             },
             "bootstrap": {
                 "rounds": size.bootstrap_rounds,
-                "samples": 4,
+                "samples": size.bootstrap_samples,
                 "temperature": 0.7,
                 "top_p": 0.9,
                 "max_new_tokens": 48,
@@ -256,37 +287,92 @@ def bootstrap_config(demo_dir: Path, model_dir: Path, size: DemoSize, seed: int)
     )
 
 
-def _bootstrap(
-    demo_dir: Path, model_dir: Path, spec: DemoSize, seed: int, test_path: Path, console, resuming: bool = False
+def round_row(round_index: int, accuracy: Score, stats: dict) -> dict:
+    """One round of the per-round table: held-out accuracy after the round; pass@1, pass@N,
+    pairs (or unique correct samples) of the round's samples, drawn from the model entering
+    the round; the round's optimizer steps."""
+    pass_n = next(k for k in stats if k.startswith("pass@") and k != "pass@1")
+    kind = next(k for k in ("pairs", "groups", "unique_correct") if k in stats)
+    return {
+        "round": round_index,
+        "accuracy": accuracy.accuracy,
+        "correct": accuracy.correct,
+        "total": accuracy.total,
+        "pass@1": stats["pass@1"],
+        "pass@N": stats[pass_n],
+        "samples": int(pass_n.split("@")[1]),
+        "pairs": stats[kind],
+        "kind": kind,
+        "optimizer_steps": stats.get("optimizer_steps", 0),
+    }
+
+
+def run_bootstrap_rounds(
+    demo_dir: Path,
+    model_dir: Path,
+    spec: DemoSize,
+    seed: int,
+    score_path: Path,
+    console,
+    resuming: bool = False,
+    method: str = "rank",
+    root: Path | None = None,
 ) -> list[dict]:
+    """The demo's bootstrap rounds from `model_dir` into `root` (default DEMO_DIR/bootstrap),
+    each round's model scored on `score_path`: one round_row per round. When `resuming`,
+    finished rounds are scored again and an unfinished bootstrap continues."""
     from lmforge.bootstrap.loop import STATE_FILE, run_bootstrap
 
     rounds = []
+    root = root or demo_dir / "bootstrap"
 
     def report(round_index: int, model: Path, stats: dict) -> None:
-        accuracy = _accuracy(model, test_path)
-        rounds.append(
-            {"round": round_index, "accuracy": accuracy.accuracy, "pairs": stats["pairs"], "pass@1": stats["pass@1"]}
-        )
+        row = round_row(round_index, held_out_accuracy(model, score_path), stats)
+        rounds.append(row)
+        built = "correct samples" if "unique_correct" in stats else "pairs"
         console.print(
-            f"after bootstrap round {round_index}: strict exact match {accuracy.accuracy:.1%} "
-            f"({stats['pairs']} pairs from {stats['questions']} questions, train pass@1 "
-            f"{stats['pass@1']:.1%})"
+            f"after bootstrap round {round_index}: strict exact match {row['accuracy']:.1%} "
+            f"({row['pairs']} {built} from {stats['questions']} questions, {row['optimizer_steps']} optimizer "
+            f"steps; the round's samples: pass@1 {row['pass@1']:.1%}, pass@{row['samples']} {row['pass@N']:.1%})"
         )
 
-    root = demo_dir / "bootstrap"
     state = json.loads((root / STATE_FILE).read_text(encoding="utf-8")) if (root / STATE_FILE).is_file() else None
     continuing = resuming and state is not None
     if resuming and state is None and root.exists():
-        shutil.rmtree(root)  # killed before its first record: inside our own demo directory
+        shutil.rmtree(root)  # killed before its first record: inside our own directory
     if continuing:  # rounds finished earlier: scored again, in order
         for stats_path in sorted(root.glob("round-*/stats.json"), key=lambda p: int(p.parent.name.split("-")[1])):
             stats = json.loads(stats_path.read_text(encoding="utf-8"))
             report(stats["round"], Path(stats["model_dir"]), stats)
         if state.get("status") == "finished":
             return rounds
-    run_bootstrap(validate(bootstrap_config(demo_dir, model_dir, spec, seed)), on_round_end=report, resume=continuing)
+    config = validate(bootstrap_config(demo_dir, model_dir, spec, seed, method, root))
+    run_bootstrap(config, on_round_end=report, resume=continuing)
     return rounds
+
+
+def bootstrap_table(start: Score, rounds: list[dict]) -> Table:
+    """Per round: held-out accuracy after it, and its samples' pass@1 / pass@N on the training
+    questions, pairs and optimizer steps."""
+    n = rounds[0]["samples"] if rounds else "N"
+    built = {"unique_correct": "correct", "groups": "groups"}.get(rounds[0]["kind"], "pairs") if rounds else "pairs"
+    table = Table(
+        title=f"bootstrap rounds: strict exact match on {start.total} held-out problems after each round; "
+        f"pass@1 / pass@{n} of the round's samples on its training questions; optimizer steps"
+    )
+    for name in ("round", "held-out", "train pass@1", f"train pass@{n}", built, "steps"):
+        table.add_column(name, justify="right")
+    table.add_row("0 (SFT)", f"{start.accuracy:.1%}", "", "", "", "")
+    for row in rounds:
+        table.add_row(
+            str(row["round"]),
+            f"{row['accuracy']:.1%}",
+            f"{row['pass@1']:.1%}",
+            f"{row['pass@N']:.1%}",
+            str(row["pairs"]),
+            str(row["optimizer_steps"]),
+        )
+    return table
 
 
 def prepare_demo_dir(demo_dir: Path, size: str, seed: int, overwrite: bool, resume: bool) -> bool:
@@ -366,6 +452,19 @@ def demo_inputs(demo_dir: Path, prepare: Callable[[], None], raw: RawConfig) -> 
     return config
 
 
+def demo_sft_config(demo_dir: Path, spec: DemoSize, seed: int, bootstrap: bool = False) -> Config:
+    """The demo's inputs (generated unless complete) and its SFT config (shorter with `bootstrap`)."""
+    return demo_inputs(
+        demo_dir, lambda: _prepare_inputs(demo_dir, spec, seed), demo_config(demo_dir, spec, seed, bootstrap)
+    )
+
+
+def sft_start_model(demo_dir: Path, spec: DemoSize, seed: int, resuming: bool = False) -> Path:
+    """`lmforge demo --bootstrap`'s SFT model (trained unless finished there): the starting
+    model of its bootstrap, and of experiments/bootstrap.py's methods."""
+    return _train(demo_sft_config(demo_dir, spec, seed, bootstrap=True), resuming).model_dir
+
+
 def run_demo(
     output_dir: str | None = None,
     size: str = "full",
@@ -375,19 +474,21 @@ def run_demo(
     resume: bool = False,
 ) -> dict:
     spec = SIZES[size]
-    demo_dir, resuming, console, clock = open_demo(output_dir, "demo", size, seed, overwrite, resume)
-    config = demo_inputs(demo_dir, lambda: _prepare_inputs(demo_dir, spec, seed), demo_config(demo_dir, spec, seed))
+    # the marker's size names a bootstrap demo (its SFT is shorter), so --resume never mixes the two
+    label = f"{size} --bootstrap" if bootstrap else size
+    demo_dir, resuming, console, clock = open_demo(output_dir, "demo", label, seed, overwrite, resume)
+    config = demo_sft_config(demo_dir, spec, seed, bootstrap)
     clock["prepare"] = time.perf_counter()
 
     test_path = demo_dir / "inputs" / "test.jsonl"
-    before = _accuracy(demo_dir / "inputs" / "init_model", test_path)
+    before = held_out_accuracy(demo_dir / "inputs" / "init_model", test_path)
     console.print(f"untrained model: strict exact match {before.accuracy:.1%} ({before.correct}/{before.total})")
     clock["before"] = time.perf_counter()
 
     result = _train(config, resuming)
     clock["train"] = time.perf_counter()
 
-    after = _accuracy(result.model_dir, test_path)
+    after = held_out_accuracy(result.model_dir, test_path)
     clock["after"] = time.perf_counter()
     console.print(f"after SFT: strict exact match {after.accuracy:.1%} ({after.correct}/{after.total})")
 
@@ -401,16 +502,18 @@ def run_demo(
     (result.run_dir / "summary.md").write_text(_summary(size, before, after, seconds, result.metrics), encoding="utf-8")
     _write_jsonl(result.run_dir / "test_predictions.jsonl", after.samples)
 
-    rounds = _bootstrap(demo_dir, result.model_dir, spec, seed, test_path, console, resuming) if bootstrap else []
+    rounds = []
+    if bootstrap:
+        rounds = run_bootstrap_rounds(demo_dir, result.model_dir, spec, seed, test_path, console, resuming)
 
     table = Table(title=f"strict exact match on {after.total} held-out problems")
     table.add_column("model")
     table.add_column("accuracy", justify="right")
     table.add_row("untrained", f"{before.accuracy:.1%}")
-    table.add_row("after SFT", f"{after.accuracy:.1%}")
-    for row in rounds:
-        table.add_row(f"after bootstrap round {row['round']}", f"{row['accuracy']:.1%}")
+    table.add_row(f"after SFT ({sft_steps(spec, bootstrap)} steps)", f"{after.accuracy:.1%}")
     console.print(table)
+    if bootstrap:
+        console.print(bootstrap_table(after, rounds))
     total = time.perf_counter() - clock["start"]
     console.print(
         f"wall time {total:.0f} s; summary: {result.run_dir / 'summary.md'}; "
