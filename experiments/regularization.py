@@ -14,6 +14,14 @@ Three steps, each one command (of under ~30 minutes on the 2-core machine):
     python experiments/regularization.py ablate   # SFT, Masked Thought, ReMask, ReMask-CoT x 3 seeds
     python experiments/regularization.py extras   # NEFTune and MixCE x 3 seeds (extra rows)
 
+(`overfit`, which `ablate` ends with, draws SFT's curves again from ablate's runs.)
+
+    python experiments/regularization.py long     # SFT and ReMask-CoT for 200 epochs, validation only
+
+`long` asks whether held-out exact match ever peaks and falls in this regime, and whether
+ReMask-CoT catches up with SFT when both train 4x as long as in the ablation: one seed
+each, scored on validation every 8 epochs (the test split is not read).
+
 `ablate` and `extras` use the p_in and weight `tune` chose (read from its results; the values
 written in CHOSEN below when tune has not run). `extras` starts from the very same model and
 data as `ablate` (same config seed), so its rows sit beside ablate's SFT row; the merged table
@@ -35,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from lmforge.ablate import ablation_markdown
+from lmforge.ablate import LABELS, ablation_markdown
 from lmforge.cli import main as lmforge
 from lmforge.demo.arithmetic import Difficulty, make_splits
 from lmforge.report.plots import plt, read_metrics
@@ -104,7 +112,15 @@ def write_inputs(inputs: Path) -> dict[str, Path]:
     return files
 
 
-def write_config(path: Path, files: dict[str, Path], output_dir: Path, p_in: float, weight: float) -> Path:
+def write_config(
+    path: Path,
+    files: dict[str, Path],
+    output_dir: Path,
+    p_in: float,
+    weight: float,
+    epochs: int = EPOCHS,
+    save_every: int = SAVE_EVERY,
+) -> Path:
     """The base config every variant shares (ablate swaps the objective, keeping p_in and
     weight where the objective has them): a constant LR after warmup, so late epochs keep
     fitting the training set instead of the schedule freezing the model."""
@@ -123,10 +139,10 @@ def write_config(path: Path, files: dict[str, Path], output_dir: Path, p_in: flo
             "schedule": {"name": "constant", "warmup_steps": 30},
             "global_batch_size": BATCH,
             "micro_batch_size": BATCH,
-            "epochs": EPOCHS,
-            "eval_every": SAVE_EVERY,
-            "save_every": SAVE_EVERY,
-            "save_total_limit": EPOCHS * STEPS_PER_EPOCH // SAVE_EVERY + 2,
+            "epochs": epochs,
+            "eval_every": save_every,
+            "save_every": save_every,
+            "save_total_limit": epochs * STEPS_PER_EPOCH // save_every + 2,
             "logging_steps": 14,
         },
     }
@@ -182,25 +198,116 @@ def tune(out: Path) -> None:
     print("\n".join(lines) + f"\nchosen: p_in {best_p}, weight {best_w}")
 
 
-def overfit_plot(ablation_dir: Path, png: Path) -> None:
-    """SFT's validation loss (from its metrics.jsonl) and validation exact match (its sweep)
-    per step, each seed a line: where SFT stops generalising."""
-    fig, (loss_ax, match_ax) = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+def overfit_curves(ablation_dir: Path, train_file: Path) -> dict:
+    """Per SFT seed and checkpoint: validation loss (its metrics.jsonl), validation exact
+    match (its sweep) and exact match on the training file's problems (scored here, the
+    same evaluator): the gap between the last two is what the model memorised."""
+    from lmforge.checkpoints import candidates, checkpoint_step
+    from lmforge.eval.checkpoint import load_checkpoint
+    from lmforge.eval.evaluate import EvalOptions, evaluate_task
+    from lmforge.eval.tasks import load_task
+
+    task, options = load_task(str(train_file)), EvalOptions(max_new_tokens=96, batch_size=64)
+    curves = {}
     for seed_dir in sorted((ablation_dir / "sft").glob("seed-*")):
-        losses = [(r["step"], r["eval_loss"]) for r in read_metrics(seed_dir / "metrics.jsonl") if "eval_loss" in r]
-        loss_ax.plot(*zip(*losses), marker="o", markersize=3, label=seed_dir.name)
         sweep = json.loads((seed_dir / "sweep" / "sweep.json").read_text())
-        points = [(r["step"], 100 * r["metrics"]["val"]["exact_match_strict"]) for r in sweep["rows"]]
-        match_ax.plot(*zip(*points), marker="o", markersize=3, label=seed_dir.name)
+        train_match = []
+        for checkpoint in candidates(seed_dir)[::-1]:
+            loaded = load_checkpoint(checkpoint)
+            result = evaluate_task(loaded.model, loaded.tokenizer, loaded.meta, task, options)
+            train_match.append([checkpoint_step(checkpoint), result.metrics["exact_match_strict"]])
+        curves[seed_dir.name] = {
+            "val_loss": [
+                [r["step"], r["eval_loss"]] for r in read_metrics(seed_dir / "metrics.jsonl") if "eval_loss" in r
+            ],
+            "val_exact_match": [[r["step"], r["metrics"]["val"]["exact_match_strict"]] for r in sweep["rows"]],
+            "train_exact_match": train_match,
+        }
+    return curves
+
+
+def overfit_plot(curves: dict, png: Path) -> None:
+    """SFT per seed: validation loss, and exact match on validation and training problems."""
+    fig, (loss_ax, match_ax) = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+    for (seed, curve), color in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+        loss_ax.plot(*zip(*curve["val_loss"]), marker="o", markersize=3, color=color, label=seed)
+        steps, scores = zip(*curve["val_exact_match"])
+        match_ax.plot(
+            steps, [100 * x for x in scores], marker="o", markersize=3, color=color, label=f"{seed} validation"
+        )
+        steps, scores = zip(*curve["train_exact_match"])
+        match_ax.plot(steps, [100 * x for x in scores], linestyle="--", color=color, label=f"{seed} training problems")
     loss_ax.set(xlabel="optimizer step", ylabel="validation loss (nats / label token)", title="SFT: validation loss")
     match_ax.set(
-        xlabel="optimizer step", ylabel="validation strict exact match (%)", title="SFT: validation exact match"
+        xlabel="optimizer step", ylabel="strict exact match (%)", title="SFT: exact match, held out vs trained"
     )
     for ax in (loss_ax, match_ax):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(png)
+    plt.close(fig)
+
+
+def overfit(out: Path) -> None:
+    """SFT's curves from the `ablate` step's runs: sft_overfit.json and sft_overfit.png."""
+    curves = overfit_curves(out / "ablation", out / "inputs" / "train.jsonl")
+    (RESULTS / "sft_overfit.json").write_text(json.dumps(curves, indent=1) + "\n", encoding="utf-8")
+    overfit_plot(curves, RESULTS / "sft_overfit.png")
+    for seed, curve in curves.items():
+        losses = [loss for _, loss in curve["val_loss"]]
+        print(
+            f"SFT {seed}: validation loss min {min(losses):.3f}, last {losses[-1]:.3f}; exact match at the last "
+            f"checkpoint: training problems {curve['train_exact_match'][-1][1]:.1%}, "
+            f"validation {curve['val_exact_match'][-1][1]:.1%}"
+        )
+
+
+LONG_EPOCHS = 200
+LONG_VARIANTS = "sft,remask_cot"
+
+
+def long_runs(out: Path, epochs: int = LONG_EPOCHS) -> None:
+    """SFT and ReMask-CoT (the tuned p_in and weight), one seed each, for `epochs` epochs, a
+    checkpoint every 8, validation only: does held-out exact match peak and fall once the
+    training set is memorised, and does the regularizer catch up when trained as long?"""
+    chosen = chosen_settings()
+    files = write_inputs(out / "inputs")
+    config = write_config(
+        out / "long.yaml", files, out / "long", chosen["p_in"], chosen["weight"], epochs, 8 * STEPS_PER_EPOCH
+    )
+    ablate(config, LONG_VARIANTS, 1, files, test=False)
+    curves = {"epochs": epochs, "variants": {}}
+    for variant in LONG_VARIANTS.split(","):
+        run_dir = out / "long" / variant / "seed-0"
+        sweep = json.loads((run_dir / "sweep" / "sweep.json").read_text())
+        metrics = read_metrics(run_dir / "metrics.jsonl")
+        curves["variants"][variant] = {
+            "val_exact_match": [[r["step"], r["metrics"]["val"]["exact_match_strict"]] for r in sweep["rows"]],
+            "val_loss": [[r["step"], r["eval_loss"]] for r in metrics if "eval_loss" in r],
+            "train_loss": [[r["step"], r["loss"]] for r in metrics if "loss" in r],
+        }
+    (RESULTS / "long.json").write_text(json.dumps(curves, indent=1) + "\n", encoding="utf-8")
+    fig, (loss_ax, match_ax) = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+    for (variant, curve), color in zip(curves["variants"].items(), ("tab:blue", "tab:red")):
+        label = LABELS[variant]
+        loss_ax.plot(*zip(*curve["train_loss"]), color=color, alpha=0.5, label=f"{label} training loss")
+        loss_ax.plot(*zip(*curve["val_loss"]), marker="o", markersize=3, color=color, label=f"{label} validation loss")
+        steps, scores = zip(*curve["val_exact_match"])
+        match_ax.plot(steps, [100 * x for x in scores], marker="o", markersize=3, color=color, label=label)
+        best = max(curve["val_exact_match"], key=lambda row: row[1])
+        print(
+            f"{label}, {epochs} epochs: best validation exact match {best[1]:.1%} at step {best[0]}, last {scores[-1]:.1%}"
+        )
+    loss_ax.set(
+        xlabel="optimizer step", ylabel="loss (nats / label token)", yscale="log", title=f"{epochs} epochs, one seed"
+    )
+    match_ax.set(xlabel="optimizer step", ylabel="validation strict exact match (%)", title="held-out exact match")
+    for ax in (loss_ax, match_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "long.png")
     plt.close(fig)
 
 
@@ -220,7 +327,7 @@ def run_ablation(out: Path, step: str) -> None:
     for produced in ("ablation.md", "ablation.json", "ablation.png", "ablation_curves.png"):
         shutil.copy2(out / name / produced, RESULTS / produced.replace("ablation", name))
     if step == "ablate":
-        overfit_plot(out / name, RESULTS / "sft_overfit.png")
+        overfit(out)
     merged_table()
 
 
@@ -234,12 +341,19 @@ def merged_table() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("tune", "ablate", "extras"))
+    parser.add_argument("step", choices=("tune", "ablate", "extras", "overfit", "long"))
     parser.add_argument("--out", default="runs/experiments/regularization", help="working directory")
     args = parser.parse_args()
     out = Path(args.out)
     started = time.perf_counter()
-    tune(out) if args.step == "tune" else run_ablation(out, args.step)
+    if args.step == "tune":
+        tune(out)
+    elif args.step == "overfit":
+        overfit(out)
+    elif args.step == "long":
+        long_runs(out)
+    else:
+        run_ablation(out, args.step)
     minutes = (time.perf_counter() - started) / 60
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.step}.time").write_text(f"{minutes:.1f} minutes\n", encoding="utf-8")
