@@ -180,13 +180,17 @@ def test_demo_contract(tmp_path, capsys):
     assert json.loads((out / "run" / "run.json").read_text())["started"] == started
     assert (out / "run" / "model" / "model.safetensors").stat().st_mtime_ns == weights
     assert "| after SFT |" in (out / "run" / "summary.md").read_text()
-    capsys.readouterr()
-    assert main([*argv, "--resume", "--bootstrap"]) == 0  # adds the bootstrap rounds to the finished demo
+    # a bootstrap demo trains its own (shorter) SFT: a plain demo is not continued as one
+    assert "ran with --size smoke --seed 0" in _error(capsys, [*argv, "--resume", "--bootstrap"])
+
+    boot = ["demo", "--size", "smoke", "--output-dir", str(tmp_path / "boot"), "--bootstrap"]
+    assert main(boot) == 0
     assert "after bootstrap round 1" in capsys.readouterr().out
-    stats = (out / "bootstrap" / "round-1" / "stats.json").stat().st_mtime_ns
-    assert main([*argv, "--resume", "--bootstrap"]) == 0  # finished rounds are scored again, not run again
+    stats = (tmp_path / "boot" / "bootstrap" / "round-1" / "stats.json").stat().st_mtime_ns
+    assert main([*boot, "--resume"]) == 0  # finished rounds are scored again, not run again
     assert "after bootstrap round 1" in capsys.readouterr().out
-    assert (out / "bootstrap" / "round-1" / "stats.json").stat().st_mtime_ns == stats
+    assert (tmp_path / "boot" / "bootstrap" / "round-1" / "stats.json").stat().st_mtime_ns == stats
+    assert "ran with --size smoke --bootstrap --seed 0" in _error(capsys, [*boot[:-1], "--resume"])
 
     (out / "note.txt").write_text("from the previous demo")
     assert main([*argv, "--overwrite"]) == 0
