@@ -5,28 +5,11 @@ from __future__ import annotations
 
 from lmforge.bootstrap.rank_data import RankCollator, encode_response, rank_rows, sampling_prompt
 from lmforge.data.conversation import Conversation, Segment
-from lmforge.data.formats import get_format
 from lmforge.objectives.preference import prompt_groups
 
 
-def _setup(tokenizer):
-    prompt_format = get_format("remask")
-    tokenizer.add_special_tokens({"additional_special_tokens": prompt_format.special_tokens(tokenizer)})
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    question = Conversation(
-        (
-            Segment("user", "Tom has 3 apples and gets 4. How many?"),
-            Segment("rationale", "3 + 4 = 7."),
-            Segment("answer", "7"),
-        ),
-        "q.jsonl:1",
-    )
-    return prompt_format, question
-
-
-def test_generated_responses_follow_the_prompt_they_were_sampled_from(tokenizer):
-    prompt_format, question = _setup(tokenizer)
+def test_generated_responses_follow_the_prompt_they_were_sampled_from(tokenizer, remask_question):
+    prompt_format, question = remask_question
     sampled_from = tokenizer(sampling_prompt(question, prompt_format, tokenizer), add_special_tokens=False)["input_ids"]
     encoded = encode_response(question, "3 + 4 = 7.\n<|answer|>\n7", prompt_format, tokenizer, 512)
     first_label = next(i for i, label in enumerate(encoded["labels"]) if label != -100)
@@ -36,8 +19,8 @@ def test_generated_responses_follow_the_prompt_they_were_sampled_from(tokenizer)
     assert sampling_prompt(direct, prompt_format, tokenizer) == sampling_prompt(question, prompt_format, tokenizer)
 
 
-def test_gold_and_generated_sequences_share_the_prompt(tokenizer):
-    prompt_format, question = _setup(tokenizer)
+def test_gold_and_generated_sequences_share_the_prompt(tokenizer, remask_question):
+    prompt_format, question = remask_question
     rows = rank_rows(
         [question],
         [

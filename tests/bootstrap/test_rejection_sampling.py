@@ -7,24 +7,11 @@ from __future__ import annotations
 from lmforge.bootstrap.pairs import unique_correct
 from lmforge.bootstrap.rank_data import correct_rows, sampling_prompt
 from lmforge.data.collate import PadCollator
-from lmforge.data.conversation import Conversation, Segment
-from lmforge.data.formats import get_format
 from lmforge.data.tokenize import IGNORE_INDEX
 
 
-def test_rows_are_the_unique_correct_samples_with_labels_on_the_response(tokenizer):
-    prompt_format = get_format("remask")
-    tokenizer.add_special_tokens({"additional_special_tokens": prompt_format.special_tokens(tokenizer)})
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    question = Conversation(
-        (
-            Segment("user", "Tom has 3 apples and gets 4. How many?"),
-            Segment("rationale", "3 + 4 = 7."),
-            Segment("answer", "7"),
-        ),
-        "q.jsonl:1",
-    )
+def test_rows_are_the_unique_correct_samples_with_labels_on_the_response(tokenizer, remask_question):
+    prompt_format, question = remask_question
     samples = [
         {"text": "3 + 4 = 7.\n<|answer|>\n7", "valid": True, "correct": True},
         {"text": "3  +  4 = 7.\n<|answer|>\n7", "valid": True, "correct": True},  # a whitespace duplicate

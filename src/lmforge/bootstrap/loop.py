@@ -158,19 +158,25 @@ def round_stats(generations: list[dict], pairs: list[dict], samples: int, pairin
 # --------------------------------------------------------------------------- training
 
 
+def _round_data(rows: list[dict], collator, data_path: Path, summary: dict) -> PreparedData:
+    """A round's finetuning data: `rows` (rank rows with a RankCollator, or the unique correct
+    samples with the SFT PadCollator), no validation set, hashed by the round's file
+    (pairs.jsonl or correct.jsonl)."""
+    return PreparedData(
+        train=rank_dataset(rows),
+        val=None,
+        collator=collator,
+        eval_collator=collator,
+        cot=True,
+        file_hashes={str(data_path): file_sha256(data_path)},
+        summary=summary,
+    )
+
+
 def rank_data_builder(questions: list[Conversation], pairs: list[dict], pairs_path: Path):
     def build(config: Config, tokenizer, prompt_format) -> PreparedData:
         rows = rank_rows(questions, pairs, prompt_format, tokenizer, config.data.max_length)
-        collator = RankCollator(tokenizer.pad_token_id)
-        return PreparedData(
-            train=rank_dataset(rows),
-            val=None,
-            collator=collator,
-            eval_collator=collator,
-            cot=True,
-            file_hashes={str(pairs_path): file_sha256(pairs_path)},
-            summary={"pairs": len(rows)},
-        )
+        return _round_data(rows, RankCollator(tokenizer.pad_token_id), pairs_path, {"pairs": len(rows)})
 
     return build
 
@@ -180,16 +186,7 @@ def correct_data_builder(questions: list[Conversation], correct: list[dict], cor
 
     def build(config: Config, tokenizer, prompt_format) -> PreparedData:
         rows = correct_rows(questions, correct, prompt_format, tokenizer, config.data.max_length)
-        collator = PadCollator(tokenizer.pad_token_id)
-        return PreparedData(
-            train=rank_dataset(rows),
-            val=None,
-            collator=collator,
-            eval_collator=collator,
-            cot=True,
-            file_hashes={str(correct_path): file_sha256(correct_path)},
-            summary={"correct": len(rows)},
-        )
+        return _round_data(rows, PadCollator(tokenizer.pad_token_id), correct_path, {"correct": len(rows)})
 
     return build
 
