@@ -22,6 +22,11 @@ Three steps, each one command (of under ~30 minutes on the 2-core machine):
 ReMask-CoT catches up with SFT when both train 4x as long as in the ablation: one seed
 each, scored on validation every 8 epochs (the test split is not read).
 
+Or all of it, one command (~35 minutes on the idle 2-core machine: tune, then ablate on one
+core beside extras and long on the other):
+
+    python experiments/regularization.py all
+
 `ablate` and `extras` use the p_in and weight `tune` chose (read from its results; the values
 written in CHOSEN below when tune has not run). `extras` starts from the very same model and
 data as `ablate` (same config seed), so its rows sit beside ablate's SFT row; the merged table
@@ -35,8 +40,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -87,15 +94,25 @@ CHOSEN = {"p_in": 0.2, "weight": 0.1}
 
 def write_inputs(inputs: Path) -> dict[str, Path]:
     """The three splits (disjoint questions) and a BPE tokenizer trained on the training
-    problems with `lmforge tokenizer train`."""
+    problems with `lmforge tokenizer train`; kept when an earlier step wrote them with these
+    settings (inputs.json, written last), so steps running side by side only read them."""
+    files = {
+        "train": inputs / "train.jsonl",
+        "val": inputs / "val.jsonl",
+        "test": inputs / "test.jsonl",
+        "tokenizer": inputs / "tokenizer",
+    }
+    settings = {"seed": DATA_SEED, "sizes": [N_TRAIN, N_VALIDATION, N_TEST], "difficulty": repr(DIFFICULTY)}
+    marker = inputs / "inputs.json"
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == settings:
+        return files
     train, held_out = make_splits(N_TRAIN, N_VALIDATION + N_TEST, DATA_SEED, DIFFICULTY)
-    files = {"train": inputs / "train.jsonl", "val": inputs / "val.jsonl", "test": inputs / "test.jsonl"}
     inputs.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
     for name, rows in (("train", train), ("val", held_out[:N_VALIDATION]), ("test", held_out[N_VALIDATION:])):
         files[name].write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     corpus = inputs / "tokenizer-corpus.txt"
     corpus.write_text("".join(f"{p['question']} {p['rationale']} {p['answer']}\n" for p in train), encoding="utf-8")
-    files["tokenizer"] = inputs / "tokenizer"
     run(
         [
             "tokenizer",
@@ -109,6 +126,7 @@ def write_inputs(inputs: Path) -> dict[str, Path]:
             "--overwrite",
         ]
     )
+    marker.write_text(json.dumps(settings) + "\n", encoding="utf-8")
     return files
 
 
@@ -339,14 +357,31 @@ def merged_table() -> None:
     print(ablation_markdown(merged))
 
 
+def run_all(out: Path) -> None:
+    """tune, then `ablate` in one process beside `extras` then `long` in another (one thread
+    each: the two cores of the development machine)."""
+    tune(out)
+    step = [sys.executable, str(Path(__file__).resolve()), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ablation = subprocess.Popen([*step, "ablate"], env=env)
+    for other in ("extras", "long"):
+        if subprocess.run([*step, other], env=env).returncode != 0:
+            ablation.wait()
+            sys.exit(f"regularization.py {other} failed")
+    if ablation.wait() != 0:
+        sys.exit("regularization.py ablate failed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("tune", "ablate", "extras", "overfit", "long"))
+    parser.add_argument("step", choices=("all", "tune", "ablate", "extras", "overfit", "long"))
     parser.add_argument("--out", default="runs/experiments/regularization", help="working directory")
     args = parser.parse_args()
     out = Path(args.out)
     started = time.perf_counter()
-    if args.step == "tune":
+    if args.step == "all":
+        run_all(out)
+    elif args.step == "tune":
         tune(out)
     elif args.step == "overfit":
         overfit(out)

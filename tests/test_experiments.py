@@ -45,3 +45,13 @@ def test_regularization_inputs_are_disjoint_splits_and_its_config_validates(tmp_
     steps = regularization.EPOCHS * regularization.STEPS_PER_EPOCH
     assert config.train.save_total_limit >= steps // config.train.save_every
     assert "$ lmforge tokenizer train" in capsys.readouterr().out
+
+
+def test_regularization_inputs_are_written_once_and_then_only_read(tmp_path, capsys):
+    regularization = _load("regularization")
+    first = regularization.write_inputs(tmp_path / "inputs")
+    written = {name: path.stat().st_mtime_ns for name, path in first.items() if path.is_file()}
+    capsys.readouterr()
+    assert regularization.write_inputs(tmp_path / "inputs") == first
+    assert {name: first[name].stat().st_mtime_ns for name in written} == written
+    assert "$ lmforge tokenizer train" not in capsys.readouterr().out  # nothing trained again
