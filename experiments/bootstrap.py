@@ -41,7 +41,7 @@ under OUT/validation only. Every choice below was made on validation numbers:
 - 1024 questions a round, 4 samples, temperature 0.7, top_p 0.9, 48 new tokens, batch 16:
   at 400 steps this gives ~530 (correct, incorrect) pairs (34 optimizer steps) and ~770
   unique correct samples (48 steps) a round, about 25 s a round on one thread.
-- Learning rate per method and DPO's beta (demo/pipeline.py BOOTSTRAP_METHODS): one round
+- Learning rate per method and DPO's beta (demo/bootstrap_rounds.py BOOTSTRAP_METHODS): one round
   from the starting model (45.5% on validation), seed 0, `--split validation --rounds 1
   --seeds 1 --lr METHOD=LR [--dpo-beta B]`, validation strict exact match after the round:
 
@@ -322,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from lmforge.demo import pipeline
-    from lmforge.demo.pipeline import SIZES, held_out_accuracy, prepare_demo_dir, run_bootstrap_rounds
+    from lmforge.demo import bootstrap_rounds, pipeline
+    from lmforge.demo.bootstrap_rounds import run_bootstrap_rounds
+    from lmforge.demo.pipeline import SIZES, held_out_accuracy, prepare_demo_dir
 
     started = time.perf_counter()
     console = Console()
@@ -335,10 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         if method == "gold":
             GOLD["lr"] = lr
         else:
-            pipeline.BOOTSTRAP_METHODS[method] = {**pipeline.BOOTSTRAP_METHODS[method], "lr": lr}
+            bootstrap_rounds.BOOTSTRAP_METHODS[method] = {**bootstrap_rounds.BOOTSTRAP_METHODS[method], "lr": lr}
     if args.dpo_beta is not None:
-        dpo = pipeline.BOOTSTRAP_METHODS["dpo"]
-        pipeline.BOOTSTRAP_METHODS["dpo"] = {**dpo, "objective": {**dpo["objective"], "beta": args.dpo_beta}}
+        dpo = bootstrap_rounds.BOOTSTRAP_METHODS["dpo"]
+        bootstrap_rounds.BOOTSTRAP_METHODS["dpo"] = {**dpo, "objective": {**dpo["objective"], "beta": args.dpo_beta}}
 
     demo_dir = out / "demo"
     resuming = prepare_demo_dir(
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, list[dict]]] = {}
     seconds: dict[str, float] = {}
     for method in args.methods:
-        settings = GOLD if method == "gold" else pipeline.BOOTSTRAP_METHODS[method]
+        settings = GOLD if method == "gold" else bootstrap_rounds.BOOTSTRAP_METHODS[method]
         beta = f"-beta{settings['objective']['beta']:g}" if "beta" in settings["objective"] else ""
         for seed in range(args.seeds):
             name = f"{method}-lr{settings['lr']:g}{beta}-seed{seed}"
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         "questions": spec.bootstrap_questions,
         "samples": spec.bootstrap_samples,
         "rounds": spec.bootstrap_rounds,
-        "methods": {m: GOLD if m == "gold" else pipeline.BOOTSTRAP_METHODS[m] for m in args.methods},
+        "methods": {m: GOLD if m == "gold" else bootstrap_rounds.BOOTSTRAP_METHODS[m] for m in args.methods},
     }
     command = " ".join(["python", "experiments/bootstrap.py", *(sys.argv[1:] if argv is None else argv)])
     invocations = [{"command": command, "methods": args.methods, "seconds": total}]
