@@ -1,8 +1,11 @@
 """ReMask step time / SFT step time on the same batch and model (target <= 2.0: ReMask is
-two passes). Prints the ratio for the fused (one forward over the stacked batch) and the
-two-pass implementation. Not a test: timings on shared machines are noisy.
+two passes). Prints the ratio for the fused (one forward over the stacked batch), the
+shared-prompt (one forward over `[x[:P] | x[P:L] | m[P:L]]` rows: the tokens before the first
+masked one computed once) and the two-pass implementation. The synthetic rows are a prompt of
+`--prompt-fraction` of the sequence (default 1/4), a rationale and an 8-token answer. Not a
+test: timings on shared machines are noisy.
 
-    python bench/remask_step.py [--hidden 256 --layers 4 --batch 16 --seq 128 --steps 10]
+    python bench/remask_step.py [--hidden 256 --layers 4 --batch 16 --seq 128 --steps 10 --prompt-fraction 0.25]
 """
 
 from __future__ import annotations
@@ -17,11 +20,11 @@ from lmforge.objectives import build_objective
 from lmforge.objectives.remask import RegularizationNoise
 
 
-def make_batch(batch: int, seq: int, vocab: int) -> dict[str, torch.Tensor]:
+def make_batch(batch: int, seq: int, vocab: int, prompt_fraction: float = 0.25) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(4, vocab, (batch, seq), generator=generator)
     roles = torch.zeros(batch, seq, dtype=torch.long)
-    roles[:, seq // 4 : -8] = 2  # rationale
+    roles[:, int(seq * prompt_fraction) : -8] = 2  # rationale
     roles[:, -8:] = 3  # answer
     labels = torch.where(roles > 0, input_ids, torch.full_like(input_ids, -100))
     clean = {
@@ -55,6 +58,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--prompt-fraction", type=float, default=0.25, help="prompt share of each row")
     args = parser.parse_args()
     config = LlamaConfig(
         vocab_size=args.vocab,
@@ -64,18 +68,22 @@ def main() -> None:
         num_attention_heads=4,
         num_key_value_heads=4,
     )
-    batch = make_batch(args.batch, args.seq, args.vocab)
+    batch = make_batch(args.batch, args.seq, args.vocab, args.prompt_fraction)
     timings = {}
     for name, params in [
         ("sft", ("ce", {})),
         ("remask fused", ("remask_cot", {"weight": 0.1, "fused": True})),
+        ("remask shared prompt", ("remask_cot", {"weight": 0.1, "fused": "shared_prompt"})),
         ("remask two passes", ("remask_cot", {"weight": 0.1, "fused": False})),
     ]:
         torch.manual_seed(0)
         model = LlamaForCausalLM(config).train()
         timings[name] = time_steps(build_objective(*params), model, batch, args.steps)
-        print(f"{name:18s} {timings[name] * 1000:8.1f} ms/step")
-    for name in ("remask fused", "remask two passes"):
+        print(f"{name:20s} {timings[name] * 1000:8.1f} ms/step")
+    print(
+        f"prompt fraction {args.prompt_fraction:g} (prompt {int(args.seq * args.prompt_fraction)} of {args.seq} tokens)"
+    )
+    for name in ("remask fused", "remask shared prompt", "remask two passes"):
         print(f"{name} / sft step time: {timings[name] / timings['sft']:.2f}  (target <= 2.0)")
 
 

@@ -9,6 +9,7 @@ masked inputs), so validation loss and perplexity mean the same thing for all of
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +17,13 @@ import torch
 
 from lmforge.objectives.ce import cross_entropy_loss, mixce_loss
 from lmforge.objectives.forward import forward_outputs, pass_seeds
-from lmforge.objectives.head import HiddenStates
+from lmforge.objectives import shared_prefix
+from lmforge.objectives.head import HiddenStates, model_outputs, select_rows
 from lmforge.objectives.preference import candidate_scores
 from lmforge.objectives.rank import count_rank_items, rank_loss_from_scores
-from lmforge.objectives.remask import masked_thought_loss, remask_loss
+from lmforge.objectives.remask import SHARED_PROMPT, masked_thought_loss, remask_loss, remask_loss_from_selected
+
+logger = logging.getLogger(__name__)
 
 Metrics = dict[str, torch.Tensor]
 Objective = Callable[[torch.nn.Module, dict[str, torch.Tensor], Any], tuple[torch.Tensor, Metrics]]
@@ -74,11 +78,77 @@ def _two_pass_logits(model, batch, fused: bool, neftune_alpha: float | None):
     return outputs.split(2) if isinstance(outputs, HiddenStates) else outputs.chunk(2)
 
 
-def remask_objective(weight: float, fused: bool = True, neftune_alpha: float | None = None) -> Objective:
+_SHARED_PROMPT_FALLBACK_LOGGED: set[str] = set()
+
+
+def _real_lengths(batch) -> torch.Tensor | None:
+    """Real tokens per row if the batch is right-padded and unpacked (positions 0..L-1 on
+    the real tokens), else None."""
+    input_ids = batch["input_ids"]
+    width = input_ids.shape[1]
+    positions = torch.arange(width, device=input_ids.device).unsqueeze(0)
+    real = batch["attention_mask"].bool() if "attention_mask" in batch else torch.ones_like(input_ids, dtype=torch.bool)
+    lengths = real.sum(dim=1)
+    if not torch.equal(real, positions < lengths.unsqueeze(1)):
+        return None  # left padding or holes
+    if "position_ids" in batch and not bool((batch["position_ids"].eq(positions) | ~real).all()):
+        return None  # position ids restart inside a row: packed
+    return lengths
+
+
+def shared_prompt_fallback(model, batch, neftune_alpha: float | None) -> str | None:
+    """Why ReMask's shared-prompt path cannot run on this batch (None: it can). Decided
+    before the probe where the batch alone decides."""
+    if "token_example_ids" in batch or _real_lengths(batch) is None:
+        return "packed or left-padded rows"
+    if neftune_alpha and model.training:
+        # a shared prefix would get one NEFTune draw where the two passes draw independently
+        return "NEFTune noise"
+    if not shared_prefix.shared_prefix_or_log(model):
+        return "the model's attention does not take the shared-prefix mask"
+    return None
+
+
+def _shared_prompt_loss(model, batch, weight: float, num_items):
+    """remask_loss from one forward over `[x[:P] | x[P:L] | m[P:L]]` rows, or None where the
+    batch cannot be packed so (a row masked at index 0)."""
+    packed = shared_prefix.pack_shared_prompt(
+        batch["input_ids"],
+        batch["masked_input_ids"],
+        batch["labels"],
+        _real_lengths(batch),
+        mask_dtype=shared_prefix._model_dtype(model),
+    )
+    if packed is None:
+        return None
+    outputs = model_outputs(model, **packed.rows.model_inputs())  # hidden states or logits [B, W, ...]
+    selected_full = select_rows(outputs, packed.full_index)
+    selected_masked = select_rows(outputs, packed.masked_index)
+    return remask_loss_from_selected(selected_full, selected_masked, packed.targets, packed.mask, weight, num_items)
+
+
+def remask_objective(weight: float, fused: bool | str = SHARED_PROMPT, neftune_alpha: float | None = None) -> Objective:
+    """ReMask / ReMask-CoT. `fused`: True (one forward over the stacked clean and masked
+    batch), False (two forwards) or "shared_prompt": one forward over rows that hold the
+    tokens before the first masked one once (shared_prefix.pack_shared_prompt); it falls
+    back to the fused forward, with one log line per reason, on packed rows, under NEFTune
+    noise, for a model whose attention fails `supports_shared_prefix`, or for a batch with a
+    row masked at its first token. Same loss and gradients as the fused path."""
+    share_prompt = fused == SHARED_PROMPT
+
     def objective(model, batch, num_items=None):
         if not _is_noisy(batch):
             return ce_objective(neftune_alpha)(model, batch, num_items)
-        logits_full, logits_masked = _two_pass_logits(model, batch, fused, neftune_alpha)
+        if share_prompt:
+            reason = shared_prompt_fallback(model, batch, neftune_alpha)
+            result = _shared_prompt_loss(model, batch, weight, num_items) if reason is None else None
+            if result is not None:
+                return result
+            reason = reason or "a row masked at its first token"
+            if reason not in _SHARED_PROMPT_FALLBACK_LOGGED:
+                _SHARED_PROMPT_FALLBACK_LOGGED.add(reason)
+                logger.info("ReMask shared prompt: fused passes instead (%s)", reason)
+        logits_full, logits_masked = _two_pass_logits(model, batch, bool(fused), neftune_alpha)
         return remask_loss(logits_full, logits_masked, batch["labels"], weight, num_items)
 
     return objective

@@ -26,6 +26,11 @@ from lmforge.objectives.head import log_probs, nll_and_symmetric_kl, symmetric_k
 from lmforge.strict import Probability, Strict
 
 
+SHARED_PROMPT = "shared_prompt"
+TwoPassMode = bool | Literal["shared_prompt"]
+"""How ReMask runs its two passes: fused (true), separately (false) or with the prompt shared."""
+
+
 class MaskedThoughtConfig(Strict):
     """One pass on inputs with response tokens masked (baseline of seed 004)."""
 
@@ -41,8 +46,11 @@ class ReMaskConfig(Strict):
     name: Literal["remask"]
     p_in: Probability = 0.4
     weight: float = Field(0.1, ge=0.0)
-    fused: bool = True
-    """Run both passes as one forward over the stacked batch (faster, 2x activation memory)."""
+    fused: TwoPassMode = SHARED_PROMPT
+    """"shared_prompt" (default): one forward over rows holding the tokens before the first
+    masked one once (`objectives.remask_objective`; falls back to true where it cannot; the
+    fastest in bench/remask_step.py); true: both passes as one forward over the stacked batch
+    (2x activation memory); false: two forwards."""
 
 
 class ReMaskCoTConfig(Strict):
@@ -53,7 +61,8 @@ class ReMaskCoTConfig(Strict):
     p_label: Probability = 0.1
     p_answer_only: Probability = 0.1
     weight: float = Field(0.1, ge=0.0)
-    fused: bool = True
+    fused: TwoPassMode = SHARED_PROMPT
+    """As ReMaskConfig.fused."""
 
 
 MASK_TOKEN = "<|mask|>"
@@ -199,6 +208,15 @@ def remask_loss(
     """
     selected_full, targets, mask = label_positions(logits_full, labels)
     selected_masked, _, _ = label_positions(logits_masked, labels)
+    return remask_loss_from_selected(selected_full, selected_masked, targets, mask, weight, num_items)
+
+
+def remask_loss_from_selected(
+    selected_full, selected_masked, targets: torch.Tensor, mask: torch.Tensor, weight: float, num_items=None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """`remask_loss` from both passes' outputs already selected at the label positions (as
+    `ce.label_positions` selects them: logits rows or `SelectedHidden`), their targets [N] and
+    the label mask [B, T-1]; the shared-prompt path selects them from one packed row."""
     nll_masked, nll_full, divergence = nll_and_symmetric_kl(selected_masked, selected_full, targets)
     denominator = normaliser(mask, num_items)
     ce_full, ce_masked = nll_full.sum() / denominator, nll_masked.sum() / denominator

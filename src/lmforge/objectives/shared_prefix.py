@@ -43,6 +43,13 @@ When shared rows are used (`supports_shared_prefix`), the rule is:
    build their own mask and ignore ours, or reject a 4-D mask (an exception counts as a no).
 Otherwise `response_logps` falls back to one row per response, with one log line.
 
+ReMask's shared prompt (`pack_shared_prompt`): the two passes of ReMask / ReMask-CoT read
+the same sequence x and its masked copy m, equal up to the first masked index P. The row
+`[x[:P] | x[P:L] | m[P:L]]` is a group with prompt x[:P] and two "responses", so the tokens
+before P are computed once instead of twice. Unlike candidate responses, the shared part
+carries labels too (e.g. earlier assistant turns of a chat): their predictions are the same
+for both passes and are read from the one shared position.
+
 Hand-written on purpose: no maintained library packs shared-prefix rows for Hugging Face models
 (TRL's and axolotl's packers concatenate independent sequences; they do not share a prefix).
 """
@@ -309,6 +316,23 @@ def supports_shared_prefix(model) -> bool:
 _FALLBACK_LOGGED: set[tuple[type, str | None]] = set()
 
 
+def _log_fallback_once(model) -> None:
+    key = (type(_inner_model(model)), attention_implementation(model))
+    if key not in _FALLBACK_LOGGED:
+        _FALLBACK_LOGGED.add(key)
+        logger.warning(
+            "prefix sharing unavailable for %s with attention %r: one row per response", key[0].__name__, key[1]
+        )
+
+
+def shared_prefix_or_log(model) -> bool:
+    """`supports_shared_prefix`, with the one-time log line when it says no."""
+    supported = supports_shared_prefix(model)
+    if not supported:
+        _log_fallback_once(model)
+    return supported
+
+
 def response_logps(
     model, groups: list[ResponseGroup], pad_token_id: int = 0, shared: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -316,14 +340,7 @@ def response_logps(
     computed on shared rows when the model supports them (`shared=None`: decide with
     `supports_shared_prefix`), else on one row per response with a one-time log line."""
     if shared is None:
-        shared = supports_shared_prefix(model)
-        if not shared:
-            key = (type(_inner_model(model)), attention_implementation(model))
-            if key not in _FALLBACK_LOGGED:
-                _FALLBACK_LOGGED.add(key)
-                logger.warning(
-                    "prefix sharing unavailable for %s with attention %r: one row per response", key[0].__name__, key[1]
-                )
+        shared = shared_prefix_or_log(model)
     device = _model_device(model)
     if shared:
         batch = pack_shared_prefix(groups, pad_token_id, mask_dtype=_model_dtype(model)).to(device)
@@ -331,3 +348,74 @@ def response_logps(
     rows = {k: v.to(device) for k, v in pack_unshared(groups, pad_token_id).items()}
     labels = rows.pop("labels")
     return sequence_logps(_forward(model, rows), labels)
+
+
+# --------------------------------------------------------------------------- ReMask's shared prompt
+
+
+@dataclass
+class SharedPromptRows:
+    """The clean and the masked pass of a ReMask batch as shared rows `[x[:P] | x[P:L] | m[P:L]]`.
+
+    rows: the packed rows (`rows.model_inputs()` is the forward's input)
+    full_index, masked_index: [N] flat index (row * width + position) into the packed rows'
+        outputs of the position predicting each label, for the clean and the masked pass;
+        equal where the predictor lies in the shared prefix (position < P)
+    targets: [N] the labels, in `ce.label_positions` order (row-major over labels[:, 1:])
+    mask: [B, T-1] labels[:, 1:] != IGNORE_INDEX, as `ce.label_positions` returns it
+    prefix_lengths: [B] P per row (the row length where nothing differs)
+    """
+
+    rows: SharedPrefixBatch
+    full_index: torch.Tensor
+    masked_index: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+    prefix_lengths: torch.Tensor
+
+
+def pack_shared_prompt(
+    input_ids: torch.Tensor,
+    masked_input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    lengths: torch.Tensor,
+    pad_token_id: int = 0,
+    mask_dtype: torch.dtype = torch.float32,
+) -> SharedPromptRows | None:
+    """Shared rows for a right-padded batch whose row b has `lengths[b]` real tokens (no
+    packing: positions 0..L-1). P is the first real index where `masked_input_ids` differs;
+    a row with nothing masked has P = L and becomes `[x]` alone (both passes read it).
+    None when some row differs at index 0 (no position left to predict from; the caller
+    falls back to two full rows).
+
+    Label shift (see the module docstring): the label at index s is predicted from s - 1;
+    from the shared position for s - 1 < P, so the first masked token's label, at s = P, is
+    predicted from P - 1 by both passes; else from s - 1 in the clean copy and from
+    L + (s - 1 - P) in the masked copy."""
+    width = input_ids.shape[1]
+    device = input_ids.device
+    lengths = lengths.to(device=device, dtype=torch.long)
+    real = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+    differs = masked_input_ids.ne(input_ids) & real
+    prefix = torch.where(differs.any(dim=1), differs.long().argmax(dim=1), lengths)  # [B]
+    if bool(prefix.eq(0).any()):
+        return None
+    clean_rows, masked_rows = input_ids.tolist(), masked_input_ids.tolist()
+    groups = [
+        ResponseGroup(clean[:p], [clean[p:n], masked[p:n]])
+        for clean, masked, p, n in zip(clean_rows, masked_rows, prefix.tolist(), lengths.tolist())
+    ]
+    rows = pack_shared_prefix(groups, pad_token_id, mask_dtype=mask_dtype).to(device)
+    mask = labels[:, 1:].ne(IGNORE_INDEX)
+    row, predictor = mask.nonzero(as_tuple=True)  # row-major: the order of labels[:, 1:][mask]
+    row_prefix, row_length = prefix[row], lengths[row]
+    packed_width = rows.input_ids.shape[1]
+    masked_predictor = torch.where(predictor < row_prefix, predictor, row_length + predictor - row_prefix)
+    return SharedPromptRows(
+        rows,
+        row * packed_width + predictor,
+        row * packed_width + masked_predictor,
+        labels[:, 1:][mask],
+        mask,
+        prefix,
+    )
