@@ -14,7 +14,7 @@ from lmforge.objectives import (
 from lmforge.objectives import dpo, ipo, orpo, simpo, spin
 from lmforge.objectives.ce import CEConfig, MixCEConfig
 from lmforge.objectives.rank import RankConfig
-from lmforge.objectives.remask import MaskedThoughtConfig, ReMaskCoTConfig, ReMaskConfig
+from lmforge.objectives.remask import SHARED_PROMPT, MaskedThoughtConfig, ReMaskCoTConfig, ReMaskConfig
 from lmforge.objectives.spec import CANDIDATES, ObjectiveSpec
 
 _SPECS = (
@@ -30,7 +30,7 @@ _SPECS = (
     ObjectiveSpec(
         "remask",
         ReMaskConfig,
-        lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
+        lambda p, alpha: remask_objective(p["weight"], p.get("fused", SHARED_PROMPT), alpha),
         "ReMask",
         masking=True,
         passes=2,
@@ -38,7 +38,7 @@ _SPECS = (
     ObjectiveSpec(
         "remask_cot",
         ReMaskCoTConfig,
-        lambda p, alpha: remask_objective(p["weight"], p.get("fused", True), alpha),
+        lambda p, alpha: remask_objective(p["weight"], p.get("fused", SHARED_PROMPT), alpha),
         "ReMask-CoT",
         masking=True,
         passes=2,
