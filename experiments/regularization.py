@@ -361,7 +361,7 @@ def run_all(out: Path) -> None:
     """tune, then `ablate` in one process beside `extras` then `long` in another (one thread
     each: the two cores of the development machine)."""
     tune(out)
-    step = [sys.executable, str(Path(__file__).resolve()), "--out", str(out)]
+    step = [sys.executable, str(Path(__file__).resolve()), "--out", str(out), "--results", str(RESULTS)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ablation = subprocess.Popen([*step, "ablate"], env=env)
     for other in ("extras", "long"):
@@ -373,10 +373,13 @@ def run_all(out: Path) -> None:
 
 
 def main() -> None:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("step", choices=("all", "tune", "ablate", "extras", "overfit", "long"))
     parser.add_argument("--out", default="runs/experiments/regularization", help="working directory")
+    parser.add_argument("--results", default=str(RESULTS), help="where the tables, JSON and plots go")
     args = parser.parse_args()
+    RESULTS = Path(args.results)
     out = Path(args.out)
     started = time.perf_counter()
     if args.step == "all":
