@@ -22,7 +22,7 @@ Three steps, each one command (of under ~30 minutes on the 2-core machine):
 ReMask-CoT catches up with SFT when both train 4x as long as in the ablation: one seed
 each, scored on validation every 8 epochs (the test split is not read).
 
-Or all of it, one command (~35 minutes on the idle 2-core machine: tune, then ablate on one
+Or all of it, one command (30.9 minutes measured on the 2-core machine: tune, then ablate on one
 core beside extras and long on the other):
 
     python experiments/regularization.py all
