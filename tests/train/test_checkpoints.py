@@ -111,3 +111,13 @@ def test_a_resumed_log_drops_the_steps_it_trains_again(tmp_path):
     truncate_log(path, 4)
     kept = [json.loads(line) for line in path.read_text().splitlines()]
     assert kept == [{"step": s, "loss": float(s)} for s in range(1, 5)] + [{"step": 4, "eval_loss": 1.0}]
+
+
+def test_a_resumed_log_keeps_the_rows_its_checkpoint_counted(tmp_path):
+    """With the row count saved in the checkpoint, rows logged at the checkpoint's own step
+    after the save (a final evaluation) go too."""
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": s, "loss": float(s)} for s in range(1, 5)] + [{"step": 4, "eval_loss": 1.0}] * 2
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 4, "ev')
+    truncate_log(path, 4, rows=5)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == rows[:5]

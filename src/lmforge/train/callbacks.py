@@ -79,16 +79,26 @@ class NonFiniteGuard(TrainerCallback):
 class MetricsJsonl(TrainerCallback):
     """Append every log event (train and eval) to metrics.jsonl, one JSON object a line.
 
-    A resumed run first drops the lines logged after its checkpoint's step (the steps it
-    is about to train again) and a last line cut off by a kill, so the file ends up with
-    each step once, as an uninterrupted run writes it."""
+    A resumed run first cuts the file back to the rows it held when its checkpoint was
+    saved (the count is saved in the checkpoint: `state_dict`), dropping a last line cut off
+    by a kill, so the file ends up with each row once, as an uninterrupted run writes it.
+    Counting rows, not comparing steps, also drops what was logged at the checkpoint's own
+    step after the save (the final evaluation, the run summary). A checkpoint without the
+    count (an older lmforge) falls back to the rows logged at or before its step."""
 
     def __init__(self, path: Path):
         self.path = path
+        self.rows_at_checkpoint: int | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"rows": len(_complete_rows(self.path)) if self.path.is_file() else 0}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.rows_at_checkpoint = state["rows"]
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and state.global_step > 0 and self.path.is_file():
-            truncate_log(self.path, state.global_step)
+            truncate_log(self.path, state.global_step, self.rows_at_checkpoint)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -99,14 +109,25 @@ class MetricsJsonl(TrainerCallback):
             handle.write(json.dumps(row) + "\n")
 
 
-def truncate_log(path: Path, last_step: int) -> None:
-    """Keep the rows of `path` logged at or before `last_step` (and drop a torn last line)."""
-    kept = []
+def _complete_rows(path: Path) -> list[str]:
+    """The lines of `path` that are whole JSON rows (a kill can cut the last one off)."""
+    rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
             row = json.loads(line)
         except ValueError:
             continue  # the write a kill interrupted
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= last_step:
-            kept.append(line)
+        if isinstance(row, dict):
+            rows.append(line)
+    return rows
+
+
+def truncate_log(path: Path, last_step: int, rows: int | None = None) -> None:
+    """Keep the first `rows` whole rows of `path` or, without a count, the rows logged at or
+    before `last_step`; a torn line is dropped either way."""
+    kept = _complete_rows(path)
+    if rows is not None:
+        kept = kept[:rows]
+    else:
+        kept = [line for line in kept if isinstance(step := json.loads(line).get("step"), int) and step <= last_step]
     write_text_atomic(path, "".join(line + "\n" for line in kept))

@@ -415,6 +415,7 @@ def run_training(
 
     guard = NonFiniteGuard(config.train.max_consecutive_nonfinite)
     preemption = Preemption(config.train.preemption_grace_s)
+    metrics_log = MetricsJsonl(run_dir / "metrics.jsonl")
     trainer = LmforgeTrainer(
         model=model,
         args=training_arguments(
@@ -430,7 +431,7 @@ def run_training(
             guard,
             *([task_evals] if task_evals else []),
             *data.callbacks,  # before MetricsJsonl: a stream's accounting joins the log line it writes
-            MetricsJsonl(run_dir / "metrics.jsonl"),
+            metrics_log,
             preemption,
             *extra_callbacks,
         ],
@@ -442,6 +443,7 @@ def run_training(
         guard=guard,
         no_decay_params=partial,
     )
+    trainer.checkpoint_states["metrics_log"] = metrics_log  # the log's length at each save
     # first of all callbacks: the logging integrations (TensorBoard, wandb, mlflow) come
     # before ours and must see what these add to the training log (task scores, a stream's
     # mix/ accounting)

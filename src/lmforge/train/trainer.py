@@ -130,6 +130,15 @@ class LmforgeTrainer(Trainer):
             rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
 
+    def _run_epoch(self, *args, **kwargs):
+        # Resumed from a checkpoint at max_steps, the Trainer's loop (transformers 5.24) would
+        # still take one optimizer step (it checks the budget only after a step): at LR 0, with
+        # a log row an uninterrupted run never wrote. Nothing is left to train: no epoch runs.
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = Path(resume_from_checkpoint) / checkpoints.LMFORGE_STATE
