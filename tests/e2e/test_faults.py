@@ -69,11 +69,12 @@ def test_a_full_disk_fails_the_save_cleanly_and_resume_finishes(tmp_path, user_f
     ]  # the steps after checkpoint-2 logged once, not twice
 
 
-def test_checkpoints_carry_the_guard_state(tmp_path, user_files):
+def test_checkpoints_carry_the_guard_state_and_the_log_length(tmp_path, user_files):
     config = load_config(write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=2, save_every=2))
     run_training(config)
     state = json.loads((tmp_path / "run" / "checkpoint-2" / checkpoints.LMFORGE_STATE).read_text())
-    assert state == {"nonfinite_guard": {"skipped": 0, "consecutive": 0}}
+    # the guard's counts, and how many metrics.jsonl rows the checkpoint covers (steps 1 and 2)
+    assert state == {"nonfinite_guard": {"skipped": 0, "consecutive": 0}, "metrics_log": {"rows": 2}}
     assert checkpoints.problem(tmp_path / "run" / "checkpoint-2") is None
 
 
