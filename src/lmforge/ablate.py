@@ -38,7 +38,7 @@ from lmforge.config.schema import OBJECTIVE_CONFIGS
 from lmforge.errors import LmforgeError
 from lmforge.eval.checkpoint import load_checkpoint
 from lmforge.eval.evaluate import EvalOptions, evaluate_task
-from lmforge.eval.sweep import list_checkpoints, run_sweep
+from lmforge.eval.sweep import run_sweep
 from lmforge.eval.tasks import Task, load_task
 from lmforge.report.plots import plot_ablation, plot_selection_curves
 from lmforge.objectives.registry import OBJECTIVES
@@ -110,26 +110,24 @@ class VariantResult:
     best_steps: list[int] = field(default_factory=list)
     last_accuracies: list[float] = field(default_factory=list)
 
-    def add(self, scores: dict) -> None:
-        for key, values in (
+    def _series(self) -> tuple[tuple[str, list], ...]:
+        """Each score's name (its key in a run's scores) and its values over seeds."""
+        return (
             ("accuracy", self.accuracies),
             ("val_loss", self.val_losses),
             ("val_accuracy", self.val_accuracies),
             ("best_step", self.best_steps),
             ("last_accuracy", self.last_accuracies),
-        ):
+        )
+
+    def add(self, scores: dict) -> None:
+        for key, values in self._series():
             if scores.get(key) is not None:
                 values.append(scores[key])
 
     def summary(self) -> dict:
         summary = {"variant": self.variant, "label": LABELS[self.variant]}
-        for name, values in (
-            ("accuracy", self.accuracies),
-            ("val_loss", self.val_losses),
-            ("val_accuracy", self.val_accuracies),
-            ("last_accuracy", self.last_accuracies),
-            ("best_step", self.best_steps),
-        ):
+        for name, values in self._series():
             summary[f"{name}_mean"], summary[f"{name}_sd"] = _mean_sd(values)
         return {
             **summary,
@@ -316,10 +314,9 @@ def _score_run(
     scores: dict = {"val_loss": metrics.get("eval_loss")}
     if select_on is None:
         return {**scores, "accuracy": _score(model_dir, test, options)}
-    sweep = run_sweep(run_dir, [select_on], options)
-    checkpoints = list_checkpoints(run_dir)
-    if len(checkpoints) < 2:
-        log.warning("ablation: %s has %d checkpoint(s) to choose from", run_dir, len(checkpoints))
+    sweep = run_sweep(run_dir, [select_on], options)  # rows oldest first, one per checkpoint
+    if len(sweep["rows"]) < 2:
+        log.warning("ablation: %s has %d checkpoint(s) to choose from", run_dir, len(sweep["rows"]))
     scores.update(
         val_accuracy=sweep["best"]["value"],
         best_step=sweep["best"]["step"],
@@ -327,7 +324,7 @@ def _score_run(
     )
     if test is not None:
         scores["accuracy"] = _score(Path(sweep["best"]["path"]), test, options)
-        scores["last_accuracy"] = _score(checkpoints[-1], test, options)
+        scores["last_accuracy"] = _score(Path(sweep["rows"][-1]["path"]), test, options)
     return scores
 
 
