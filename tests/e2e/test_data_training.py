@@ -1,13 +1,15 @@
 """Training-side use of the data pipeline: multi-stage mixes in order, NEFTune on packed
-rows, and format augmentation's special tokens."""
+rows, format augmentation's special tokens, and split packing of plain text."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 from transformers import AutoTokenizer, TrainerCallback
 
+from lmforge.cli import main
 from lmforge.config import load_config
 from lmforge.train.pipeline import run_training
 from tests.e2e.conftest import write_config
@@ -73,3 +75,21 @@ def test_format_augmentation_tokens_are_special_tokens(tmp_path, user_files):
     tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
     for token in ("<|prompter|>", "<|im_start|>", "<|rationale|>"):
         assert len(tokenizer(token, add_special_tokens=False)["input_ids"]) == 1, token
+
+
+def test_split_packing_trains_on_plain_text(tmp_path, user_files, capsys):
+    """`lmforge train` with data.packing: split on a text dataset: documents longer than
+    max_length are cut across rows, the log names the mode, the model card says so."""
+    documents = [" ".join(f"{i} plus {j} is {i + j}." for j in range(1 + i % 9)) for i in range(24)]
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    path = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=2)
+    config = yaml.safe_load(path.read_text())
+    config["defaults"]["data"].update(
+        datasets=[{"path": str(tmp_path / "text.jsonl"), "val_split": 0.1}], max_length=32, packing="split"
+    )
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0
+    log = capsys.readouterr().out
+    assert re.search(r"\[lmforge\] packing \(split\): 22 examples in \d+ rows, efficiency 9\d\.\d%", log), log
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "32 tokens (examples concatenated and split across full rows)" in card

@@ -296,9 +296,13 @@ class DataConfig(Strict):
     mix_size: int | None = Field(None, gt=0)
     """Training examples drawn by the dataset weights (default: all the datasets hold)."""
     stages: list[StageEntry] = Field(default_factory=list)
-    packing: bool = False
+    packing: Literal[False, True, "split"] = False
     """Pack several examples into each max_length row (position ids restart per example;
-    attention stays within each example)."""
+    attention stays within each example). true: whole examples, best fit. split (plain
+    text only): the examples concatenated in data order and cut into rows of exactly
+    max_length tokens, the last shorter; a piece starting a row restarts its positions and
+    is not trained on its first token. Split cuts long examples instead of applying
+    data.overlength, which then applies to the (unpacked) validation examples alone."""
     streaming: bool = False
     """Pretraining on plain text streamed from the datasets (README "Pretraining: streaming
     mixtures and stages"): rows of max_length tokens packed on the fly, memory flat in the

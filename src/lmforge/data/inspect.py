@@ -103,6 +103,7 @@ def inspect_json(data: TokenizedData, tokenizer, examples: int = 2) -> dict[str,
     if data.packing:
         p = data.packing
         summary["packing"] = {
+            "mode": "split" if p.split else "whole",
             "examples": p.examples,
             "rows": p.rows,
             "tokens": p.tokens,
@@ -176,8 +177,9 @@ def inspect_text(summary: dict[str, Any]) -> str:
     lines.append(f"training rows: {summary['train_rows']} ({stages}); validation rows: {summary['val_rows']}")
     if "packing" in summary:
         p = summary["packing"]
+        mode = " (split)" if p["mode"] == "split" else ""
         lines.append(
-            f"packing: {p['examples']} examples in {p['rows']} rows, efficiency {p['efficiency']:.1%} "
+            f"packing{mode}: {p['examples']} examples in {p['rows']} rows, efficiency {p['efficiency']:.1%} "
             f"({p['tokens']} tokens / {p['slots']} slots)"
         )
     return "\n".join(lines)

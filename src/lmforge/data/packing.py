@@ -1,24 +1,38 @@
-"""Packing: several tokenized examples per row of at most max_length tokens, so no slot is
-spent on padding.
+"""Packing: several tokenized examples per row, so no slot is spent on padding. Two modes
+(`data.packing`):
 
-Each packed row carries `position_ids` that restart at 0 for every example. With no
+  - true (`pack_rows`): whole examples, best-fit decreasing into rows of at most
+    max_length tokens;
+  - "split" (`split_rows`, for plain text only): the examples concatenated in their data
+    order and cut into rows of exactly max_length tokens (the last may be shorter); an
+    example cut at a row's end continues at the start of the next row, so a document
+    longer than max_length spans rows instead of being dropped or truncated. Every piece
+    of an example keeps the example's id in `token_example_ids`. The streaming packer
+    (streaming.py) cuts its documents with the same `PieceRow`.
+
+Each packed row carries `position_ids` that restart at 0 for every example, and for every
+piece of one that starts a row (it cannot see what came before it). With no
 `attention_mask` in the batch and no KV cache, transformers (5.x `masking_utils`) reads
-the restarts as packed sequences and confines attention to each example (for sdpa, eager
+the restarts as packed sequences and confines attention to each piece (for sdpa, eager
 and flex attention; flash-attention takes the same position ids as "padding-free" input).
-The first label of every packed example is -100: unpacked, position 0 is never a target.
+The first label of every piece is -100: unpacked, position 0 is never a target.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from lmforge.data.conversation import ROLE_IDS
 from lmforge.data.tokenize import IGNORE_INDEX
+from lmforge.errors import LmforgeError
 
 PACKED_COLUMNS = ("input_ids", "labels", "token_roles")
+TEXT = ROLE_IDS["text"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,12 @@ class PackingReport:
     rows: int
     tokens: int
     slots: int
+    split: bool = False
+    """data.packing: split (examples cut across full rows)."""
+
+    @property
+    def label(self) -> str:
+        return "packing (split)" if self.split else "packing"
 
     @property
     def efficiency(self) -> float:
@@ -70,8 +90,87 @@ def pack_rows(rows: list[dict[str, Any]], max_length: int) -> tuple[list[dict[st
             if "example_id" in example:  # per token: which example it belongs to
                 row.setdefault("token_example_ids", []).extend([example["example_id"]] * len(example["input_ids"]))
         packed.append(row)
-    tokens = sum(lengths)
-    return packed, PackingReport(len(rows), len(packed), tokens, len(packed) * max_length)
+    return packed, _report(rows, packed, max_length)
+
+
+def split_rows(examples: Iterable[dict[str, Any]], max_length: int, isolate: bool = True) -> list[dict[str, Any]]:
+    """`data.packing: split`: the examples' tokens in order, cut into rows of `max_length`
+    tokens (the last may be shorter); an example cut at a row's end continues in the next
+    row. Examples are mappings with `input_ids` and, optionally, `token_roles` (default:
+    plain text) and `example_id` (then each row has `token_example_ids`: a piece carries
+    its example's id, so one example's pieces in different rows share it). Labels are the
+    tokens, -100 at each piece's first token under `isolate` (see `PieceRow`)."""
+    rows, row = [], PieceRow(isolate)
+    for example in examples:
+        ids, roles, at = example["input_ids"], example.get("token_roles"), 0
+        while at < len(ids):
+            end = at + max_length - len(row)
+            row.add(ids[at:end], roles[at:end] if roles is not None else None, example.get("example_id"))
+            at = end
+            if len(row) == max_length:
+                rows.append(row.emit())
+                row = PieceRow(isolate)
+    if len(row):
+        rows.append(row.emit())
+    return rows
+
+
+def pack_split(rows: list[dict[str, Any]], max_length: int) -> tuple[list[dict[str, Any]], PackingReport]:
+    packed = split_rows(rows, max_length)
+    return packed, _report(rows, packed, max_length, split=True)
+
+
+def _report(rows: list[dict[str, Any]], packed: list[dict[str, Any]], max_length: int, split: bool = False):
+    tokens = sum(len(row["input_ids"]) for row in rows)
+    return PackingReport(len(rows), len(packed), tokens, len(packed) * max_length, split)
+
+
+def check_plain_text(rows: list[dict[str, Any]], where: str) -> None:
+    """`data.packing: split` is for plain text: a chat or instruction example cut across
+    rows would leave a response piece that cannot see its prompt. (A plain-text example's
+    tokens are all text, but for a leading bos, which has the prompt role.)"""
+    if any(role != TEXT for row in rows for role in row["token_roles"][1:]):
+        raise LmforgeError(
+            f"data.packing: split cuts examples across rows, for plain text only, but {where} holds "
+            "prompt/response examples (a response cut from its prompt would be trained without it); "
+            "use data.packing: true, which packs whole examples"
+        )
+
+
+class PieceRow:
+    """One packed row, built piece by piece (a piece: a whole example or document, or the
+    part of one that fits)."""
+
+    def __init__(self, isolate: bool = True):
+        self.isolate = isolate
+        self.ids: list[int] = []
+        self.positions: list[int] = []
+        self.labels: list[int] = []
+        self.roles: list[int] = []
+        self.example_ids: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, tokens: list[int], roles: list[int] | None = None, example_id: int | None = None) -> None:
+        """One piece, trained on every token: with isolation its positions restart at 0 and
+        its first token is no target (it cannot see what came before it); without, the row
+        is one causal sequence. `roles` default to plain text."""
+        if not tokens:
+            return
+        start = 0 if self.isolate else len(self.ids)
+        self.positions += range(start, start + len(tokens))
+        self.labels += [IGNORE_INDEX, *tokens[1:]] if start == 0 else tokens
+        self.roles += roles if roles is not None else [TEXT] * len(tokens)
+        if example_id is not None:
+            self.example_ids += [example_id] * len(tokens)
+        self.ids += tokens
+
+    def emit(self) -> dict[str, Any]:
+        row = {"input_ids": self.ids, "labels": self.labels, "token_roles": self.roles, "position_ids": self.positions}
+        if self.example_ids:
+            row["token_example_ids"] = self.example_ids
+        return row
 
 
 @dataclass

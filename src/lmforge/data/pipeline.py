@@ -1,7 +1,8 @@
 """The data pipeline: read each dataset in its format, filter, remove exact and near
 duplicates within and across datasets, split train/val/test (deterministic by seed), keep
 held-out near-duplicates out of train, cap, tokenize with label masks, mix by weight (per
-stage), optionally pack, and report what happened to every record."""
+stage), optionally pack (whole examples, or plain text split across full rows), and report
+what happened to every record."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from lmforge.data.decontaminate import decontaminate as decontaminate_conversati
 from lmforge.data.formats import PromptFormat
 from lmforge.data.mixing import Stage, check_mix, mix
 from lmforge.data.oasst import MESSAGE_FORMATS
-from lmforge.data.packing import PackingReport, pack_rows
+from lmforge.data.packing import PackingReport, check_plain_text, pack_rows, pack_split
 from lmforge.data.records import RecordDropped
 from lmforge.data.registry import GROUPERS, TRANSFORMS, check_format, detect_format
 from lmforge.data.sources import Located, read_records
@@ -138,7 +139,8 @@ class TokenizedData:
         reports = [s.packing for s in self.stages if s.packing]
         if not reports:
             return None
-        return PackingReport(*(sum(getattr(r, f) for r in reports) for f in ("examples", "rows", "tokens", "slots")))
+        counts = (sum(getattr(r, f) for r in reports) for f in ("examples", "rows", "tokens", "slots"))
+        return PackingReport(*counts, split=reports[0].split)
 
 
 # --------------------------------------------------------------------------- reading
@@ -245,12 +247,13 @@ def tokenize_conversations(
     conversations: list[Conversation],
     prompt_format: PromptFormat,
     tokenizer,
-    max_length: int,
+    max_length: int | None,
     overlength: str,
     report: DatasetReport,
     candidates: bool = False,
 ) -> list[dict[str, Any]]:
-    """Rows of token ids, labels and token roles. With `candidates`, a record's rejected
+    """Rows of token ids, labels and token roles (`max_length` None: no limit, for
+    examples that split packing cuts across rows). With `candidates`, a record's rejected
     responses (`pairs`: metadata['rejected'], best first) are encoded after the same prompt
     into `rejected_input_ids` / `rejected_labels`; when any of an example's responses does
     not fit `max_length`, the whole example is dropped (a ranking is not cut)."""
@@ -280,7 +283,7 @@ def tokenize_conversations(
         if fitted is None:
             report.dropped[reason] += 1
             continue
-        report.truncated += int(len(example.input_ids) > max_length)
+        report.truncated += int(max_length is not None and len(example.input_ids) > max_length)
         row = fitted.as_row()
         if candidates:
             row["rejected_input_ids"] = [r.input_ids for r in rejected]
@@ -294,7 +297,7 @@ def augmented_rows(
     formats: list[PromptFormat],
     rng: random.Random,
     tokenizer,
-    max_length: int,
+    max_length: int | None,
     overlength: str,
     report: DatasetReport,
 ) -> list[dict[str, Any]]:
@@ -325,13 +328,17 @@ def build_datasets(
     dedup: DedupSettings = DedupSettings(),
     stages: list[Stage] = (),
     mix_size: int | None = None,
-    packing: bool = False,
+    packing: bool | str = False,
     augment: list[PromptFormat] = (),
     candidates: bool = False,
     decontaminate: NgramIndex | None = None,
 ) -> TokenizedData:
     """`decontaminate`: drop examples sharing an n-gram with these evaluation sets (after
-    the filters, before deduplication, as `lmforge data prepare` does)."""
+    the filters, before deduplication, as `lmforge data prepare` does).
+
+    `packing`: False, True (whole examples, best fit) or "split" (plain text only: the
+    training examples cut across full rows, so no training example is over-long and
+    `overlength` applies to validation alone, which stays unpacked as with True)."""
     if not specs:
         raise LmforgeError("data.datasets: no datasets given")
     if any(f.name == "chat_template" for f in augment) and not getattr(tokenizer, "chat_template", None):
@@ -367,6 +374,7 @@ def build_datasets(
         if spec.max_train_set is not None:
             split.train = split.train[: spec.max_train_set]
 
+    train_length = None if packing == "split" else max_length
     train_rows: list[list[dict[str, Any]]] = []
     val_rows: list[dict[str, Any]] = []
     for index, (spec, split, report) in enumerate(zip(specs, splits, reports)):
@@ -381,14 +389,16 @@ def build_datasets(
                 list(augment),
                 random.Random(f"{seed}:{index}:augment"),
                 tokenizer,
-                max_length,
+                train_length,
                 overlength,
                 report,
             )
         else:
             rows = tokenize_conversations(
-                split.train, prompt_format, tokenizer, max_length, overlength, report, candidates
+                split.train, prompt_format, tokenizer, train_length, overlength, report, candidates
             )
+        if packing == "split":
+            check_plain_text(rows, f"data.datasets[{index}] ({spec.path}, format {report.format})")
         val = tokenize_conversations(split.val, prompt_format, tokenizer, max_length, overlength, report)
         for row in rows:
             row["dataset"] = index
@@ -430,7 +440,7 @@ def _mix_stages(
     mix_size: int | None,
     seed: int,
     max_length: int,
-    packing: bool,
+    packing: bool | str,
 ) -> list[StageData]:
     weighted = specs[0].weight is not None
     given = bool(stages)
@@ -452,6 +462,6 @@ def _mix_stages(
         next_id += len(rows)
         packed = None
         if packing:
-            rows, packed = pack_rows(rows, max_length)
+            rows, packed = (pack_split if packing == "split" else pack_rows)(rows, max_length)
         out.append(StageData(stage.name, rows, packed))
     return out

@@ -11,9 +11,10 @@ Fill rules (`fill`):
     source is drawn.
   - "mix": each document draws its source; a row holds documents of several sources.
 
-Rows have the packed layout (`PackedCollator`): with `isolate` (the default) position
-ids restart at 0 for each document piece and each piece's first label is -100, so
-attention stays within each document; without it a row is one causal sequence.
+Rows have the packed layout (`PackedCollator`; cut by packing.py's `PieceRow`, as
+`data.packing: split` cuts in-memory text): with `isolate` (the default) position ids
+restart at 0 for each document piece and each piece's first label is -100, so attention
+stays within each document; without it a row is one causal sequence.
 
 With `repeat` a source that runs out starts over (its next epoch) and the stream never
 ends (training stops at train.max_steps); without it a source that runs out leaves the mix
@@ -44,12 +45,10 @@ from typing import Any, Literal
 
 from torch.utils.data import IterableDataset
 
-from lmforge.data.conversation import ROLE_IDS
+from lmforge.data.packing import PieceRow, split_rows
 from lmforge.data.stream_reader import DocumentSource, Position, read_documents
-from lmforge.data.tokenize import IGNORE_INDEX
 from lmforge.errors import LmforgeError
 
-TEXT = ROLE_IDS["text"]
 Fill = Literal["source", "mix"]
 
 
@@ -188,7 +187,7 @@ class PackedTextStream(IterableDataset):
             if self.stage_at(rows) != stage:  # a new stage draws afresh (a cut document waits in its source)
                 stage, current = self.stage_at(rows), None
             weights = self.stages[stage].weights
-            row = _Row(self.isolate)
+            row = PieceRow(self.isolate)
             while len(row) < self.max_length:
                 live = [i for i, c in enumerate(cursors) if not c.exhausted and weights[i] > 0]
                 if current is None or cursors[current].exhausted:
@@ -219,17 +218,7 @@ def pack_documents(documents: list[list[int]], max_length: int, isolate: bool = 
     """Tokenized documents packed in order into rows of `max_length` tokens, as the stream
     packs one source's documents (a document cut at a row's end continues in the next
     row); the last row may be shorter. For validation sets, which must look like training."""
-    rows, row = [], _Row(isolate)
-    for document in documents:
-        while document:
-            piece, document = document[: max_length - len(row)], document[max_length - len(row) :]
-            row.add(piece)
-            if len(row) == max_length:
-                rows.append(row.emit())
-                row = _Row(isolate)
-    if len(row):
-        rows.append(row.emit())
-    return rows
+    return split_rows(({"input_ids": document} for document in documents), max_length, isolate)
 
 
 def _state(rows: int, rng: random.Random, current: int | None, cursors: list[_Cursor]) -> dict[str, Any]:
@@ -325,32 +314,3 @@ class _Cursor:
             if self._epoch_documents is not None:
                 self._epoch_documents += 1
         return piece
-
-
-class _Row:
-    def __init__(self, isolate: bool):
-        self.isolate = isolate
-        self.ids: list[int] = []
-        self.positions: list[int] = []
-        self.labels: list[int] = []
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def add(self, tokens: list[int]) -> None:
-        """One document piece: with isolation its positions restart at 0 and its first
-        token is no target (it cannot see what came before it)."""
-        if not tokens:
-            return
-        start = 0 if self.isolate else len(self.ids)
-        self.positions += range(start, start + len(tokens))
-        self.labels += [IGNORE_INDEX, *tokens[1:]] if start == 0 else tokens
-        self.ids += tokens
-
-    def emit(self) -> dict[str, Any]:
-        return {
-            "input_ids": self.ids,
-            "labels": self.labels,
-            "token_roles": [TEXT] * len(self.ids),
-            "position_ids": self.positions,
-        }

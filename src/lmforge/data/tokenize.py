@@ -84,9 +84,10 @@ def encode_conversations(conversations: list[Conversation], prompt_format: Promp
     )
 
 
-def fit_length(encoded: Encoded, max_length: int, overlength: str) -> tuple[Encoded | None, str | None]:
-    """Apply the over-length policy. Returns (example or None, drop reason or None)."""
-    if len(encoded.input_ids) > max_length:
+def fit_length(encoded: Encoded, max_length: int | None, overlength: str) -> tuple[Encoded | None, str | None]:
+    """Apply the over-length policy (`max_length` None: no limit). Returns (example or None,
+    drop reason or None)."""
+    if max_length is not None and len(encoded.input_ids) > max_length:
         if overlength == "drop":
             return None, "too_long"
         encoded = Encoded(encoded.input_ids[:max_length], encoded.labels[:max_length], encoded.token_roles[:max_length])

@@ -241,10 +241,11 @@ def procedure_section(files: RunFiles) -> list[str]:
     items += _objective_items(train) + _adapter_items(model) + _optimizer_items(train) + _batch_items(train, run)
     if data.get("max_length"):
         over = "truncated" if data.get("overlength") == "truncate" else "dropped"
-        items.append(
-            f"Training sequence length: {data['max_length']} tokens (longer examples {over})"
-            + ("; examples packed into full rows" if data.get("packing") else "")
-        )
+        if data.get("packing") == "split":  # no example is too long: each is cut across rows
+            how = "(examples concatenated and split across full rows)"
+        else:
+            how = f"(longer examples {over})" + ("; examples packed into full rows" if data.get("packing") else "")
+        items.append(f"Training sequence length: {data['max_length']} tokens {how}")
     if data.get("format_augmentation"):
         items.append(f"Prompt-format augmentation: {', '.join(data['format_augmentation'])}")
     items += _length_items(train, run)

@@ -120,7 +120,7 @@ def _print_data_reports(data: TokenizedData) -> None:
         )
     if data.packing:
         print(
-            f"[lmforge] packing: {data.packing.examples} examples in {data.packing.rows} rows, "
+            f"[lmforge] {data.packing.label}: {data.packing.examples} examples in {data.packing.rows} rows, "
             f"efficiency {data.packing.efficiency:.1%}"
         )
 
