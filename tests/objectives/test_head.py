@@ -43,8 +43,12 @@ def tiny_cohere(logit_scale: float = 1.0, seed: int = 0):
 MODELS = {"llama": tiny_model, "palm": tiny_cohere, "cohere-scaled": lambda: tiny_cohere(logit_scale=0.25)}
 
 
-def _loss_and_grads(name, batch, monkeypatch, head_path: bool, chunk: int = 7, model_name: str = "llama"):
+def _loss_and_grads(
+    name, batch, monkeypatch, head_path: bool, chunk: int = 7, model_name: str = "llama", keep: bool = False
+):
     monkeypatch.setattr(head, "CHUNK", chunk)  # several chunks even in a tiny batch
+    # kept: the label positions' logits in one piece, not recomputed; else chunked
+    monkeypatch.setattr(head, "KEEP_LOGITS_BYTES", 2**40 if keep else 0)
     monkeypatch.setattr(head, "label_head_supported", lambda model: head_path)
     torch.manual_seed(0)
     model = MODELS[model_name]()
@@ -55,12 +59,13 @@ def _loss_and_grads(name, batch, monkeypatch, head_path: bool, chunk: int = 7, m
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["chunked", "kept"])
 @pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("name", list(OBJECTIVE_PARAMS))
-def test_every_objective_equals_the_full_logits_computation(name, model_name, monkeypatch):
+def test_every_objective_equals_the_full_logits_computation(name, model_name, keep, monkeypatch):
     batch = objective_batch(name)
     plain_loss, plain_grads = _loss_and_grads(name, batch, monkeypatch, head_path=False, model_name=model_name)
-    head_loss, head_grads = _loss_and_grads(name, batch, monkeypatch, head_path=True, model_name=model_name)
+    head_loss, head_grads = _loss_and_grads(name, batch, monkeypatch, head_path=True, model_name=model_name, keep=keep)
     torch.testing.assert_close(head_loss, plain_loss, atol=1e-5, rtol=1e-5)
     assert head_grads.keys() == plain_grads.keys()
     for key in plain_grads:
@@ -101,6 +106,7 @@ def test_the_head_sees_label_positions_only_in_chunks(monkeypatch):
     CHUNK label positions at a time, in total once per label position (plus the backward's
     recomputation)."""
     monkeypatch.setattr(head, "CHUNK", 5)
+    monkeypatch.setattr(head, "KEEP_LOGITS_BYTES", 0)
     model, batch = tiny_model(), objective_batch("ce")
     rows_seen = []
     handle = model.get_output_embeddings().register_forward_hook(
@@ -113,6 +119,24 @@ def test_the_head_sees_label_positions_only_in_chunks(monkeypatch):
     labels = int(batch["labels"][:, 1:].ne(-100).sum())
     assert rows_seen[0] == 0 and max(rows_seen[1:]) <= 5 and sum(rows_seen[1:]) == labels
     assert labels < batch["input_ids"].numel()  # prompt and padding positions were never scored
+
+
+def test_small_label_logits_are_computed_once_and_kept(monkeypatch):
+    """Under KEEP_LOGITS_BYTES the head runs once over all label positions, and the backward
+    pass does not run it again."""
+    model, batch = tiny_model(), objective_batch("ce")
+    labels = int(batch["labels"][:, 1:].ne(-100).sum())
+    monkeypatch.setattr(head, "KEEP_LOGITS_BYTES", labels * VOCAB * 4)  # exactly fits
+    rows_seen = []
+    handle = model.get_output_embeddings().register_forward_hook(
+        lambda module, args, output: rows_seen.append(args[0].reshape(-1, args[0].shape[-1]).shape[0])
+    )
+    try:
+        loss, _ = build_objective("ce", {})(model, batch, None)
+        loss.backward()
+    finally:
+        handle.remove()
+    assert rows_seen == [0, labels]
 
 
 def test_models_outside_the_plain_head_list_get_logits():

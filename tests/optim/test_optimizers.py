@@ -97,3 +97,45 @@ def test_zero_gradient_rows_stay_put(name):
         optimizer.step()
     assert torch.equal(weight[:2], before[:2])
     assert not torch.equal(weight[2:], before[2:])
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
+    return LlamaForCausalLM(config)
+
+
+def _train(optimizer: torch.optim.Optimizer, model: torch.nn.Module, steps: int = 20) -> list[float]:
+    generator = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        ids = torch.randint(0, 64, (4, 16), generator=generator)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
+
+
+def test_adamw_takes_the_fused_kernel_and_updates_as_the_plain_loop():
+    """lmforge's AdamW is torch's fused kernel; 20 steps on a Llama land where the plain
+    single-tensor loop lands (to float rounding), with the same losses."""
+    fused_model, plain_model = _tiny_llama(), _tiny_llama()
+    fused = build_optimizer("adamw", _groups(fused_model), lr=1e-2, weight_decay=0.1)
+    plain = torch.optim.AdamW(_groups(plain_model), lr=1e-2, weight_decay=0.1, foreach=False)
+    assert fused.defaults["fused"] is True
+    assert _train(fused, fused_model) == pytest.approx(_train(plain, plain_model), abs=1e-5)
+    for (name, a), b in zip(fused_model.named_parameters(), plain_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5, msg=name)
+
+
+def test_adamw_takes_the_plain_loop_on_a_device_without_fused_kernels():
+    model = _model().to("meta")  # a device type torch has no fused kernel for on every build
+    optimizer = build_optimizer("adamw", _groups(model), lr=1e-3)
+    assert not optimizer.defaults["fused"]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]

@@ -6,7 +6,9 @@ logits: B x T x V numbers, most of them for prompt and padding positions no loss
 its head; the losses select the label positions from the hidden states, and the head is
 applied to them in chunks of `CHUNK` positions, each chunk's logits recomputed in the
 backward pass (`torch.utils.checkpoint`) instead of kept. So no full logits tensor, and not
-even the label positions' N x V logits, is ever alive at once.
+even the label positions' N x V logits, is ever alive at once — unless those fit in
+`KEEP_LOGITS_BYTES`: then they are computed in one piece and kept for the backward pass,
+which saves the recomputation (a third of the head's FLOPs) where memory is no concern.
 
 Every loss reads model outputs through three functions that take either form:
 
@@ -35,6 +37,11 @@ from torch.utils.checkpoint import checkpoint
 
 CHUNK = 256
 """Label positions per head chunk: at V = 49,152 a chunk's fp32 logits are 50 MB."""
+
+KEEP_LOGITS_BYTES = 64 * 2**20
+"""The label positions' fp32 logits (all passes) up to this size are kept, not recomputed:
+1024 positions at V = 8192 (the recomputation cost 9% of a step, bench/compare_sft.py's
+model), 341 at V = 49,152."""
 
 PLAIN_HEAD_MODEL_TYPES = frozenset(
     {
@@ -120,11 +127,12 @@ def symmetric_kl_from_log_probs(log_a: torch.Tensor, log_b: torch.Tensor) -> tor
     return 0.5 * torch.linalg.vecdot(log_a.exp() - log_b.exp(), log_a - log_b)
 
 
-def _chunked(function, *tensors: torch.Tensor) -> list[torch.Tensor]:
+def _chunked(function, logits_per_row: int, *tensors: torch.Tensor) -> list[torch.Tensor]:
     """`function` over CHUNK-row slices of `tensors`, outputs concatenated; each slice's
-    intermediates (its logits) recomputed in backward rather than kept."""
+    intermediates (its logits) recomputed in backward rather than kept. In one piece, kept,
+    when the rows' `logits_per_row` fp32 logits fit in KEEP_LOGITS_BYTES."""
     rows = tensors[0].shape[0]
-    if rows == 0:
+    if rows == 0 or rows * logits_per_row * 4 <= KEEP_LOGITS_BYTES:
         result = function(*tensors)
         return list(result) if isinstance(result, tuple) else [result]
     outputs = []
@@ -138,6 +146,12 @@ def _chunked(function, *tensors: torch.Tensor) -> list[torch.Tensor]:
     return [torch.cat(outputs)]
 
 
+def _vocabulary(head: torch.nn.Module) -> int:
+    """Logits per position: the head's weight rows (label_head_supported requires a weight;
+    an adapter's wrapper of the head keeps the base weight's shape)."""
+    return (head.head if isinstance(head, ScaledHead) else head).weight.shape[0]
+
+
 def token_nll(selected, targets: torch.Tensor) -> torch.Tensor:
     """-log p(target) per selected position: [N]."""
     if not isinstance(selected, SelectedHidden):
@@ -147,7 +161,7 @@ def token_nll(selected, targets: torch.Tensor) -> torch.Tensor:
     def chunk_nll(hidden: torch.Tensor, chunk_targets: torch.Tensor) -> torch.Tensor:
         return nll_from_log_probs(log_probs(head(hidden)), chunk_targets)
 
-    return _chunked(chunk_nll, selected.hidden, targets)[0]
+    return _chunked(chunk_nll, _vocabulary(head), selected.hidden, targets)[0]
 
 
 def nll_and_symmetric_kl(selected_a, selected_b, targets: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -170,7 +184,7 @@ def nll_and_symmetric_kl(selected_a, selected_b, targets: torch.Tensor) -> tuple
             symmetric_kl_from_log_probs(log_a, log_b),
         )
 
-    return tuple(_chunked(chunk_terms, selected_a.hidden, selected_b.hidden, targets))
+    return tuple(_chunked(chunk_terms, 2 * _vocabulary(head), selected_a.hidden, selected_b.hidden, targets))
 
 
 # --------------------------------------------------------------------------- the forward pass

@@ -27,7 +27,17 @@ def _adamw(
     eps: float = 1e-8,
     weight_decay: float = 0.01,
 ) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    groups = list(groups)
+    # torch's fused kernel: one pass over each parameter instead of a dozen elementwise ops
+    # (the step 4-5x faster on CPU: bench/optimizer_step.py), the same update to float
+    # rounding (tests/optim/test_optimizers.py). torch checks devices only at the first
+    # step, so the choice is made here, for the devices it has kernels for on every build.
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in _parameters(groups))
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused)
+
+
+def _parameters(groups: list) -> list[torch.Tensor]:
+    return [p for group in groups for p in (group["params"] if isinstance(group, dict) else [group])]
 
 
 def _adalite(
