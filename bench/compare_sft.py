@@ -5,11 +5,12 @@ own process, one after another, from the same initial weights and the same token
 
     HF Trainer, dynamic padding, batch 8, fp32          (the plain baseline)
     TRL SFTTrainer, packing (bfd), 1 x 1024, fp32 / bf16 (pip install 'lmforge[bench]')
-    lmforge train, packing, 1 x 1024, fp32 / bf16
+    lmforge train, packing, 1 x 1024, fp32 / bf16, and fp32 with train.compile
     lmforge train, no packing, batch 8, fp32 / bf16
 
 It prints useful tokens per second (the dataset's tokens / the training loop's wall time,
-from each Trainer's own `train_runtime`) and the ratios lmforge best / TRL best (target
+from each Trainer's own `train_runtime`, which for train.compile includes compiling: tens of
+seconds the first time, a few once torch's on-disk cache holds the graphs) and the ratios lmforge best / TRL best (target
 >= 1.3) and lmforge best / HF padded (target >= 2.5), and lmforge unpacked / HF padded
 (target >= 1.0). Not a test: timings on shared machines are noisy; run it on an otherwise
 idle machine and compare ratios within one run only.
@@ -38,6 +39,7 @@ SETUPS = {
     "trl-bf16": ("trl", True, "bf16"),
     "lmforge": ("lmforge", True, "fp32"),
     "lmforge-bf16": ("lmforge", True, "bf16"),
+    "lmforge-compile": ("lmforge", True, "fp32+compile"),
     "lmforge-unpacked": ("lmforge", False, "fp32"),
     "lmforge-unpacked-bf16": ("lmforge", False, "bf16"),
 }
@@ -47,6 +49,7 @@ LABELS = {
     "trl-bf16": "TRL SFTTrainer, packing (bfd), 1 x 1024, bf16",
     "lmforge": "lmforge train, packing, 1 x 1024, fp32",
     "lmforge-bf16": "lmforge train, packing, 1 x 1024, bf16",
+    "lmforge-compile": "lmforge train, packing, 1 x 1024, fp32, compile",
     "lmforge-unpacked": "lmforge train, no packing, batch 8, fp32",
     "lmforge-unpacked-bf16": "lmforge train, no packing, batch 8, bf16",
 }
@@ -177,7 +180,8 @@ def run_lmforge(work: Path, packing: bool, precision: str) -> float:
             "micro_batch_size": 1 if packing else 8,
             "epochs": 1,
             "optimizer": {"lr": LR},
-            "precision": precision,
+            "precision": precision.removesuffix("+compile"),
+            "compile": precision.endswith("+compile"),
             "logging_steps": 1000,
             "save_every": 100000,
             "measure_roof": False,

@@ -512,6 +512,10 @@ class TrainConfig(Strict):
     neftune_alpha: float | None = Field(None, gt=0.0)
     """NEFTune noise alpha (docs/methods.md; the seeds use 10); off when empty."""
     gradient_checkpointing: bool = False
+    compile: bool = False
+    """torch.compile the model's transformer body for training (one process or DDP): its
+    elementwise ops fused into few kernels. The first steps pay the compilation (tens of
+    seconds; cached on disk after); generation during training stays eager."""
     preemption_grace_s: float = Field(300.0, gt=0)
     """After SIGTERM/SIGINT the run finishes its step and saves a checkpoint; if that takes
     longer than this, the process ends without it (the previous checkpoint stays)."""
@@ -536,6 +540,11 @@ class TrainConfig(Strict):
     def _one_sharding_engine(self) -> TrainConfig:
         if self.fsdp is not None and self.deepspeed is not None:
             raise ValueError("train.fsdp and train.deepspeed are both set; choose one sharding engine")
+        if self.compile and (self.fsdp is not None or self.deepspeed is not None):
+            engine = "train.fsdp" if self.fsdp is not None else "train.deepspeed"
+            raise ValueError(
+                f"train.compile: not with {engine} (compiled sharded training is untested here); remove one"
+            )
         return self
 
 

@@ -119,7 +119,12 @@ def generate(
     outputs: list[str] = []
     per_call = max(1, batch_size // repeats)
     try:
-        with progress_bar("generating", len(prompts) * repeats, show_progress) as advance:
+        # a model compiled for training (train.compile) generates eager: a KV cache growing a
+        # token at a time would recompile it at every length
+        with (
+            torch.compiler.set_stance("force_eager"),
+            progress_bar("generating", len(prompts) * repeats, show_progress) as advance,
+        ):
             for start in range(0, len(prompts), per_call):
                 chunk = prompts[start : start + per_call]
                 if add_bos and tokenizer.bos_token:

@@ -48,6 +48,7 @@ from lmforge.report.model_card import write_model_card
 from lmforge.report.plots import plot_loss_curve
 from lmforge.report.provenance import describe_model
 from lmforge import rundir
+from lmforge.train.compile import compile_decoder
 from lmforge.train.callbacks import MetricsJsonl, NonFiniteGuard
 from lmforge.train.deepspeed import (
     deepspeed_training_arguments,
@@ -396,6 +397,8 @@ def run_training(
     parameters = sum(stored_numel(p) for p in model.parameters())
     if main:
         print(f"[lmforge] {trainable_summary(model, prepared.adapter)}")
+    if config.train.compile:
+        compile_decoder(model)  # after the reference log-probs and freezing: training alone runs it
 
     record = None
     if main:
