@@ -104,8 +104,9 @@ def shared_prompt_fallback(model, batch, neftune_alpha: float | None) -> str | N
     if neftune_alpha and model.training:
         # a shared prefix would get one NEFTune draw where the two passes draw independently
         return "NEFTune noise"
-    if not shared_prefix.shared_prefix_or_log(model):
-        return "the model's attention does not take the shared-prefix mask"
+    if not shared_prefix.supports_shared_prefix(model):  # the one log line is the caller's
+        name = type(shared_prefix._inner_model(model)).__name__
+        return f"{name} with attention {shared_prefix.attention_implementation(model)!r} ignores the shared-prefix mask"
     return None
 
 
