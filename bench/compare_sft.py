@@ -62,7 +62,7 @@ def prepare(work: Path, examples: int) -> dict:
     the texts, and the initial model, saved under `work`."""
     import numpy as np
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{f"w{i}": i + 3 for i in range(WORDS)}}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -75,7 +75,16 @@ def prepare(work: Path, examples: int) -> dict:
     with (work / "data.jsonl").open("w") as handle:
         for text in texts:
             handle.write(json.dumps({"text": text}) + "\n")
-    config = LlamaConfig(
+    LlamaForCausalLM(model_config()).save_pretrained(work / "model")
+    # every token of every example is trained, and each framework ends an example with eos
+    return {"examples": examples, "useful_tokens": int(lengths.sum() + examples)}
+
+
+def model_config():
+    """The benchmark's model (also bench/compile_step.py's and bench/optimizer_step.py's)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
         vocab_size=VOCAB,
         hidden_size=256,
         intermediate_size=1024,
@@ -87,9 +96,6 @@ def prepare(work: Path, examples: int) -> dict:
         eos_token_id=1,
         bos_token_id=None,
     )
-    LlamaForCausalLM(config).save_pretrained(work / "model")
-    # every token of every example is trained, and each framework ends an example with eos
-    return {"examples": examples, "useful_tokens": int(lengths.sum() + examples)}
 
 
 def _texts(work: Path) -> list[str]:

@@ -22,24 +22,15 @@ LENGTHS = (120, 300, 80, 200, 150, 174)
 
 def run(compiled: bool, steps: int, warmup: int) -> dict[str, float]:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from compare_sft import model_config  # bench/ is on the path of a script run from it
+    from transformers import LlamaForCausalLM
 
     from lmforge.objectives import build_objective
     from lmforge.optim.optimizers import build_optimizer
     from lmforge.train.compile import compile_decoder
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=8192,
-        hidden_size=256,
-        intermediate_size=1024,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config).train()
+    model = LlamaForCausalLM(model_config()).train()
     if compiled:
         compile_decoder(model)
     objective = build_objective("ce", {})
