@@ -5,7 +5,7 @@ A case is a JSON object: name, output_dir, objective (mapping), neftune_alpha, f
 (mapping or null), deepspeed (inline DeepSpeed mapping or null), adapter (model.adapter
 mapping or null), builder ("sft" or
 "rank"), resume, kill_after_step (SIGKILL every process right after the checkpoint of
-that step is on disk).
+that step is on disk), data (replaces the data mapping), train (overrides train's keys).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def case_config(case: dict[str, Any]) -> Config:
                 "size": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "max_position_embeddings": 256},
                 "adapter": case.get("adapter"),
             },
-            "data": {
+            "data": case.get("data")
+            or {
                 "datasets": [
                     {
                         "path": str(REPO / "examples" / "data" / "arithmetic-cot.jsonl"),
@@ -63,6 +64,7 @@ def case_config(case: dict[str, Any]) -> Config:
                 "neftune_alpha": case.get("neftune_alpha"),
                 "fsdp": case.get("fsdp"),
                 "deepspeed": case.get("deepspeed"),
+                **case.get("train", {}),
             },
         }
     )

@@ -2,7 +2,8 @@
 micro batch 1 x accumulation 2 ends with the same weights (1e-5) as one process with
 micro batch 1 x accumulation 4 on the same data order — for CE, MixCE, ReMask with its
 noise, rank (PRO + CE), NEFTune's per-example noise and FSDP2 — and a DDP run killed by
-SIGKILL after a checkpoint and resumed ends where an uninterrupted one does.
+SIGKILL after a checkpoint and resumed ends where an uninterrupted one does; a
+preference objective's logged rewards and accuracy are the mean over both processes.
 
 Label-token normalisation over the global batch is exercised by the data: examples of
 different lengths, so the two processes see different token counts in every step.
@@ -25,6 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from lmforge import rundir
+from lmforge.objectives.preference import LOGGED_METRICS
 from tests.train.distributed_cases import MAX_STEPS, SAVE_EVERY, run_case
 
 CASES_SCRIPT = Path(__file__).with_name("distributed_cases.py")
@@ -149,3 +151,27 @@ def test_main_process_error_stops_every_process(tmp_path):
     assert launch.stderr.count("is not an lmforge run") >= 2  # both processes report it
     assert (target / "precious.txt").read_text() == "keep me"
     shutil.rmtree(target)
+
+
+def test_preference_metrics_are_averaged_over_every_process(tmp_path):
+    """SimPO's rewards and accuracy on the training log are the mean over both processes'
+    micro-batches: 2 processes x micro batch 2 log what one process x accumulation 2 logs
+    on the same examples (the main process alone writes the log)."""
+    pairs = REPO / "examples" / "data" / "arithmetic-pairs.jsonl"
+    case = {
+        "objective": {"name": "simpo"},
+        "data": {"datasets": [{"path": str(pairs), "val_split": 0.0, "max_train_set": 16}], "max_length": 128},
+        "train": {"micro_batch_size": 2, "max_steps": 2, "save_every": None},
+    }
+    launch = torchrun([{"name": "simpo", "output_dir": str(tmp_path / "ddp"), **case}], tmp_path, "simpo")
+    assert launch.returncode == 0, launch.stderr[-3000:]
+    run_case({"name": "simpo", "output_dir": str(tmp_path / "single"), **case})
+
+    def logged(run: Path) -> list[dict[str, float]]:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [{name: row[name] for name in LOGGED_METRICS} for row in rows if "loss" in row]
+
+    two, one = logged(tmp_path / "ddp"), logged(tmp_path / "single")
+    assert len(two) == len(one) == 2
+    for actual, expected in zip(two, one):
+        assert actual == pytest.approx(expected, abs=1e-5)

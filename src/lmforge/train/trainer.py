@@ -188,11 +188,26 @@ class LmforgeTrainer(Trainer):
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Training log lines also carry the objective's own metrics (preference rewards,
         margin, accuracy): their means over the micro-batches since the previous line."""
-        if "loss" in logs and self.logged_counts:
-            for name, count in self.logged_counts.items():
-                logs[name] = round(float(self.logged_sums[name]) / count, 6)
-            self.logged_sums, self.logged_counts = {}, {}
+        if "loss" in logs and (self.logged_counts or self.args.world_size > 1):
+            logs.update(self._logged_means())
         super().log(logs, *args, **kwargs)
+
+    def _logged_means(self) -> dict[str, float]:
+        """The objective's metrics since the last log line, every process's micro-batches in
+        them; every process calls this (one collective, one row per name in LOGGED_METRICS)."""
+        device = self.args.device
+        sums = [
+            torch.as_tensor(self.logged_sums.get(name, 0.0), dtype=torch.float32, device=device)
+            for name in LOGGED_METRICS
+        ]
+        counts = [self.logged_counts.get(name, 0) for name in LOGGED_METRICS]
+        totals = torch.stack([torch.stack(sums), torch.tensor(counts, dtype=torch.float32, device=device)])
+        if self.args.world_size > 1:  # the main process alone writes the log: reduce over every process
+            totals = self.accelerator.reduce(totals, reduction="sum")
+        self.logged_sums, self.logged_counts = {}, {}
+        return {
+            name: round(total / count, 6) for name, total, count in zip(LOGGED_METRICS, *totals.tolist()) if count > 0
+        }
 
     # -- optimizer and schedule ------------------------------------------------
 
