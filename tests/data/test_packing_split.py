@@ -1,8 +1,9 @@
 """`data.packing: split`: plain-text examples concatenated in data order and cut into rows of
 exactly max_length tokens (the last may be shorter), each piece restarting its positions
-with its first label hidden; long examples are cut, not dropped; chat/instruction data is
-refused; the config takes false / true / "split"; inspect, the training log and the model
-card name the mode."""
+with its first label hidden; long examples are cut, not dropped, in training and validation
+alike (validation scored per piece by the Trainer); chat/instruction data is refused; the
+config takes false / true / "split"; inspect, the training log and the model card name the
+mode."""
 
 from __future__ import annotations
 
@@ -10,19 +11,24 @@ import json
 import textwrap
 
 import pytest
+import torch
 import yaml
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from lmforge.cli import main
 from lmforge.config.loader import load_config
 from lmforge.data.clean import DedupSettings
 from lmforge.data.conversation import ROLE_IDS
 from lmforge.data.formats import get_format
-from lmforge.data.packing import pack_split, split_rows
+from lmforge.data.collate import PadCollator
+from lmforge.data.packing import PackedCollator, pack_split, split_rows
 from lmforge.data.pipeline import DatasetSpec, build_datasets
-from lmforge.data.tokenize import IGNORE_INDEX
+from lmforge.data.tokenize import IGNORE_INDEX, encode_conversations
 from lmforge.errors import LmforgeError
 from lmforge.report.card_inputs import RunFiles
 from lmforge.report.model_card import procedure_section
+from lmforge.train.data_builders import sft_data
+from tests.train.conftest import make_trainer
 
 P, T = ROLE_IDS["prompt"], ROLE_IDS["text"]
 # lengths 5, 2, 9 (the first and last start with a bos of the prompt role), max_length 4
@@ -111,13 +117,34 @@ def test_an_overlength_document_is_split_not_dropped(tmp_path, tokenizer, write_
     assert packing.split and packing.rows == len(data.train) == -(-packing.tokens // 24)
     assert all(len(ids) == 24 for ids in data.train["input_ids"][:-1])
     assert packing.efficiency == packing.tokens / (24 * packing.rows)
-    # validation stays unpacked, under data.overlength, as with packing: true: its long
-    # examples are the only ones dropped
-    assert data.val is None or all(len(ids) <= 24 for ids in data.val["input_ids"])
-    assert report.val + report.dropped["too_long"] == 2 and report.dropped["too_long"] > 0
+    assert report.val == 2 and "too_long" not in report.dropped  # validation is split too
 
     whole = build(tmp_path, write_jsonl, tokenizer, True)
     assert whole.reports[0].dropped["too_long"] > 0 and not whole.packing.split
+
+
+def test_a_long_validation_document_is_kept_and_split_across_rows(tmp_path, tokenizer, write_jsonl):
+    data = build(tmp_path, write_jsonl, tokenizer, "split")
+    documents = encode_conversations(data.val_conversations, get_format("remask"), tokenizer)
+    assert len(documents) == 2 and max(len(d.input_ids) for d in documents) > 24
+    rows = data.val.to_list()
+    # the validation documents' tokens, in order, cut into rows of 24 as training's are
+    assert [t for row in rows for t in row["input_ids"]] == [t for d in documents for t in d.input_ids]
+    assert all(len(row["input_ids"]) == 24 for row in rows[:-1])
+    assert rows == split_rows([d.as_row() for d in documents], 24)
+    report = data.val_packing
+    assert report.split and (report.examples, report.rows) == (2, len(rows))
+    assert report.tokens == sum(len(d.input_ids) for d in documents) and report.slots == 24 * len(rows)
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_whole_packing_leaves_validation_unpacked_under_overlength(tmp_path, tokenizer, write_jsonl, packing):
+    data = build(tmp_path, write_jsonl, tokenizer, packing)
+    report = data.reports[0]
+    assert data.val_packing is None and "position_ids" not in data.val.column_names
+    documents = encode_conversations(data.val_conversations, get_format("remask"), tokenizer)
+    kept = [d.as_row() for d in documents if len(d.input_ids) <= 24]
+    assert data.val.to_list() == kept and report.val == len(kept) < len(documents) == 2  # the long one dropped
 
 
 def test_chat_data_is_refused(tmp_path, tokenizer, write_jsonl):
@@ -186,11 +213,73 @@ def cli_config(tmp_path, tiny_tokenizer, write_jsonl):
 def test_inspect_shows_split_packing(cli_config, capsys):
     config = cli_config([{"text": t} for t in DOCUMENTS * 4], packing="split", dedup={"exact": False, "near": False})
     assert main(["data", "inspect", config, "--json"]) == 0
-    packing = json.loads(capsys.readouterr().out)["packing"]
+    summary = json.loads(capsys.readouterr().out)
+    packing, val = summary["packing"], summary["val_packing"]
     assert packing["mode"] == "split" and packing["examples"] == 6
+    # the validation column counts documents (none dropped), validation rows the packed rows
+    assert summary["datasets"][0]["val"] == val["examples"] == 2 and "too_long" not in summary["datasets"][0]["dropped"]
+    assert val["mode"] == "split" and summary["val_rows"] == val["rows"] > 2
     assert main(["data", "inspect", config]) == 0
-    line = f"packing (split): 6 examples in {packing['rows']} rows, efficiency {packing['efficiency']:.1%}"
-    assert line in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"packing (split): 6 examples in {packing['rows']} rows, efficiency {packing['efficiency']:.1%}" in out
+    assert f"validation rows: {val['rows']}\n" in out
+    assert f"validation packing (split): 2 examples in {val['rows']} rows, efficiency {val['efficiency']:.1%}" in out
+
+
+def test_trainer_scores_packed_validation_rows_piece_by_piece(cli_config, tiny_tokenizer, tmp_path, capsys):
+    """sft_data's validation under split: packed rows and the packed collator; the Trainer's
+    token-exact validation loss equals the NLL of a direct forward of each row with its
+    position ids and labels, and that of each piece forwarded alone (attention stays in it)."""
+    config = load_config(
+        cli_config([{"text": t} for t in DOCUMENTS * 4], packing="split", dedup={"exact": False, "near": False})
+    )
+    data = sft_data(config, tiny_tokenizer, get_format(config.data.prompt_format))
+    assert "[lmforge] validation packing (split): 2 examples in" in capsys.readouterr().out
+    rows = data.val.to_list()
+    assert len(rows) >= 3 and len(rows[-1]["input_ids"]) < 24  # a padded batch: rows of 24 and a shorter one
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+            pad_token_id=tiny_tokenizer.pad_token_id,
+        )
+    ).eval()
+    trainer = make_trainer(model, data.train, tmp_path / "run", 2, 1, 1, per_device_eval_batch_size=2)
+    trainer.eval_data_collator = data.eval_collator
+    metrics = trainer.evaluate(data.val)
+
+    def nll(ids, positions, labels) -> float:
+        logits = model(input_ids=torch.tensor([ids]), position_ids=torch.tensor([positions])).logits[0]
+        return torch.nn.functional.cross_entropy(
+            logits[:-1], torch.tensor(labels[1:], dtype=torch.long), reduction="sum"
+        ).item()
+
+    with torch.no_grad():
+        by_row = sum(nll(r["input_ids"], r["position_ids"], r["labels"]) for r in rows)
+        pieces = [
+            (r["input_ids"][a:b], r["position_ids"][a:b], r["labels"][a:b])
+            for r in rows
+            for starts in [[i for i, p in enumerate(r["position_ids"]) if p == 0] + [len(r["input_ids"])]]
+            for a, b in zip(starts, starts[1:])
+        ]
+        by_piece = sum(nll(*piece) for piece in pieces)
+    assert len(pieces) > len(rows)  # a row holds the end of one document and the start of the next
+    tokens = sum(label != IGNORE_INDEX for r in rows for label in r["labels"])
+    assert metrics["eval_tokens"] == tokens == sum(len(r["input_ids"]) for r in rows) - len(pieces)
+    assert metrics["eval_loss"] == pytest.approx(by_row / tokens, rel=1e-5)
+    assert by_piece == pytest.approx(by_row, rel=1e-5)
+
+
+@pytest.mark.parametrize(("packing", "collator"), [("split", PackedCollator), (True, PadCollator)])
+def test_the_validation_collator_follows_the_validation_rows(cli_config, tiny_tokenizer, packing, collator):
+    config = load_config(cli_config([{"text": t} for t in DOCUMENTS * 4], packing=packing))
+    data = sft_data(config, tiny_tokenizer, get_format(config.data.prompt_format))
+    assert type(data.eval_collator) is collator and type(data.collator) is PackedCollator
 
 
 def test_inspect_refuses_chat_data_with_exit_code_2(cli_config, capsys):

@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, TrainerCallback
 
 from lmforge.cli import main
 from lmforge.config import load_config
+from lmforge.rundir import read_run
 from lmforge.train.pipeline import run_training
 from tests.e2e.conftest import write_config
 
@@ -79,7 +80,8 @@ def test_format_augmentation_tokens_are_special_tokens(tmp_path, user_files):
 
 def test_split_packing_trains_on_plain_text(tmp_path, user_files, capsys):
     """`lmforge train` with data.packing: split on a text dataset: documents longer than
-    max_length are cut across rows, the log names the mode, the model card says so."""
+    max_length are cut across rows, in training and in validation (none dropped), the log
+    names the mode, the model card says so."""
     documents = [" ".join(f"{i} plus {j} is {i + j}." for j in range(1 + i % 9)) for i in range(24)]
     (tmp_path / "text.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
     path = write_config(tmp_path / "c.yaml", user_files, tmp_path / "run", max_steps=2)
@@ -91,5 +93,8 @@ def test_split_packing_trains_on_plain_text(tmp_path, user_files, capsys):
     assert main(["train", str(path)]) == 0
     log = capsys.readouterr().out
     assert re.search(r"\[lmforge\] packing \(split\): 22 examples in \d+ rows, efficiency 9\d\.\d%", log), log
+    assert "train 22, val 2, test 0; dropped: none; truncated 0" in log  # the long validation document kept
+    assert re.search(r"\[lmforge\] validation packing \(split\): 2 examples in \d+ rows", log), log
+    assert read_run(tmp_path / "run")["final_metrics"]["eval_tokens"] > 0
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert "32 tokens (examples concatenated and split across full rows)" in card

@@ -100,16 +100,16 @@ def inspect_json(data: TokenizedData, tokenizer, examples: int = 2) -> dict[str,
         "val_rows": len(data.val) if data.val else 0,
         "cot_fraction": round(data.cot_fraction, 4),
     }
-    if data.packing:
-        p = data.packing
-        summary["packing"] = {
-            "mode": "split" if p.split else "whole",
-            "examples": p.examples,
-            "rows": p.rows,
-            "tokens": p.tokens,
-            "slots": p.slots,
-            "efficiency": round(p.efficiency, 4),
-        }
+    for key, report in (("packing", data.packing), ("val_packing", data.val_packing)):
+        if report:
+            summary[key] = {
+                "mode": "split" if report.split else "whole",
+                "examples": report.examples,
+                "rows": report.rows,
+                "tokens": report.tokens,
+                "slots": report.slots,
+                "efficiency": round(report.efficiency, 4),
+            }
     return summary
 
 
@@ -175,13 +175,14 @@ def inspect_text(summary: dict[str, Any]) -> str:
     lines.append("")
     stages = ", ".join(f"{s['name']} {s['rows']}" for s in summary["stages"])
     lines.append(f"training rows: {summary['train_rows']} ({stages}); validation rows: {summary['val_rows']}")
-    if "packing" in summary:
-        p = summary["packing"]
-        mode = " (split)" if p["mode"] == "split" else ""
-        lines.append(
-            f"packing{mode}: {p['examples']} examples in {p['rows']} rows, efficiency {p['efficiency']:.1%} "
-            f"({p['tokens']} tokens / {p['slots']} slots)"
-        )
+    for key, name in (("packing", "packing"), ("val_packing", "validation packing")):
+        if key in summary:
+            p = summary[key]
+            mode = " (split)" if p["mode"] == "split" else ""
+            lines.append(
+                f"{name}{mode}: {p['examples']} examples in {p['rows']} rows, efficiency {p['efficiency']:.1%} "
+                f"({p['tokens']} tokens / {p['slots']} slots)"
+            )
     return "\n".join(lines)
 
 

@@ -7,8 +7,9 @@
     order and cut into rows of exactly max_length tokens (the last may be shorter); an
     example cut at a row's end continues at the start of the next row, so a document
     longer than max_length spans rows instead of being dropped or truncated. Every piece
-    of an example keeps the example's id in `token_example_ids`. The streaming packer
-    (streaming.py) cuts its documents with the same `PieceRow`.
+    of an example keeps the example's id in `token_example_ids`. The validation examples
+    are cut the same way, into rows of their own (pipeline.py), and so are the streaming
+    packer's documents (streaming.py, with the same `PieceRow`).
 
 Each packed row carries `position_ids` that restart at 0 for every example, and for every
 piece of one that starts a row (it cannot see what came before it). With no
@@ -52,6 +53,9 @@ class PackingReport:
     def efficiency(self) -> float:
         """Real tokens / slots (rows x max_length)."""
         return self.tokens / self.slots if self.slots else 0.0
+
+    def describe(self) -> str:
+        return f"{self.label}: {self.examples} examples in {self.rows} rows, efficiency {self.efficiency:.1%}"
 
 
 def plan_bins(lengths: list[int], max_length: int) -> list[list[int]]:

@@ -133,6 +133,8 @@ class TokenizedData:
     stages: list[StageData] = field(default_factory=list)
     samples: list[list[dict[str, Any]]] = field(default_factory=list)
     """The first few tokenized training examples of each dataset (unpacked), for reports."""
+    val_packing: PackingReport | None = None
+    """data.packing: split: the validation examples split across full rows as training's are."""
 
     @property
     def packing(self) -> PackingReport | None:
@@ -336,9 +338,10 @@ def build_datasets(
     """`decontaminate`: drop examples sharing an n-gram with these evaluation sets (after
     the filters, before deduplication, as `lmforge data prepare` does).
 
-    `packing`: False, True (whole examples, best fit) or "split" (plain text only: the
-    training examples cut across full rows, so no training example is over-long and
-    `overlength` applies to validation alone, which stays unpacked as with True)."""
+    `packing`: False, True (whole examples, best fit; validation stays unpacked, under
+    `overlength`) or "split" (plain text only: the training examples, and the validation
+    examples in rows of their own, cut across full rows, so no example is over-long and
+    `overlength` does not apply)."""
     if not specs:
         raise LmforgeError("data.datasets: no datasets given")
     if any(f.name == "chat_template" for f in augment) and not getattr(tokenizer, "chat_template", None):
@@ -374,7 +377,7 @@ def build_datasets(
         if spec.max_train_set is not None:
             split.train = split.train[: spec.max_train_set]
 
-    train_length = None if packing == "split" else max_length
+    length = None if packing == "split" else max_length
     train_rows: list[list[dict[str, Any]]] = []
     val_rows: list[dict[str, Any]] = []
     for index, (spec, split, report) in enumerate(zip(specs, splits, reports)):
@@ -389,17 +392,15 @@ def build_datasets(
                 list(augment),
                 random.Random(f"{seed}:{index}:augment"),
                 tokenizer,
-                train_length,
+                length,
                 overlength,
                 report,
             )
         else:
-            rows = tokenize_conversations(
-                split.train, prompt_format, tokenizer, train_length, overlength, report, candidates
-            )
+            rows = tokenize_conversations(split.train, prompt_format, tokenizer, length, overlength, report, candidates)
+        val = tokenize_conversations(split.val, prompt_format, tokenizer, length, overlength, report)
         if packing == "split":
-            check_plain_text(rows, f"data.datasets[{index}] ({spec.path}, format {report.format})")
-        val = tokenize_conversations(split.val, prompt_format, tokenizer, max_length, overlength, report)
+            check_plain_text([*rows, *val], f"data.datasets[{index}] ({spec.path}, format {report.format})")
         for row in rows:
             row["dataset"] = index
         report.train, report.val, report.test = len(rows), len(val), len(split.test)
@@ -413,6 +414,9 @@ def build_datasets(
         train_rows.append(rows)
         val_rows += val
 
+    val_packing = None
+    if packing == "split" and val_rows:  # validation looks like training, as a stream's does
+        val_rows, val_packing = pack_split(val_rows, max_length)
     stage_data = _mix_stages(train_rows, specs, reports, list(stages), mix_size, seed, max_length, packing)
     all_rows = [dict(row) for stage in stage_data for row in stage.rows]
     if packing:  # a packed row's own id (NEFTune's per-row seed); its examples keep theirs per token
@@ -429,6 +433,7 @@ def build_datasets(
         cot_fraction=cot / len(kept) if kept else 0.0,
         stages=stage_data,
         samples=[rows[:SAMPLES_KEPT] for rows in train_rows],
+        val_packing=val_packing,
     )
 
 

@@ -119,10 +119,9 @@ def _print_data_reports(data: TokenizedData) -> None:
             f"val {report.val}, test {report.test}; dropped: {dropped}; truncated {report.truncated}"
         )
     if data.packing:
-        print(
-            f"[lmforge] {data.packing.label}: {data.packing.examples} examples in {data.packing.rows} rows, "
-            f"efficiency {data.packing.efficiency:.1%}"
-        )
+        print(f"[lmforge] {data.packing.describe()}")
+    if data.val_packing:
+        print(f"[lmforge] validation {data.val_packing.describe()}")
 
 
 def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> PreparedData:
@@ -137,7 +136,14 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
             "but no training example has a rationale segment; use remask instead"
         )
     collator = PadCollator(tokenizer.pad_token_id)
-    train_collator = PackedCollator(tokenizer.pad_token_id) if config.data.packing else collator
+    packed = PackedCollator(tokenizer.pad_token_id)
+    train_collator = packed if config.data.packing else collator
+    # data.packing: split packs validation too (no attention mask, positions restarting per
+    # piece). Each piece's first label is -100, so no token is predicted from another
+    # document's tokens; but where a document continues from the row before, its first token
+    # there goes unscored and the tokens after it lose the context before the cut, as in
+    # training and in a stream's validation.
+    eval_collator = packed if config.data.packing == "split" else collator
     noise = build_noise(config.train.objective.model_dump(), tokenizer, config.run.seed)
     if noise:
         train_collator = NoisyCollator(train_collator, noise)
@@ -149,7 +155,7 @@ def sft_data(config: Config, tokenizer, prompt_format: PromptFormat) -> Prepared
         train=data.train,
         val=data.val,
         collator=train_collator,
-        eval_collator=collator,
+        eval_collator=eval_collator,
         cot=data.cot_fraction >= 0.5,
         file_hashes=file_hashes,
         summary={"data": [r.as_dict() for r in data.reports]},
