@@ -170,7 +170,8 @@ class FormatOptions(Strict):
 class DatasetEntry(Strict):
     path: str
     """A data file (.jsonl/.json/.csv, optionally .gz/.zst, or .parquet), a Hugging Face
-    dataset folder, or a hub name."""
+    dataset folder, or a hub name. data.streaming also reads tokenized shards (`lmforge data
+    prepare --tokenize`): a `.ds` file, or a folder holding them (tokens/<source>/)."""
     name: str | None = None
     """How reports and data.stages refer to this dataset (default: the file name)."""
     format: DatasetFormat = "auto"
@@ -339,6 +340,15 @@ class DataConfig(Strict):
                 raise ValueError(f"data.stages[{index}].{key}: only with data.streaming: true (use mix_size)")
             if self.streaming and stage.mix_size is not None:
                 raise ValueError(f"data.stages[{index}].mix_size: streaming stages take tokens or steps")
+        if not self.streaming:
+            from lmforge.data.shards import is_token_shards
+
+            for index, entry in enumerate(self.datasets):
+                if is_token_shards(entry.path):
+                    raise ValueError(
+                        f"data.datasets[{index}].path: {entry.path} holds tokenized shards (lmforge data prepare "
+                        "--tokenize), which only data.streaming: true reads; set it, or give the text shards"
+                    )
         if self.streaming and self.mix_size is not None:
             raise ValueError("data.mix_size: streaming draws rows until train.max_steps; remove data.mix_size")
         if self.streaming and self.packing:

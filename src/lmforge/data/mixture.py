@@ -13,7 +13,7 @@ steps left to train.max_steps. train.schedule spans the whole run; a stage's lr_
 multiplies it during that stage's steps.
 
 Validation (one set per source): a dataset's `val_split` is the share of its documents held
-out by a hash of their text (stream_reader.held_out); training never reads them. With
+out by a hash of their text, or of their token ids for tokenized shards (stream_reader.held_out); training never reads them. With
 data.streaming a dataset holds nothing out unless it sets val_split (the in-memory path's
 5% default would take 5% of a corpus from training for a validation set that uses only the
 first few hundred of them). Each source's validation set is its first `max_val_set`
@@ -205,7 +205,7 @@ def sample_source(source: TextSource, stream: PackedTextStream, documents: int =
         if len(texts) == documents:
             break
     complete = len(texts) < documents
-    tokens = sum(len(ids) for ids in stream.tokenize(texts)) if texts else 0
+    tokens = sum(len(ids) for ids in stream.encode(source, texts))
     return SourceSample(len(texts), tokens, after.offset if after else None, complete)
 
 
@@ -317,7 +317,7 @@ def validation_rows(plan: MixturePlan, stream: PackedTextStream, isolate: bool, 
                 f"{source.key}.val_split: {source.path} has no document in the {source.holdout:g} share it holds "
                 "out for validation (raise val_split, or set it to 0)"
             )
-        sets[source.label] = pack_documents(stream.tokenize(texts), plan.max_length, isolate)
+        sets[source.label] = pack_documents(stream.encode(source, texts), plan.max_length, isolate)
     return sets
 
 

@@ -5,13 +5,19 @@ and, for files that allow seeking (uncompressed .jsonl and .txt), its byte offse
 are resumed with one `seek`, whatever their size. Other sources (.gz/.zst, .json, .csv,
 parquet, Hugging Face folders and hub names) have no byte offset to seek to: resuming
 reads and skips the records before the position (hub names stream through `datasets`
-with `streaming=True` and `skip`).
+with `streaming=True` and `skip`). Tokenized shards (`lmforge data prepare --tokenize`: a
+`.ds` file or a folder of them, data/shards.py) yield each document's stored token ids
+(EOS last) instead of text; their position counts documents (and the .ds bytes before it),
+which the shards' indexes map to (shard, document) without reading what comes before.
 
 Held-out documents (`holdout`, a dataset's val_split under data.streaming): a document is
 held out for validation when the hash of its text falls in the first `holdout` share of
 the hash space (`held_out`): the same text is held out wherever it occurs, in any source,
 position or epoch, and without reading the rest of the file. The training side reads the
-other documents; the validation side reads only these. No document is on both.
+other documents; the validation side reads only these. No document is on both. A tokenized
+document is hashed by its token ids instead (`held_out` of the ids): the same document
+hashes differently as text and as token ids, so shards and their text hold out different
+documents (deciding by the text would mean decoding every document).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
+from lmforge.data import shards
 from lmforge.data.sources import _HUB_NAME, json_problem, read_records, suffixes
 from lmforge.errors import LmforgeError
 
@@ -54,33 +63,51 @@ class DocumentSource:
         return not path.exists() and bool(_HUB_NAME.match(self.path)) and not suffixes(path)[0]
 
     @property
+    def tokenized(self) -> bool:
+        """Tokenized shards: documents are token ids."""
+        return shards.is_token_shards(self.path)
+
+    @property
     def seekable(self) -> bool:
         kind, compression = suffixes(Path(self.path))
         return kind in (".jsonl", ".txt") and not compression and Path(self.path).is_file()
 
     def start(self) -> Position:
-        return Position(0, 0 if self.seekable else None)
+        return Position(0, 0 if self.seekable or self.tokenized else None)
 
     def size(self) -> int | None:
-        """Bytes of a local file (None for folders and hub names)."""
+        """Bytes of a local file, or of tokenized shards' .ds files (None for other folders
+        and hub names)."""
+        if self.tokenized:
+            return shards.source_bytes(self.path)
         path = Path(self.path)
         return path.stat().st_size if path.is_file() else None
 
 
-def held_out(text: str, share: float) -> bool:
+Document = str | np.ndarray
+"""A document's text, or its token ids (tokenized shards)."""
+
+
+def held_out(document: Document, share: float) -> bool:
     """Whether a document is held out for validation: the first 8 bytes of the BLAKE2b hash of
-    its UTF-8 text, as a fraction of 2**64, fall below `share`.
+    its UTF-8 text (or of its token ids as stored, EOS included, as little-endian uint32), as
+    a fraction of 2**64, fall below `share`.
 
     >>> held_out("the cat sat", 0.0), held_out("the cat sat", 0.999999)
     (False, True)
     """
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    if isinstance(document, str):
+        data = document.encode("utf-8", "surrogatepass")
+    else:
+        data = np.asarray(document, dtype="<u4").tobytes()
+    digest = hashlib.blake2b(data, digest_size=8).digest()
     return int.from_bytes(digest, "big") < share * 2**64
 
 
-def read_documents(source: DocumentSource, position: Position) -> Iterator[tuple[str, Position]]:
-    """(text, position after its record) for every non-empty document from `position` on, of
-    the source's side: its training documents, or its held-out ones."""
+def read_documents(source: DocumentSource, position: Position) -> Iterator[tuple[Document, Position]]:
+    """(document, position after its record) for every non-empty document from `position`
+    on, of the source's side: its training documents, or its held-out ones. A document is
+    its text, or its token ids for tokenized shards."""
     documents = _all_documents(source, position)
     if not source.holdout:
         yield from documents if source.side == "train" else ()
@@ -91,7 +118,11 @@ def read_documents(source: DocumentSource, position: Position) -> Iterator[tuple
             yield text, after
 
 
-def _all_documents(source: DocumentSource, position: Position) -> Iterator[tuple[str, Position]]:
+def _all_documents(source: DocumentSource, position: Position) -> Iterator[tuple[Document, Position]]:
+    if source.tokenized:
+        for ids, documents, offset in shards.documents_from(source.path, position.records):
+            yield ids, Position(documents, offset)
+        return
     if source.seekable:
         yield from _read_seekable(source, position)
         return

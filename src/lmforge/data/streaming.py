@@ -4,6 +4,13 @@ line, Hugging Face folders and hub names), tokenized in small batches (bos + tex
 mixed by weight and packed on the fly into rows of exactly max_length tokens. Memory
 holds one tokenized batch per source and one row, whatever the corpus size.
 
+Tokenized shards (`lmforge data prepare --tokenize`; a source whose path is a `.ds` file or
+a folder of them) are read as token ids, not tokenized again: each document becomes
+bos + its stored ids, whose last (the EOS prepare appended) is the run's EOS, the ids the
+same text would give. The shards must be the run tokenizer's (data/shards.py
+`tokenizer_problem`, checked when the stream is built); every document is checked as read
+(ids below the vocabulary size, EOS last).
+
 Fill rules (`fill`):
   - "source" (seed 003's MPT-1B rule, the default): each row draws one source with the
     probability of its weight and is filled from that source alone, with as many
@@ -23,7 +30,7 @@ and the stream ends when all have (the last row may then be shorter).
 Stages (`StreamStage`): consecutive spans of rows, each with its own source weights.
 
 Validation (`TextSource.holdout`): a source holds out a share of its documents, chosen by a
-hash of their text (stream_reader.held_out); the stream never reads them, and
+hash of their text, or of their token ids for shards (stream_reader.held_out); the stream never reads them, and
 `held_out_side()` is the source reading only them, which `pack_documents` packs like the
 stream does.
 
@@ -31,8 +38,8 @@ The stream is deterministic given the seed, and resumable: `state_at(rows)` is t
 stream's state after `rows` rows (per source: epoch, read position, tokens taken from the
 document in progress, tokens and documents drawn; the RNG state; the row count), small and
 JSON-serializable; `resume(state)` makes the next iteration start exactly there. Seekable
-files resume with a seek; other sources re-read and skip the records before the position
-(stream_reader.py).
+files resume with a seek, tokenized shards at their document; other sources re-read and
+skip the records before the position (stream_reader.py).
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ from typing import Any, Literal
 from torch.utils.data import IterableDataset
 
 from lmforge.data.packing import PieceRow, split_rows
-from lmforge.data.stream_reader import DocumentSource, Position, read_documents
+from lmforge.data import shards
+from lmforge.data.stream_reader import Document, DocumentSource, Position, read_documents
 from lmforge.errors import LmforgeError
 
 Fill = Literal["source", "mix"]
@@ -96,6 +104,8 @@ class StreamStage:
 
 def documents(source: TextSource) -> Iterator[str]:
     """Every non-empty document of a source, in order."""
+    if source.documents.tokenized:
+        raise LmforgeError(f"{source.key or source.label}: {source.path} holds token ids (tokenized shards), not text")
     for text, _ in read_documents(source.documents, source.documents.start()):
         yield text
 
@@ -126,6 +136,10 @@ class PackedTextStream(IterableDataset):
         self._snapshots: deque[tuple[int, dict[str, Any]]] = deque(maxlen=64)
         bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
         self._bos, self._eos = ([bos] if bos is not None else []), ([eos] if eos is not None else [])
+        self._vocab = len(tokenizer)
+        for source in sources:
+            if source.documents.tokenized:
+                _check_shards(source, tokenizer)
 
     # -- state -------------------------------------------------------------------
 
@@ -213,12 +227,47 @@ class PackedTextStream(IterableDataset):
         ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [self._bos + doc + self._eos for doc in ids]
 
+    def encode(self, source: TextSource, documents: list[Document]) -> list[list[int]]:
+        """A source's documents as the stream trains them: texts tokenized (bos + text + eos),
+        token ids of shards checked and given the same bos and eos."""
+        if not documents:
+            return []
+        if isinstance(documents[0], str):
+            return self.tokenize(documents)
+        encoded = []
+        for ids in documents:
+            top, last = int(ids.max()), int(ids[-1])
+            if top >= self._vocab or (self._eos and last != self._eos[0]):
+                problem = (
+                    f"holds token id {top}, beyond the run's tokenizer ({self._vocab} ids)"
+                    if top >= self._vocab
+                    else f"ends in token {last}, not the run tokenizer's EOS {self._eos[0]}"
+                )
+                raise LmforgeError(
+                    f"{source.key or source.label}.path: a document of {source.path} {problem}; "
+                    "were the shards made with another tokenizer?"
+                )
+            encoded.append(self._bos + ids[:-1].tolist() + self._eos)
+        return encoded
+
 
 def pack_documents(documents: list[list[int]], max_length: int, isolate: bool = True) -> list[dict[str, Any]]:
     """Tokenized documents packed in order into rows of `max_length` tokens, as the stream
     packs one source's documents (a document cut at a row's end continues in the next
     row); the last row may be shorter. For validation sets, which must look like training."""
     return split_rows(({"input_ids": document} for document in documents), max_length, isolate)
+
+
+def _check_shards(source: TextSource, tokenizer) -> None:
+    """Tokenized shards read whole (every .ds with its index, the two agreeing) and made with
+    the run's tokenizer; errors name the dataset's path key."""
+    where = f"{source.key or source.label}.path"
+    try:
+        problem = shards.tokenizer_problem(source.path, tokenizer)
+    except LmforgeError as exc:
+        raise LmforgeError(f"{where}: {exc}") from None
+    if problem:
+        raise LmforgeError(f"{where}: {source.path} was {problem}")
 
 
 def _state(rows: int, rng: random.Random, current: int | None, cursors: list[_Cursor]) -> dict[str, Any]:
@@ -269,14 +318,14 @@ class _Cursor:
         }
 
     def _tokenized(self, start: Position) -> Iterator[tuple[list[int], Position]]:
-        batch: list[tuple[str, Position]] = []
+        batch: list[tuple[Document, Position]] = []
         for item in read_documents(self.source.documents, start):
             batch.append(item)
             if len(batch) == self.stream.batch_docs:
-                yield from zip(self.stream.tokenize([t for t, _ in batch]), (p for _, p in batch))
+                yield from zip(self.stream.encode(self.source, [t for t, _ in batch]), (p for _, p in batch))
                 batch = []
         if batch:
-            yield from zip(self.stream.tokenize([t for t, _ in batch]), (p for _, p in batch))
+            yield from zip(self.stream.encode(self.source, [t for t, _ in batch]), (p for _, p in batch))
 
     def _next_document(self) -> bool:
         if self._documents is None:
