@@ -181,6 +181,11 @@ def test_weights_stages_and_accounting_with_a_text_source(prepared):
 def test_bad_shards_and_misuse_are_one_line_errors(prepared, tmp_path, tokenizer):
     with pytest.raises(ValidationError, match=r"data.datasets\[0\].path: .* tokenized shards .*data.streaming: true"):
         DataConfig.model_validate({"datasets": [{"path": prepared["tokens"]}]})
+    parent = str(prepared["root"] / "out" / "tokens")
+    with pytest.raises(
+        LmforgeError, match=r"data.datasets\[0\].path: .* a folder of tokenized shards per source; give"
+    ):
+        mixture_plan(DataConfig.model_validate({"streaming": True, "datasets": [{"path": parent}]}), 4, 2)
     folder = tmp_path / "tokens"
     shutil.copytree(prepared["tokens"], folder)
     [first, second] = sorted(folder.glob("*.ds"))

@@ -187,8 +187,9 @@ class DatasetEntry(Strict):
     encoding_errors: Literal["strict", "replace"] = "strict"
     """Invalid UTF-8: an error naming the byte offset, or U+FFFD replacement."""
     val_split: float = Field(0.05, ge=0.0, lt=1.0)
-    """Share held out for validation. data.streaming: the documents whose text hashes into
-    this share (default there 0: none); max_val_set of them (default 256) are scored."""
+    """Share held out for validation. data.streaming: the documents whose text (token ids,
+    for tokenized shards) hashes into this share (default there 0: none); max_val_set of
+    them (default 256) are scored."""
     test_split: float = Field(0.0, ge=0.0, lt=1.0)
     max_train_set: int | None = Field(None, gt=0)
     max_val_set: int | None = Field(None, ge=0)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lmforge.data.mixing import PRIORITY_WEIGHTS, Stage, check_mix  # noqa: F401 (PRIORITY_WEIGHTS: re-exported)
+from lmforge.data.shards import is_token_shards
 from lmforge.data.stream_reader import read_documents
 from lmforge.data.streaming import PackedTextStream, StreamStage, TextSource, pack_documents
 from lmforge.errors import LmforgeError
@@ -104,6 +105,12 @@ def mixture_plan(data_config, max_steps: int | None, global_batch: int) -> Mixtu
             raise LmforgeError(
                 f"data.datasets[{index}].format: data.streaming trains plain-text documents (format text), "
                 f"not {entry.format}"
+            )
+        folder = Path(entry.path)
+        if folder.is_dir() and not is_token_shards(folder) and any(folder.glob("*/*.ds")):
+            raise LmforgeError(
+                f"data.datasets[{index}].path: {entry.path} holds a folder of tokenized shards per source; "
+                f"give one of them ({', '.join(sorted({p.parent.name for p in folder.glob('*/*.ds')}))})"
             )
     weights = [e.weight if e.weight is not None else 1.0 for e in entries]
     sources = [
