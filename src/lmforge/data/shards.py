@@ -34,7 +34,10 @@ def _metadata(shard: Path) -> tuple[str | None, int]:
     metadata = shard.with_name(shard.name + ".metadata")
     if not metadata.is_file():
         return None, 2
-    name, size = metadata.read_text(encoding="utf-8").splitlines()[0].rsplit("|", 1)
+    first = (metadata.read_text(encoding="utf-8").splitlines() or [""])[0]
+    name, _, size = first.rpartition("|")
+    if size not in ("2", "4"):
+        raise LmforgeError(f"{metadata}: expected 'tokenizer|token size' (2 or 4) on its first line, got {first!r}")
     return name, int(size)
 
 
