@@ -181,7 +181,9 @@ def gold_config(model_dir: Path, questions: Path, train_dir: Path, seed: int, lr
     )
 
 
-def gold_rounds(start_model: Path, questions: Path, rounds: int, seed: int, score_path: Path, root: Path, console):
+def gold_rounds(
+    start_model: Path, questions: Path, rounds: int, seed: int, score_path: Path, root: Path, console, lr: float
+):
     """The control: per round, from the previous round's model, one epoch of SFT on the gold
     responses of the same questions (no generation). The run seed of round r is seed * 1009
     + r (the bootstrap's generation seed): it sets only the data order. A finished round's
@@ -195,7 +197,7 @@ def gold_rounds(start_model: Path, questions: Path, rounds: int, seed: int, scor
         train_dir = root / f"round-{index}" / "train"
         existing = rundir.read_run(train_dir)
         if not (existing and existing.get("status") == "finished"):
-            config = gold_config(model_dir, questions, train_dir, seed * 1009 + index, GOLD["lr"])
+            config = gold_config(model_dir, questions, train_dir, seed * 1009 + index, lr)
             run_training(config, overwrite=train_dir.exists()).require_finished()
         model_dir = train_dir / rundir.MODEL_DIR
         score = held_out_accuracy(model_dir, score_path)
@@ -332,14 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     spec = SIZES["full"]
     if args.rounds:
         spec = replace(spec, bootstrap_rounds=args.rounds)
+    methods = {**bootstrap_rounds.BOOTSTRAP_METHODS, "gold": GOLD}
     for method, lr in args.lr.items():  # calibration only: recorded in results.json
-        if method == "gold":
-            GOLD["lr"] = lr
-        else:
-            bootstrap_rounds.BOOTSTRAP_METHODS[method] = {**bootstrap_rounds.BOOTSTRAP_METHODS[method], "lr": lr}
+        methods[method] = {**methods[method], "lr": lr}
     if args.dpo_beta is not None:
-        dpo = bootstrap_rounds.BOOTSTRAP_METHODS["dpo"]
-        bootstrap_rounds.BOOTSTRAP_METHODS["dpo"] = {**dpo, "objective": {**dpo["objective"], "beta": args.dpo_beta}}
+        dpo = methods["dpo"]
+        methods["dpo"] = {**dpo, "objective": {**dpo["objective"], "beta": args.dpo_beta}}
 
     demo_dir = out / "demo"
     resuming = prepare_demo_dir(
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, list[dict]]] = {}
     seconds: dict[str, float] = {}
     for method in args.methods:
-        settings = GOLD if method == "gold" else bootstrap_rounds.BOOTSTRAP_METHODS[method]
+        settings = methods[method]
         beta = f"-beta{settings['objective']['beta']:g}" if "beta" in settings["objective"] else ""
         for seed in range(args.seeds):
             name = f"{method}-lr{settings['lr']:g}{beta}-seed{seed}"
@@ -372,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[bold]{name}[/bold] -> {root}")
                 if method == "gold":
                     questions = gold_questions(demo_dir, out / "gold-questions.jsonl", spec.bootstrap_questions)
-                    rounds = gold_rounds(start_model, questions, spec.bootstrap_rounds, seed, score_path, root, console)
+                    rounds = gold_rounds(
+                        start_model, questions, spec.bootstrap_rounds, seed, score_path, root, console, settings["lr"]
+                    )
                 else:
                     rounds = run_bootstrap_rounds(
                         demo_dir,
@@ -384,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                         resuming=(root / "bootstrap.json").is_file(),
                         method=method,
                         root=root,
+                        settings=settings,
                     )
                 record = {"rounds": rounds, "seconds": time.perf_counter() - t}
                 scores.write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -399,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         "questions": spec.bootstrap_questions,
         "samples": spec.bootstrap_samples,
         "rounds": spec.bootstrap_rounds,
-        "methods": {m: GOLD if m == "gold" else bootstrap_rounds.BOOTSTRAP_METHODS[m] for m in args.methods},
+        "methods": {m: methods[m] for m in args.methods},
     }
     command = " ".join(["python", "experiments/bootstrap.py", *(sys.argv[1:] if argv is None else argv)])
     invocations = [{"command": command, "methods": args.methods, "seconds": total}]

@@ -26,11 +26,18 @@ correct samples), each at the learning rate chosen for it on a validation split
 
 
 def bootstrap_config(
-    demo_dir: Path, model_dir: Path, size: DemoSize, seed: int, method: str = "rank", output_dir: Path | None = None
+    demo_dir: Path,
+    model_dir: Path,
+    size: DemoSize,
+    seed: int,
+    method: str = "rank",
+    output_dir: Path | None = None,
+    settings: dict | None = None,
 ) -> RawConfig:
     """Memphis-CoT's loop scaled down: the first `bootstrap_questions` training questions,
-    `bootstrap_samples` samples each, one epoch of `method`'s finetuning per round."""
-    settings = BOOTSTRAP_METHODS[method]
+    `bootstrap_samples` samples each, one epoch of `method`'s finetuning per round
+    (`settings`: its objective and lr, default BOOTSTRAP_METHODS[method])."""
+    settings = settings or BOOTSTRAP_METHODS[method]
     return RawConfig(
         data={
             "run": {"output_dir": str(output_dir or demo_dir / "bootstrap"), "seed": seed},
@@ -94,6 +101,7 @@ def run_bootstrap_rounds(
     resuming: bool = False,
     method: str = "rank",
     root: Path | None = None,
+    settings: dict | None = None,
 ) -> list[dict]:
     """The demo's bootstrap rounds from `model_dir` into `root` (default DEMO_DIR/bootstrap),
     each round's model scored on `score_path`: one round_row per round. When `resuming`,
@@ -123,7 +131,7 @@ def run_bootstrap_rounds(
             report(stats["round"], Path(stats["model_dir"]), stats)
         if state.get("status") == "finished":
             return rounds
-    config = validate(bootstrap_config(demo_dir, model_dir, spec, seed, method, root))
+    config = validate(bootstrap_config(demo_dir, model_dir, spec, seed, method, root, settings))
     run_bootstrap(config, on_round_end=report, resume=continuing)
     return rounds
 
