@@ -72,7 +72,7 @@ def test_split_rows_by_hand():
         },
     ]
     assert (report.examples, report.rows, report.tokens, report.slots, report.efficiency) == (3, 4, 16, 16, 1.0)
-    assert report.split and report.label == "packing (split)"
+    assert report.split and report.describe().startswith("packing (split): 3 examples in 4 rows")
 
 
 @pytest.mark.parametrize("max_length", [3, 4, 5, 7, 16, 40])

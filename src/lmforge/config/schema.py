@@ -304,7 +304,7 @@ class DataConfig(Strict):
     text only): the examples concatenated in data order and cut into rows of exactly
     max_length tokens, the last shorter; a piece starting a row restarts its positions and
     is not trained on its first token. Split cuts long examples instead of applying
-    data.overlength, which then applies to the (unpacked) validation examples alone."""
+    data.overlength, and packs the validation examples the same way."""
     streaming: bool = False
     """Pretraining on plain text streamed from the datasets (README "Pretraining: streaming
     mixtures and stages"): rows of max_length tokens packed on the fly, memory flat in the

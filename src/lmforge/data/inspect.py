@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lmforge.data.conversation import ROLE_IDS
+from lmforge.data.packing import PackingReport
 from lmforge.data.pipeline import TokenizedData
 from lmforge.data.tokenize import IGNORE_INDEX
 
@@ -175,14 +176,12 @@ def inspect_text(summary: dict[str, Any]) -> str:
     lines.append("")
     stages = ", ".join(f"{s['name']} {s['rows']}" for s in summary["stages"])
     lines.append(f"training rows: {summary['train_rows']} ({stages}); validation rows: {summary['val_rows']}")
-    for key, name in (("packing", "packing"), ("val_packing", "validation packing")):
+    for key, prefix in (("packing", ""), ("val_packing", "validation ")):
         if key in summary:
             p = summary[key]
-            mode = " (split)" if p["mode"] == "split" else ""
-            lines.append(
-                f"{name}{mode}: {p['examples']} examples in {p['rows']} rows, efficiency {p['efficiency']:.1%} "
-                f"({p['tokens']} tokens / {p['slots']} slots)"
-            )
+            counts = {name: p[name] for name in ("examples", "rows", "tokens", "slots")}
+            report = PackingReport(**counts, split=p["mode"] == "split")
+            lines.append(f"{prefix}{report.describe()} ({p['tokens']} tokens / {p['slots']} slots)")
     return "\n".join(lines)
 
 

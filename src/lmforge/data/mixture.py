@@ -13,10 +13,10 @@ steps left to train.max_steps. train.schedule spans the whole run; a stage's lr_
 multiplies it during that stage's steps.
 
 Validation (one set per source): a dataset's `val_split` is the share of its documents held
-out by a hash of their text, or of their token ids for tokenized shards (stream_reader.held_out); training never reads them. With
-data.streaming a dataset holds nothing out unless it sets val_split (the in-memory path's
-5% default would take 5% of a corpus from training for a validation set that uses only the
-first few hundred of them). Each source's validation set is its first `max_val_set`
+out by a hash of their text, or of their token ids for tokenized shards
+(stream_reader.held_out); training never reads them. With data.streaming a dataset holds
+nothing out unless it sets val_split (the in-memory path's 5% default would take 5% of a
+corpus from training for a validation set that uses only the first few hundred of them). Each source's validation set is its first `max_val_set`
 held-out documents (default 256), packed into rows as training packs them.
 """
 

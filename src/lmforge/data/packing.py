@@ -46,16 +46,14 @@ class PackingReport:
     """data.packing: split (examples cut across full rows)."""
 
     @property
-    def label(self) -> str:
-        return "packing (split)" if self.split else "packing"
-
-    @property
     def efficiency(self) -> float:
         """Real tokens / slots (rows x max_length)."""
         return self.tokens / self.slots if self.slots else 0.0
 
     def describe(self) -> str:
-        return f"{self.label}: {self.examples} examples in {self.rows} rows, efficiency {self.efficiency:.1%}"
+        """The run log's and `data inspect`'s line."""
+        mode = " (split)" if self.split else ""
+        return f"packing{mode}: {self.examples} examples in {self.rows} rows, efficiency {self.efficiency:.1%}"
 
 
 def plan_bins(lengths: list[int], max_length: int) -> list[list[int]]:

@@ -30,8 +30,8 @@ and the stream ends when all have (the last row may then be shorter).
 Stages (`StreamStage`): consecutive spans of rows, each with its own source weights.
 
 Validation (`TextSource.holdout`): a source holds out a share of its documents, chosen by a
-hash of their text, or of their token ids for shards (stream_reader.held_out); the stream never reads them, and
-`held_out_side()` is the source reading only them, which `pack_documents` packs like the
+hash of their text, or of their token ids for shards (stream_reader.held_out); the stream
+never reads them, and `held_out_side()` is the source reading only them, which `pack_documents` packs like the
 stream does.
 
 The stream is deterministic given the seed, and resumable: `state_at(rows)` is the
