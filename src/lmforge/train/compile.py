@@ -4,8 +4,8 @@ embeddings and the head) for training.
 The body is compiled in place (`nn.Module.compile`), so parameter names, checkpoints and
 the saved model are those of the eager model. The head and the objectives stay eager: they
 select label positions (objectives/head.py), whose count changes every batch. Generation
-(task evaluations during training) runs eager: a KV cache growing one
-token at a time would recompile the body at every length (eval/generate.py).
+(task evaluations during training) runs eager: a KV cache growing one token at a time would
+recompile the body at every length (eval/generate.py).
 """
 
 from __future__ import annotations
